@@ -1,0 +1,40 @@
+# Two commands matter: `make run` (the platform on embedded servers) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(REQS_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: run test system-deps lint typecheck check clean-stack
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $(STAMP)
+
+## run: start PostgreSQL x3 and Redis (embedded unless configured), migrate, seed demo users, serve :8000
+run: $(STAMP)
+	$(BIN)/python -m quantumquill.devstack run
+
+## test: the whole suite against private, real servers started for the run
+test: $(STAMP) system-deps
+	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## system-deps: nginx and Chromium for the end-to-end tests (installed with apt when missing)
+system-deps:
+	@./scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/mypy quantumquill shardrouter apps migrations_tooling
+
+check: lint typecheck test
+
+clean-stack:
+	-$(BIN)/python -m quantumquill.devstack down --profile dev
+	rm -rf var/devstack var/teststack

@@ -1,0 +1,77 @@
+"""User-owned content tables. They live on the shards, keyed by the owner's user ID."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from shardrouter.models import ShardedModel
+
+PROMPT_MAX_CHARS = 4000
+MAX_TOKENS_LIMIT = 2048
+STOP_SEQUENCES_MAX = 4
+STOP_SEQUENCE_MAX_CHARS = 32
+
+
+class Generation(ShardedModel):
+    """One request to generate text, and its result."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    # Idempotency key sent to the generation service: a retried job never produces a second result.
+    request_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    prompt = models.TextField()
+    max_tokens = models.PositiveIntegerField(default=200)
+    temperature = models.FloatField(default=0.8)
+    top_p = models.FloatField(default=0.95)
+    seed = models.BigIntegerField(null=True, blank=True)
+    stop = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=16, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(ShardedModel.Meta):
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user_id", "-created_at", "-id"], name="generation_user_recent")]
+        constraints = [
+            *ShardedModel.Meta.constraints,
+            models.UniqueConstraint(fields=["user_id", "request_id"], name="generation_unique_request"),
+        ]
+
+    def __str__(self) -> str:
+        return f"generation {self.id} ({self.status})"
+
+    @property
+    def title(self) -> str:
+        first_line = self.prompt.strip().splitlines()[0] if self.prompt.strip() else "(empty prompt)"
+        return first_line if len(first_line) <= 80 else first_line[:77] + "..."
+
+
+class UsageEvent(ShardedModel):
+    """Metering: one row per billable event, on the owner's shard next to the generation it counts."""
+
+    class Kind(models.TextChoices):
+        GENERATION_REQUESTED = "generation_requested", "Generation requested"
+        GENERATION_COMPLETED = "generation_completed", "Generation completed"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    generation_id = models.BigIntegerField(null=True, blank=True)
+    tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(ShardedModel.Meta):
+        indexes = [models.Index(fields=["user_id", "created_at"], name="usage_user_time")]

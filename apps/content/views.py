@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from .forms import GenerationForm
+from .models import Generation
+from .selectors import generation_get, generation_list
+from .services import generation_create, generation_delete
+
+PAGE_SIZE = 20
+
+
+def _get_or_404(user_id: int, generation_id: int) -> Generation:
+    try:
+        return generation_get(user_id=user_id, generation_id=generation_id)
+    except Generation.DoesNotExist:
+        raise Http404("No such generation.") from None
+
+
+@login_required
+def generation_list_view(request: HttpRequest) -> HttpResponse:
+    page = Paginator(generation_list(user_id=request.user.pk), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "content/list.html", {"page": page})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def generation_create_view(request: HttpRequest) -> HttpResponse:
+    form = GenerationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        generation = generation_create(user_id=request.user.pk, **form.generation_kwargs())
+        messages.success(request, "Your generation is queued.")
+        return redirect("content:detail", generation_id=generation.id)
+    return render(request, "content/form.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+def generation_detail_view(request: HttpRequest, generation_id: int) -> HttpResponse:
+    generation = _get_or_404(request.user.pk, generation_id)
+    return render(request, "content/detail.html", {"generation": generation})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def generation_delete_view(request: HttpRequest, generation_id: int) -> HttpResponse:
+    generation = _get_or_404(request.user.pk, generation_id)
+    if request.method == "POST":
+        try:
+            generation_delete(user_id=request.user.pk, generation_id=generation.id)
+        except Generation.DoesNotExist:
+            raise Http404("No such generation.") from None
+        messages.success(request, "Generation deleted.")
+        return redirect("content:list")
+    return render(request, "content/confirm_delete.html", {"generation": generation})

@@ -1,0 +1,51 @@
+"""Command line for the embedded stack: ``python -m quantumquill.devstack {run,up,down,env,exec}``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+
+from .run import run
+from .stack import PROFILES, Stack, stack_from_state
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m quantumquill.devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the servers, migrate, seed demo users and serve http://127.0.0.1:8000")
+    for name, text in (("up", "start the servers and print their env"), ("down", "stop the servers")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--profile", choices=sorted(PROFILES), default="dev", help="dev (kept) or test (fresh)")
+    ex = sub.add_parser("exec", help="start the servers, run a command with their env, stop the servers")
+    ex.add_argument("--profile", choices=sorted(PROFILES), default="test", help="dev (kept) or test (fresh)")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        return run()
+    if args.command == "up":
+        env = Stack(PROFILES[args.profile]).up()
+        for key, value in env.items():
+            print(f"export {key}={shlex.quote(value)}")
+        return 0
+    if args.command == "down":
+        stack = Stack(PROFILES[args.profile])
+        if stack.state_file.exists():
+            stack_from_state(stack.state_file).down()
+        return 0
+    cmd = [part for part in args.cmd if part != "--"] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        parser.error("exec needs a command after --")
+    stack = Stack(PROFILES[args.profile])
+    env = {**os.environ, **stack.up()}
+    try:
+        return subprocess.call(cmd, env=env)
+    finally:
+        stack.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

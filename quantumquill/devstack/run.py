@@ -1,0 +1,72 @@
+"""``make run``: the whole platform on one machine, stopped cleanly with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from .stack import PROFILES, REPO_ROOT, Stack
+
+
+@dataclass(frozen=True)
+class AppProcess:
+    name: str
+    argv: tuple[str, ...]
+
+
+def app_processes() -> list[AppProcess]:
+    """The long-running processes of the platform, each started with the stack's env."""
+    py = sys.executable
+    return [
+        AppProcess("web", (py, "manage.py", "runserver", "127.0.0.1:8000", "--noreload")),
+    ]
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, check=True)
+
+
+def run() -> int:
+    stack = Stack(PROFILES["dev"])
+    print("Starting embedded PostgreSQL (3 servers) and Redis under var/devstack ...", flush=True)
+    env = {**os.environ, **stack.up()}
+    children: list[tuple[AppProcess, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        _manage(env, "migrate_shards")
+        _manage(env, "bootstrap_embedded")
+        for proc in app_processes():
+            children.append((proc, subprocess.Popen(proc.argv, cwd=REPO_ROOT, env=env)))
+        print("\nQuantumQuill is up: http://127.0.0.1:8000  (Ctrl-C stops everything)\n", flush=True)
+        while not stopping:
+            for proc, child in children:
+                if child.poll() is not None:
+                    print(f"{proc.name} exited with code {child.returncode}; stopping.", flush=True)
+                    stopping = True
+            time.sleep(0.3)
+        return 0
+    except subprocess.CalledProcessError as exc:
+        print(f"Start-up step failed: {' '.join(map(str, exc.cmd))} (exit {exc.returncode})", file=sys.stderr)
+        return 1
+    finally:
+        for _proc, child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for _proc, child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        print("Stopping embedded servers ...", flush=True)
+        stack.down()

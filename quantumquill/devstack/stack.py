@@ -1,0 +1,160 @@
+"""The embedded topology: which servers run, which databases they hold, and the env that points at them.
+
+Topology (dev and test alike): the control database on its own server, the
+shard databases on two more servers, so a single shard server can be stopped
+in a fault test while the others keep serving.
+
+    pg0  quantumquill  -> alias default (control: users, shard map, move state)
+    pg1  qq_shard1     -> alias shard1
+    pg1  qq_shard3     -> alias shard3 (spare: the target of shard splits)
+    pg2  qq_shard2     -> alias shard2
+    redis              -> cache, sessions and the Celery broker (separate DB numbers)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .postgres import PostgresServer
+from .redis import RedisServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_ENV = "QQ_DEVSTACK_STATE"
+
+# alias -> (server name, database name)
+DATABASES: dict[str, tuple[str, str]] = {
+    "default": ("pg0", "quantumquill"),
+    "shard1": ("pg1", "qq_shard1"),
+    "shard2": ("pg2", "qq_shard2"),
+    "shard3": ("pg1", "qq_shard3"),
+}
+SERVER_NAMES = ("pg0", "pg1", "pg2")
+# The embedded map: user IDs below 1000 on shard1, the rest (and every new signup) on shard2.
+EMBEDDED_SHARD_MAP = "0:1000=shard1,1000:MAX=shard2"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    data_dir: Path
+    durable: bool
+    fixed_ports: dict[str, int] | None = None
+    fresh: bool = False
+
+
+PROFILES = {
+    "dev": Profile(
+        "dev",
+        REPO_ROOT / "var" / "devstack",
+        durable=True,
+        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379},
+    ),
+    "test": Profile("test", REPO_ROOT / "var" / "teststack", durable=False, fresh=True),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    profile: Profile
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state_file(self) -> Path:
+        return self.profile.data_dir / "stack.json"
+
+    def postgres(self, name: str) -> PostgresServer:
+        return PostgresServer(name, self.profile.data_dir / name, self.ports[name])
+
+    def redis(self) -> RedisServer:
+        return RedisServer("redis", self.profile.data_dir / "redis", self.ports["redis"])
+
+    def env(self) -> dict[str, str]:
+        def url(alias: str) -> str:
+            server, dbname = DATABASES[alias]
+            return self.postgres(server).url(dbname)
+
+        shards = ",".join(f"{alias}={url(alias)}" for alias in DATABASES if alias != "default")
+        redis_server = self.redis()
+        return {
+            "DATABASE_URL": url("default"),
+            "SHARD_DATABASE_URLS": shards,
+            "REDIS_URL": redis_server.url(0),
+            "SESSION_REDIS_URL": redis_server.url(2),
+            "CELERY_BROKER_URL": redis_server.url(1),
+            "DJANGO_SECRET_KEY": self._secret_key(),
+            "DJANGO_DEBUG": "1",
+            "QQ_EMBEDDED_SHARD_MAP": EMBEDDED_SHARD_MAP,
+            STATE_ENV: str(self.state_file),
+        }
+
+    def _secret_key(self) -> str:
+        path = self.profile.data_dir / "secret_key"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(50))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def up(self) -> dict[str, str]:
+        """Start every server (creating data folders and databases on first use) and write the state file."""
+        if self.profile.fresh and self.profile.data_dir.exists():
+            self._stop_from_state()
+            shutil.rmtree(self.profile.data_dir)
+        self.profile.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ports = self._choose_ports()
+        for name in SERVER_NAMES:
+            server = self.postgres(name)
+            server.init(durable=self.profile.durable)
+            server.start()
+        for server_name, dbname in DATABASES.values():
+            self.postgres(server_name).ensure_database(dbname)
+        self.redis().start()
+        env = self.env()
+        self.state_file.write_text(json.dumps({"ports": self.ports, "env": env}, indent=2))
+        return env
+
+    def down(self) -> None:
+        self._stop_from_state()
+
+    def _choose_ports(self) -> dict[str, int]:
+        if self.profile.fixed_ports:
+            return dict(self.profile.fixed_ports)
+        return {name: free_port() for name in (*SERVER_NAMES, "redis")}
+
+    def _stop_from_state(self) -> None:
+        if not self.state_file.exists():
+            return
+        self.ports = json.loads(self.state_file.read_text())["ports"]
+        self.redis().stop()
+        for name in SERVER_NAMES:
+            self.postgres(name).stop()
+
+
+def load_state_env(path: Path | None = None) -> dict[str, str] | None:
+    """The env of a running embedded stack, or None when none was started."""
+    candidate = path or Path(os.environ.get(STATE_ENV) or PROFILES["dev"].data_dir / "stack.json")
+    if not candidate.exists():
+        return None
+    data: dict[str, dict[str, str]] = json.loads(candidate.read_text())
+    return data["env"]
+
+
+def stack_from_state(path: Path | str | None = None) -> Stack:
+    """Rebuild the Stack a state file describes (tests use it to stop and start one server)."""
+    state_path = Path(path or os.environ[STATE_ENV])
+    data = json.loads(state_path.read_text())
+    profile = next((p for p in PROFILES.values() if p.data_dir == state_path.parent), None)
+    if profile is None:
+        profile = Profile("custom", state_path.parent, durable=True)
+    return Stack(profile, ports={k: int(v) for k, v in data["ports"].items()})

@@ -1,0 +1,39 @@
+"""Turn an unreachable database into a clear 503 page instead of a 500."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+from shardrouter.errors import ShardMapError, ShardWriteUnavailable
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 30
+
+
+class DatabaseUnavailableMiddleware:
+    """Answer 503 with Retry-After when the database holding the user's data does not answer.
+
+    Only requests that touch the failed database are affected: with a shard
+    server down, users on other shards keep working.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, (OperationalError, InterfaceError, ShardMapError, ShardWriteUnavailable)):
+            return None
+        logger.warning("Database unavailable for %s %s: %s", request.method, request.path, exception)
+        body = render_to_string("errors/503_database.html", {"retry_after": RETRY_AFTER_SECONDS}, request=request)
+        response = HttpResponse(body, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

@@ -1,0 +1,43 @@
+"""Querysets for sharded models: ``for_user()`` routes by shard key without a global context."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from django.db import models
+
+from .context import validate_shard_key
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class ShardedQuerySet(models.QuerySet[_M]):
+    def for_user(self, user_id: int) -> ShardedQuerySet[_M]:
+        """Rows owned by ``user_id``, on that user's shard (reads and writes alike)."""
+        key = validate_shard_key(user_id)
+        attname = self.model.shard_key
+        clone = self.filter(**{attname: key})
+        # QuerySet passes _hints to every router call it makes (db_for_read, db_for_write).
+        clone._hints = {**self._hints, "shard_key": key}
+        return clone
+
+    def _shard_key_from(self, values: dict[str, Any]) -> int | None:
+        attname = self.model.shard_key
+        if attname not in values:
+            return None
+        key = validate_shard_key(values[attname])
+        hinted = self._hints.get("shard_key")
+        if hinted is not None and hinted != key:
+            raise ValueError(f"{attname}={key} does not match for_user({hinted}); a row belongs to exactly one user.")
+        return key
+
+    def create(self, **kwargs: Any) -> _M:
+        """Create a row; the row's own shard key routes it when no for_user() or context does."""
+        key = self._shard_key_from(kwargs)
+        if key is not None and self._db is None and "shard_key" not in self._hints:
+            return self.for_user(key).create(**kwargs)
+        return super().create(**kwargs)
+
+
+class ShardedManager(models.Manager.from_queryset(ShardedQuerySet)):  # type: ignore[misc]
+    """Default manager of ShardedModel."""

@@ -1,0 +1,137 @@
+"""The database router for sharded models.
+
+Follows Django's router contract: it answers only for sharded models (and
+for migrations) and returns None for everything else, so other routers and
+Django's defaults keep working. For a sharded model the shard key comes from,
+in order: the instance hint (``save()``, ``delete()``, related managers), the
+``for_user()`` hint, then the current shard context. With none of them the
+query raises ``ShardRoutingError``: there is never a silent fallback to the
+control database. ``.using(alias)`` bypasses routers entirely, as in Django.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+from django.apps import apps
+from django.core.cache import caches
+from django.db import models
+
+from .conf import get_settings
+from .context import current_shard_key, write_override_for
+from .errors import ShardRoutingError
+from .shardmap import current_map
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def shard_key_attname(model: type[models.Model]) -> str | None:
+    """The attribute holding a model's shard key, or None if the model is not sharded."""
+    key = getattr(model, "shard_key", None)
+    return key if isinstance(key, str) else None
+
+
+def _pin_key(key: int) -> str:
+    return f"shardrouter:pin:{key}"
+
+
+def _routing_key(model: type[models.Model], attname: str, hints: dict[str, Any]) -> int:
+    instance = hints.get("instance")
+    if instance is not None and shard_key_attname(type(instance)) is not None:
+        value = getattr(instance, shard_key_attname(type(instance)) or "", None)
+        if value is not None:
+            return int(value)
+    hinted = hints.get("shard_key")
+    if hinted is not None:
+        return int(hinted)
+    context_key = current_shard_key()
+    if context_key is not None:
+        return context_key
+    label = model._meta.label
+    raise ShardRoutingError(
+        f"Cannot route a query on {label}: it is sharded by {attname} and nothing names the user. "
+        f"Use {model.__name__}.objects.for_user(user_id), wrap the code in `with shard_for(user_id):`, "
+        f"or pick a database explicitly with .using(alias)."
+    )
+
+
+def _pinned_to_writes(key: int) -> bool:
+    seconds = get_settings().read_your_writes_seconds
+    if seconds <= 0:
+        return False
+    try:
+        return bool(caches[get_settings().pin_cache].get(_pin_key(key)))
+    except Exception:
+        return True
+
+
+def _pin_reads_to_writes(key: int) -> None:
+    seconds = get_settings().read_your_writes_seconds
+    if seconds <= 0:
+        return
+    try:
+        caches[get_settings().pin_cache].set(_pin_key(key), 1, timeout=seconds)
+    except Exception as exc:
+        logger.warning("Could not pin user %s to the write database: %s", key, exc)
+
+
+class ShardRouter:
+    """Route sharded models by the shard map; no opinion on anything else."""
+
+    def db_for_read(self, model: type[models.Model], **hints: Any) -> str | None:
+        attname = shard_key_attname(model)
+        if attname is None:
+            return None
+        key = _routing_key(model, attname, hints)
+        override = write_override_for(key)
+        if override is not None:
+            return override
+        shard_range = current_map().range_for(key)
+        if shard_range.reads_switched and not _pinned_to_writes(key):
+            return shard_range.read_alias
+        return shard_range.alias
+
+    def db_for_write(self, model: type[models.Model], **hints: Any) -> str | None:
+        attname = shard_key_attname(model)
+        if attname is None:
+            return None
+        key = _routing_key(model, attname, hints)
+        override = write_override_for(key)
+        if override is not None:
+            return override
+        shard_range = current_map().range_for(key)
+        if shard_range.reads_switched:
+            # Until the write cut-over, this user's reads follow their writes for a short while.
+            _pin_reads_to_writes(key)
+        return shard_range.alias
+
+    def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
+        sharded1 = shard_key_attname(type(obj1)) is not None
+        sharded2 = shard_key_attname(type(obj2)) is not None
+        if not (sharded1 or sharded2):
+            return None
+        # Relations only ever join rows that live in the same database.
+        return sharded1 and sharded2 and obj1._state.db == obj2._state.db
+
+    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool | None:
+        config = get_settings()
+        if db not in config.shard_databases and db != config.control_database:
+            return None
+        if app_label in config.sharded_apps:
+            return db in config.shard_databases or db == config.control_database
+        if db == config.control_database:
+            return None
+        # Global tables (users, shard map, move state...) exist only in the control database.
+        return False
+
+
+def is_sharded_app(app_label: str) -> bool:
+    return app_label in get_settings().sharded_apps
+
+
+def sharded_models() -> list[type[models.Model]]:
+    """Every installed model that carries a shard key."""
+    return [m for m in apps.get_models() if shard_key_attname(m) is not None]

@@ -1,0 +1,144 @@
+"""The shard map in force: loaded from the control database, cached per process, refreshed by version.
+
+Each process keeps an immutable ``ShardMap`` snapshot. At most once per
+``REFRESH_INTERVAL`` (1 s by default) a routing decision triggers a check of
+the newest version in the control database; a new version replaces the
+snapshot atomically, so every process sees a change within about a second of
+it being committed, without a restart. Between checks routing costs one
+bisect over the ranges and no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.db import IntegrityError, transaction
+
+from .conf import get_settings
+from .control import control_connection
+from .errors import ShardMapConflict, ShardMapError
+from .keyspace import ShardMap, ShardRange, merge_adjacent, validate_ranges
+
+logger = logging.getLogger(__name__)
+
+_LATEST = "SELECT version, ranges FROM shardrouter_shardmaprevision ORDER BY version DESC LIMIT 1"
+
+
+def _snapshot_from_row(row: tuple[Any, Any] | None) -> ShardMap:
+    if row is None:
+        raise ShardMapError(
+            "The control database holds no shard map. Run `manage.py migrate_shards` (it creates the "
+            "initial map, everything on 'default')."
+        )
+    version, ranges_json = row
+    return ShardMap(int(version), tuple(ShardRange.from_json(item) for item in ranges_json))
+
+
+class ShardMapCache:
+    """Process-wide holder of the current snapshot; safe to use from any thread."""
+
+    def __init__(self) -> None:
+        self._snapshot: ShardMap | None = None
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+
+    def current(self) -> ShardMap:
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() < self._next_check:
+            return snapshot
+        return self._refresh(force=False)
+
+    def refresh(self) -> ShardMap:
+        """Check the control database now (after a write was refused because its range moved)."""
+        return self._refresh(force=True)
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+        self._next_check = 0.0
+
+    def _refresh(self, *, force: bool) -> ShardMap:
+        snapshot = self._snapshot
+        # One thread refreshes; the others keep routing on the snapshot they have.
+        if not self._lock.acquire(blocking=snapshot is None or force):
+            assert snapshot is not None
+            return snapshot
+        try:
+            if not force and self._snapshot is not None and time.monotonic() < self._next_check:
+                return self._snapshot
+            try:
+                with control_connection.cursor() as cur:
+                    cur.execute(_LATEST)
+                    row = cur.fetchone()
+            except psycopg.Error as exc:
+                if self._snapshot is None:
+                    raise ShardMapError(f"Cannot load the shard map from the control database: {exc}") from exc
+                logger.warning("Shard map refresh failed, routing on version %s: %s", self._snapshot.version, exc)
+                self._next_check = time.monotonic() + get_settings().refresh_interval
+                return self._snapshot
+            if self._snapshot is None or row is None or int(row[0]) != self._snapshot.version:
+                new = _snapshot_from_row(row)
+                if self._snapshot is not None:
+                    logger.info("Shard map v%s replaces v%s", new.version, self._snapshot.version)
+                self._snapshot = new
+            self._next_check = time.monotonic() + get_settings().refresh_interval
+            return self._snapshot
+        finally:
+            self._lock.release()
+
+
+shard_map_cache = ShardMapCache()
+os.register_at_fork(after_in_child=shard_map_cache.invalidate)
+
+
+def current_map() -> ShardMap:
+    """The shard map this process routes by (at most REFRESH_INTERVAL seconds old)."""
+    return shard_map_cache.current()
+
+
+def load_map_from_database() -> ShardMap:
+    """The newest map, read through Django's control connection (commands, checks, tests)."""
+    from .models import ShardMapRevision
+
+    alias = get_settings().control_database
+    latest = ShardMapRevision.objects.using(alias).order_by("-version").values_list("version", "ranges").first()
+    return _snapshot_from_row(latest)
+
+
+def apply_map(
+    ranges: Sequence[ShardRange], *, expected_version: int, reason: str, known_aliases: Sequence[str] | None = None
+) -> ShardMap:
+    """Validate ``ranges`` and store them as version ``expected_version + 1``.
+
+    All or nothing: an invalid map raises ``ShardMapError`` and nothing is
+    written; a concurrent change raises ``ShardMapConflict`` (re-read and retry).
+    """
+    from django.conf import settings
+
+    from .models import ShardMapRevision
+
+    aliases = list(known_aliases) if known_aliases is not None else list(settings.DATABASES)
+    cleaned = merge_adjacent(ranges)
+    validate_ranges(cleaned, aliases)
+    alias = get_settings().control_database
+    new_version = expected_version + 1
+    try:
+        with transaction.atomic(using=alias):
+            latest = ShardMapRevision.objects.using(alias).select_for_update().order_by("-version").first()
+            if latest is not None and latest.version != expected_version:
+                raise ShardMapConflict(
+                    f"The shard map changed while this edit was prepared (now v{latest.version}, edit based on "
+                    f"v{expected_version}). Re-read it with `manage.py shardmap show` and apply again."
+                )
+            ShardMapRevision.objects.using(alias).create(
+                version=new_version, ranges=[r.to_json() for r in cleaned], reason=reason[:500]
+            )
+    except IntegrityError as exc:
+        raise ShardMapConflict(f"Shard map v{new_version} was written concurrently; re-read and apply again.") from exc
+    shard_map_cache.invalidate()
+    return ShardMap(new_version, tuple(cleaned))
