@@ -12,7 +12,6 @@ control database. ``.using(alias)`` bypasses routers entirely, as in Django.
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import Any
 
 from django.apps import apps
@@ -27,11 +26,18 @@ from .shardmap import current_map
 logger = logging.getLogger(__name__)
 
 
-@cache
 def shard_key_attname(model: type[models.Model]) -> str | None:
     """The attribute holding a model's shard key, or None if the model is not sharded."""
     key = getattr(model, "shard_key", None)
     return key if isinstance(key, str) else None
+
+
+def require_shard_key(model: type[models.Model]) -> str:
+    """The shard key attribute of a sharded model (raises ShardRoutingError for any other model)."""
+    attname = shard_key_attname(model)
+    if attname is None:
+        raise ShardRoutingError(f"{model._meta.label} is not sharded (it has no shard_key).")
+    return attname
 
 
 def _pin_key(key: int) -> str:
@@ -40,8 +46,9 @@ def _pin_key(key: int) -> str:
 
 def _routing_key(model: type[models.Model], attname: str, hints: dict[str, Any]) -> int:
     instance = hints.get("instance")
-    if instance is not None and shard_key_attname(type(instance)) is not None:
-        value = getattr(instance, shard_key_attname(type(instance)) or "", None)
+    instance_attname = shard_key_attname(type(instance)) if instance is not None else None
+    if instance_attname is not None:
+        value = getattr(instance, instance_attname, None)
         if value is not None:
             return int(value)
     hinted = hints.get("shard_key")

@@ -15,6 +15,11 @@ from .services import generation_create, generation_delete
 PAGE_SIZE = 20
 
 
+def _user_id(request: HttpRequest) -> int:
+    # Every view below is login_required: the user is authenticated and has a primary key.
+    return int(request.user.pk)  # type: ignore[arg-type]
+
+
 def _get_or_404(user_id: int, generation_id: int) -> Generation:
     try:
         return generation_get(user_id=user_id, generation_id=generation_id)
@@ -24,7 +29,7 @@ def _get_or_404(user_id: int, generation_id: int) -> Generation:
 
 @login_required
 def generation_list_view(request: HttpRequest) -> HttpResponse:
-    page = Paginator(generation_list(user_id=request.user.pk), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(generation_list(user_id=_user_id(request)), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "content/list.html", {"page": page})
 
 
@@ -33,7 +38,7 @@ def generation_list_view(request: HttpRequest) -> HttpResponse:
 def generation_create_view(request: HttpRequest) -> HttpResponse:
     form = GenerationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        generation = generation_create(user_id=request.user.pk, **form.generation_kwargs())
+        generation = generation_create(user_id=_user_id(request), **form.generation_kwargs())
         messages.success(request, "Your generation is queued.")
         return redirect("content:detail", generation_id=generation.id)
     return render(request, "content/form.html", {"form": form}, status=400 if form.errors else 200)
@@ -41,17 +46,17 @@ def generation_create_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def generation_detail_view(request: HttpRequest, generation_id: int) -> HttpResponse:
-    generation = _get_or_404(request.user.pk, generation_id)
+    generation = _get_or_404(_user_id(request), generation_id)
     return render(request, "content/detail.html", {"generation": generation})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def generation_delete_view(request: HttpRequest, generation_id: int) -> HttpResponse:
-    generation = _get_or_404(request.user.pk, generation_id)
+    generation = _get_or_404(_user_id(request), generation_id)
     if request.method == "POST":
         try:
-            generation_delete(user_id=request.user.pk, generation_id=generation.id)
+            generation_delete(user_id=_user_id(request), generation_id=generation.id)
         except Generation.DoesNotExist:
             raise Http404("No such generation.") from None
         messages.success(request, "Generation deleted.")
