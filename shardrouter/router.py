@@ -89,19 +89,12 @@ class ShardRouter:
     """Route sharded models by the shard map; no opinion on anything else."""
 
     def db_for_read(self, model: type[models.Model], **hints: Any) -> str | None:
-        attname = shard_key_attname(model)
-        if attname is None:
-            return None
-        key = _routing_key(model, attname, hints)
-        override = write_override_for(key)
-        if override is not None:
-            return override
-        shard_range = current_map().range_for(key)
-        if shard_range.reads_switched and not _pinned_to_writes(key):
-            return shard_range.read_alias
-        return shard_range.alias
+        return self._route(model, hints, for_write=False)
 
     def db_for_write(self, model: type[models.Model], **hints: Any) -> str | None:
+        return self._route(model, hints, for_write=True)
+
+    def _route(self, model: type[models.Model], hints: dict[str, Any], *, for_write: bool) -> str | None:
         attname = shard_key_attname(model)
         if attname is None:
             return None
@@ -110,10 +103,13 @@ class ShardRouter:
         if override is not None:
             return override
         shard_range = current_map().range_for(key)
-        if shard_range.reads_switched:
+        if not shard_range.reads_switched:
+            return shard_range.alias
+        if for_write:
             # Until the write cut-over, this user's reads follow their writes for a short while.
             _pin_reads_to_writes(key)
-        return shard_range.alias
+            return shard_range.alias
+        return shard_range.alias if _pinned_to_writes(key) else shard_range.read_alias
 
     def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
         sharded1 = shard_key_attname(type(obj1)) is not None
