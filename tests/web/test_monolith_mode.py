@@ -16,10 +16,13 @@ def test_sign_up_create_list_open_and_delete_all_happen_on_the_control_database(
     write_map([ShardRange(0, KEYSPACE_END, "default")], reason="test: monolith mode")
     client = Client()
     signup = client.post(
-        reverse("accounts:signup"), {"username": "mono", "password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9"}
+        reverse("accounts:signup"),
+        {"username": "mono", "password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9"},
     )
     assert signup.status_code == 302
-    created = client.post(reverse("content:create"), {"prompt": "all in one place", "max_tokens": 20, "temperature": 1, "top_p": 1})
+    created = client.post(
+        reverse("content:create"), {"prompt": "all in one place", "max_tokens": 20, "temperature": 1, "top_p": 1}
+    )
     assert created.status_code == 302
 
     rows = raw_rows("default", "SELECT id, prompt FROM content_generation")
