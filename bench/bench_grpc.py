@@ -212,14 +212,14 @@ def load_worker(target: str, seconds: float, threads: int, max_tokens: int, star
     return counts[0], counts[1]
 
 
-def measure_throughput(ports: list[int], args: argparse.Namespace) -> tuple[float, int]:
+def measure_throughput(ports: list[int], args: argparse.Namespace, max_tokens: int) -> tuple[float, int]:
     target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
     context = multiprocessing.get_context("spawn")
     start_at = time.time() + 3.0  # after every worker process has started and warmed up
     with context.Pool(args.client_processes) as pool:
         results = pool.starmap(
             load_worker,
-            [(target, args.seconds, args.threads, args.max_tokens, start_at)] * args.client_processes,
+            [(target, args.seconds, args.threads, max_tokens, start_at)] * args.client_processes,
         )
     ok = sum(r[0] for r in results)
     failed = sum(r[1] for r in results)
@@ -229,7 +229,13 @@ def measure_throughput(ports: list[int], args: argparse.Namespace) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500, help="timed calls per latency measurement (default 500)")
-    parser.add_argument("--max-tokens", type=int, default=8, help="tokens per generation (default 8)")
+    parser.add_argument("--max-tokens", type=int, default=8, help="tokens per generation for latency (default 8)")
+    parser.add_argument(
+        "--load-max-tokens",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[8, 64],
+        help="tokens per generation for throughput, comma-separated (default 8,64)",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run (default 8)")
     parser.add_argument("--client-processes", type=int, default=2, help="load-generating processes (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="threads per load process (default 8)")
@@ -251,10 +257,10 @@ def main() -> None:
             f"throughput: {args.client_processes} client processes x {args.threads} threads, {args.seconds:g} s each ...",
             flush=True,
         )
-        one_server, failed_one = measure_throughput([content_port], args)
+        one_server = {n: measure_throughput([content_port], args, n) for n in args.load_max_tokens}
         second, second_port = start_contentgen(cache_dir, work)
         processes.append(second)
-        two_servers, failed_two = measure_throughput([content_port, second_port], args)
+        two_servers = {n: measure_throughput([content_port, second_port], args, n) for n in args.load_max_tokens}
     finally:
         for process in processes:
             process.stop()
@@ -271,11 +277,16 @@ def main() -> None:
     print(row("time to first token / first reply p50", "ttft", 0.50))
     print(row("time to first token / first reply p99", "ttft", 0.99))
     print()
-    print(f"| throughput (Generate, max_tokens={args.max_tokens}) | RPC/s | failed calls |")
-    print("| --- | --- | --- |")
-    print(f"| 1 server process | {one_server:.0f} | {failed_one} |")
-    print(f"| 2 server processes (round_robin) | {two_servers:.0f} | {failed_two} |")
-    print(f"| ratio 2 / 1 | {two_servers / one_server:.2f}x | |")
+    print(
+        "| throughput (Generate) | 1 server process | 2 server processes (round_robin) | ratio 2 / 1 | failed calls |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for n in args.load_max_tokens:
+        (one, failed_one), (two, failed_two) = one_server[n], two_servers[n]
+        print(
+            f"| max_tokens={n} | {one:.0f} RPC/s ({one * n:.0f} tokens/s) | {two:.0f} RPC/s ({two * n:.0f} tokens/s) "
+            f"| {two / one:.2f}x | {failed_one + failed_two} |"
+        )
     print()
     print(f"mean contentgen unary: {statistics.fmean(latency['contentgen unary']):.2f} ms; machine: {machine()}")
 
