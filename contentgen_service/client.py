@@ -304,10 +304,11 @@ class ContentGenClient:
 
         ``timeout`` (seconds) defaults to ``config.timeout_seconds``.
         """
+        request = params.to_proto()  # before taking a breaker slot: this may raise on bad types
         connection = self._begin()
         try:
             response = connection.stub.Generate(
-                params.to_proto(), timeout=timeout or self.config.timeout_seconds, metadata=self._metadata
+                request, timeout=timeout or self.config.timeout_seconds, metadata=self._metadata
             )
         except grpc.RpcError as error:
             raise _failed(connection.breaker, error) from None
@@ -326,9 +327,10 @@ class ContentGenClient:
         Closing the stream (``close()``, leaving its ``with`` block, or
         abandoning it) cancels the call, and the server stops generating.
         """
+        request = params.to_proto()
         connection = self._begin()
         call = connection.stub.GenerateStream(
-            params.to_proto(), timeout=timeout or self.config.timeout_seconds, metadata=self._metadata
+            request, timeout=timeout or self.config.timeout_seconds, metadata=self._metadata
         )
         return GenerationStream(call, connection.breaker, params.request_id)
 

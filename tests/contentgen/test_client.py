@@ -121,17 +121,27 @@ def test_overload_raises_a_retryable_overloaded_error(start_server, client_for):
     assert error.value.retryable
 
 
-def test_round_robin_spreads_calls_over_every_server_in_the_target(start_server, client_for):
+def test_round_robin_spreads_calls_over_every_server_in_the_target(start_server, client_for, wait_until):
     servers = [start_server(), start_server()]
-    target = "ipv4:" + ",".join(server.target for server in servers)
-    client = client_for(target)
+    client = client_for("ipv4:" + ",".join(server.target for server in servers))
 
+    def served() -> list[float]:
+        return [server.metric("contentgen_requests_total", method="Generate") for server in servers]
+
+    def both_reached() -> bool:
+        # The channel connects to each address in the background; until a
+        # connection is ready, round_robin only uses the others.
+        client.generate(GenerationParams(request_id="rr-warmup", user_id=5, prompt="The", max_tokens=1))
+        return all(count > 0 for count in served())
+
+    wait_until(both_reached, what="calls to reach both servers")
+    before = served()
     for i in range(20):
         client.generate(GenerationParams(request_id=f"rr-{i}", user_id=5, prompt="The", max_tokens=3))
 
-    served = [server.metric("contentgen_requests_total", method="Generate") for server in servers]
-    assert sum(served) == 20
-    assert all(count >= 5 for count in served), served
+    spread = [after - earlier for after, earlier in zip(served(), before, strict=True)]
+    assert sum(spread) == 20
+    assert all(count >= 5 for count in spread), spread
 
 
 def test_calls_go_to_the_other_server_while_one_is_draining(start_server, client_for, wait_until):

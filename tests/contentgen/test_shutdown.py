@@ -14,7 +14,7 @@ def test_sigterm_lets_a_running_stream_finish_while_health_reports_not_serving(
     start_server, auth, make_request, wait_until
 ):
     server = start_server(token_interval_ms=40, grace_seconds=20)
-    stream = server.stub().GenerateStream(make_request(max_tokens=60), metadata=auth, timeout=60)
+    stream = server.stub().GenerateStream(make_request(max_tokens=100), metadata=auth, timeout=60)
     first = next(stream)
 
     server.send_signal(signal.SIGTERM)
@@ -31,8 +31,8 @@ def test_sigterm_lets_a_running_stream_finish_while_health_reports_not_serving(
     rest = list(stream)
     summary = rest[-1].summary
     assert summary.finish_reason == pb.FINISH_REASON_LENGTH
-    assert summary.usage.completion_tokens == 60
-    assert first.chunk.completion_tokens + sum(message.chunk.tokens for message in rest[:-1]) == 60
+    assert summary.usage.completion_tokens == 100
+    assert first.chunk.completion_tokens + sum(message.chunk.tokens for message in rest[:-1]) == 100
     assert server.wait(timeout=30) == 0
 
 
