@@ -69,9 +69,16 @@ class PageUser(FastHttpUser):
         self.seen: deque[int] = deque(maxlen=40)
         self.mine: list[int] = []
 
-    def get_page(self, path: str, name: str) -> str | None:
-        """GET a signed-in page; a redirect (to the login form) means the session was lost."""
+    def get_page(self, path: str, name: str, *, may_be_gone: bool = False) -> str | None:
+        """GET a signed-in page; a redirect (to the login form) means the session was lost.
+
+        ``may_be_gone``: a 404 is a correct answer (another simulated user on the
+        same account deleted that generation), not a failure.
+        """
         with self.client.get(path, name=name, allow_redirects=False, catch_response=True) as page:
+            if page.status_code == 404 and may_be_gone:
+                page.success()
+                return None
             if page.status_code == 302:
                 page.failure(f"{name}: redirected to {page.headers.get('location')} (session lost)")
                 self.session.username = None
@@ -103,16 +110,23 @@ class PageUser(FastHttpUser):
         self.open_and_watch(generation_id)
         return generation_id
 
-    def open_and_watch(self, generation_id: int) -> None:
+    def open_and_watch(self, generation_id: int, *, may_be_gone: bool = False) -> None:
         """Open a generation's page; if the page streams it (queued/running), follow the stream as a browser would."""
-        html = self.get_page(f"/generations/{generation_id}/", "page: detail")
-        if html and _stream_path(generation_id) in html:
+        html = self.get_page(f"/generations/{generation_id}/", "page: detail", may_be_gone=may_be_gone)
+        if html is None:
+            self.forget(generation_id)
+        elif _stream_path(generation_id) in html:
             watch_stream(self.client, self.environment, _stream_path(generation_id), kind="page")
 
     def list_generations(self) -> None:
         html = self.get_page("/generations/", "page: list")
         if html:
+            self.seen.clear()
             self.seen.extend(int(found) for found in _GENERATION_LINK.findall(html))
+
+    def forget(self, generation_id: int) -> None:
+        while generation_id in self.seen:
+            self.seen.remove(generation_id)
 
 
 class WebUser(PageUser):
@@ -141,7 +155,7 @@ class WebUser(PageUser):
         if not self.seen:
             self.list_generations()
         if self.seen:
-            self.open_and_watch(random.choice(self.seen))
+            self.open_and_watch(random.choice(self.seen), may_be_gone=True)
 
     @task(3)
     def create_generation(self) -> None:
@@ -156,8 +170,7 @@ class WebUser(PageUser):
         if self.get_page(f"/generations/{generation_id}/delete/", "page: delete confirm") is None:
             return
         self.session.post_form(f"/generations/{generation_id}/delete/", {}, "page: delete")
-        if generation_id in self.seen:
-            self.seen.remove(generation_id)
+        self.forget(generation_id)
 
     @task(1)
     def log_out_and_back_in(self) -> None:
@@ -218,6 +231,7 @@ class ApiUser(FastHttpUser):
             if not isinstance(results, list):
                 response.failure(f"list: HTTP {response.status_code}, expected a page of results")
                 return
+            self.seen.clear()
             self.seen.extend(str(item["id"]) for item in results if isinstance(item, dict) and "id" in item)
 
     @task(3)
@@ -228,7 +242,13 @@ class ApiUser(FastHttpUser):
             self.list_generations()
         if self.seen:
             generation_id = random.choice(self.seen)
-            self.client.get(f"/api/v1/generations/{generation_id}/", name="api: detail", headers=self.headers)
+            with self.client.get(
+                f"/api/v1/generations/{generation_id}/", name="api: detail", headers=self.headers, catch_response=True
+            ) as response:
+                if response.status_code == 404:
+                    # Another simulated user on the same account deleted it: a correct answer.
+                    response.success()
+                    self.seen.remove(generation_id)
 
     @task(3)
     def create_and_stream(self) -> None:

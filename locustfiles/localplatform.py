@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantumquill.devstack.stack import PROFILES, REPO_ROOT, Stack, free_port, stack_from_state
+from quantumquill.devstack.stack import PROFILES, REPO_ROOT, Profile, Stack, free_port, stack_from_state
 
 
 class PlatformError(RuntimeError):
@@ -33,7 +33,10 @@ class PlatformError(RuntimeError):
 
 @dataclass(frozen=True)
 class PlatformSettings:
-    http_port: int = 8000
+    """``stack_dir`` None: the dev stack (var/devstack, kept). A folder: a throwaway stack there on free ports."""
+
+    http_port: int = 8000  # 0: a free port
+    stack_dir: Path | None = None
     app_workers: int = 2
     app_threads: int = 8
     celery_concurrency: int = 2
@@ -61,10 +64,11 @@ class LocalPlatform:
     stack_was_running: bool = False
     contentgen_target: str = ""
     contentgen_token: str = ""
+    http_port: int = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http_port}"
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def gunicorn_pidfile(self) -> Path:
@@ -72,6 +76,7 @@ class LocalPlatform:
 
     def start(self) -> None:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self.http_port = self.settings.http_port or free_port()
         env = self._start_stack()
         self.contentgen_target = f"127.0.0.1:{free_port()}"
         self.contentgen_token = secrets.token_urlsafe(32)
@@ -109,17 +114,21 @@ class LocalPlatform:
     # --- steps ---------------------------------------------------------------------------------------------
 
     def _start_stack(self) -> dict[str, str]:
-        stack = Stack(PROFILES["dev"])
-        if stack.state_file.exists():
+        if self.settings.stack_dir is None:
+            stack = Stack(PROFILES["dev"])
+        else:
+            stack = Stack(Profile("private", self.settings.stack_dir, durable=False, fresh=True))
+        if stack.state_file.exists() and self.settings.stack_dir is None:
             try:
                 self.stack_was_running = stack_from_state(stack.state_file).postgres("pg0").is_running()
             except (KeyError, ValueError, OSError):
                 self.stack_was_running = False
-        self.say("Starting the embedded PostgreSQL (3 servers) and Redis under var/devstack ...")
+        where = self._relative(stack.profile.data_dir)
+        self.say(f"Starting the embedded PostgreSQL (3 servers) and Redis under {where} ...")
         try:
             stack_env = stack.up()
         except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
-            raise PlatformError(f"the embedded stack did not start: {exc}; see var/devstack/*.log") from exc
+            raise PlatformError(f"the embedded stack did not start: {exc}; see {where}/*.log") from exc
         self.stack = stack
         return {**os.environ, **stack_env}
 
@@ -203,7 +212,7 @@ class LocalPlatform:
             "gunicorn",
             "quantumquill.wsgi",
             "--bind",
-            f"127.0.0.1:{settings.http_port}",
+            f"127.0.0.1:{self.http_port}",
             "--worker-class",
             "gthread",
             "--workers",

@@ -34,13 +34,6 @@ def rss_mb(pid: int, proc: Path = PROC) -> float | None:
     return 0.0
 
 
-def _cmdline(pid: int, proc: Path) -> str:
-    try:
-        return (proc / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _parent(pid: int, proc: Path) -> int | None:
     try:
         stat = (proc / str(pid) / "stat").read_text()
@@ -58,19 +51,45 @@ def children(pid: int, proc: Path = PROC) -> list[int]:
     return sorted(found)
 
 
-def find_gunicorn_master(proc: Path = PROC, wsgi_module: str = "quantumquill.wsgi") -> int | None:
-    """The gunicorn master serving ``wsgi_module`` on this machine (the oldest such process), if any."""
-    candidates = []
+def _listening_inodes(port: int, proc: Path) -> set[str]:
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket's inode.
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def find_listening_master(port: int, proc: Path = PROC) -> int | None:
+    """The process tree's root among the processes holding the socket listening on ``port`` (gunicorn's master).
+
+    gunicorn's workers inherit the listening socket, so the master is the
+    holder whose parent does not hold it. None when nothing on this machine
+    listens there (the app server is elsewhere) or its file descriptors
+    cannot be read.
+    """
+    inodes = _listening_inodes(port, proc)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    holders = set()
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
-        pid = int(entry.name)
-        command = _cmdline(pid, proc)
-        if "gunicorn" in command and wsgi_module in command:
-            parent = _parent(pid, proc)
-            if parent is not None and "gunicorn" not in _cmdline(parent, proc):
-                candidates.append(pid)
-    return min(candidates) if candidates else None
+        try:
+            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+        except OSError:
+            continue
+        if links & wanted:
+            holders.add(int(entry.name))
+    roots = [pid for pid in holders if _parent(pid, proc) not in holders]
+    return min(roots) if roots else None
 
 
 class GunicornMemory:
@@ -82,10 +101,11 @@ class GunicornMemory:
         self.started = time.monotonic()
 
     @classmethod
-    def discover(cls, app_pid: int = 0) -> GunicornMemory:
+    def discover(cls, *, app_pid: int = 0, port: int | None = None) -> GunicornMemory:
+        """The given master, else the one listening on ``port`` on this machine, else nothing to sample."""
         if app_pid:
             return cls(app_pid)
-        return cls(find_gunicorn_master())
+        return cls(find_listening_master(port) if port else None)
 
     @property
     def available(self) -> bool:

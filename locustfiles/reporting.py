@@ -70,9 +70,9 @@ def _verdict_word(check: Check) -> str:
     return {True: "ok", False: "FAIL", None: "-"}[check.passed]
 
 
-def run_verdict(environment: Environment, thresholds: Thresholds) -> Verdict:
+def run_verdict(environment: Environment, thresholds: Thresholds, *, mode: str = "run") -> Verdict:
     exceptions = len(environment.runner.exceptions) if environment.runner else 0
-    verdict = evaluate(endpoint_stats(environment.stats), thresholds, exceptions=exceptions)
+    verdict = evaluate(endpoint_stats(environment.stats), thresholds, exceptions=exceptions, mode=mode)
     shape = environment.shape_class
     if isinstance(shape, SoakShape) and thresholds.soak_max_rss_growth_mb_per_hour is not None:
         trend = shape.summary().get("memory_trend")
@@ -188,7 +188,8 @@ def extend_web_ui(environment: Environment) -> None:
             return response
         options = LoadOptions.from_parsed(environment.parsed_options)
         try:
-            verdict = run_verdict(environment, load_thresholds(options.thresholds))
+            finished = environment.runner is not None and environment.runner.state == "stopped"
+            verdict = run_verdict(environment, load_thresholds(options.thresholds), mode="run" if finished else "live")
             checks = [c.__dict__ | {"verdict": _verdict_word(c)} for c in verdict.checks]
         except ValueError as exc:
             checks = [{"subject": "thresholds", "measured": "-", "limit": "-", "verdict": "error", "note": str(exc)}]

@@ -4,9 +4,9 @@
     python -m locustfiles.run --headless --shape baseline     # for scripts; exit status = the verdict
     python -m locustfiles.run --host https://staging.example  # an already running platform
 
-Without ``--host`` it uses the platform on http://127.0.0.1:8000 when one
-answers there, and otherwise starts one (see ``localplatform.py``) and stops
-it afterwards. Reports go to ``reports/<shape>-<time>/``. Exit status:
+Without ``--host`` it uses the platform on http://127.0.0.1:8000 (or
+``$QQ_LOADTEST_HOST``) when one answers there, and otherwise starts one there
+(see ``localplatform.py``) and stops it afterwards. Reports go to ``reports/<shape>-<time>/``. Exit status:
 Locust's (0 when the thresholds are met), 1 when the target cannot be used,
 2 for bad arguments.
 """
@@ -34,12 +34,21 @@ from .thresholds import ThresholdsError, load_thresholds
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-DEFAULT_HOST = "http://127.0.0.1:8000"
+# Where the platform is looked for when --host is not given (and started, on this port, when nothing answers).
+DEFAULT_HOST = os.environ.get("QQ_LOADTEST_HOST", "http://127.0.0.1:8000")
 USER_CLASSES = ("WebUser", "NewVisitor", "ApiUser", "GrpcUser")
 
 
 class LaunchError(Exception):
     """The load test cannot start; the message says why and what to do."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a CI timeout, a supervisor): stop Locust and the platform cleanly, like Ctrl-C."""
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise Terminated()
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=None, help=f"platform URL (default {DEFAULT_HOST}, started if not up)")
     parser.add_argument("--no-start", action="store_true", help="never start the platform; fail if it is not up")
     parser.add_argument(
+        "--private-platform",
+        metavar="DIR",
+        default=None,
+        help="always start a throwaway platform with its own stack in DIR on free ports (CI; ignores port 8000)",
+    )
+    parser.add_argument(
         "--user-classes",
         default=None,
         help=f"comma-separated user classes (default: all that the target supports of {', '.join(USER_CLASSES)})",
@@ -69,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default 8089)")
     parser.add_argument("--contentgen-target", default=os.environ.get("CONTENTGEN_TARGET", ""), help="for GrpcUser")
     group = parser.add_argument_group("the platform started when none is running")
-    group.add_argument("--seed-users", type=int, default=200, help="load users to seed (default 200)")
+    parser.add_argument(
+        "--seed-users",
+        type=int,
+        default=200,
+        help="load users seeded when the platform is started here, and the accounts users spread over (default 200)",
+    )
     group.add_argument("--app-workers", type=int, default=2, help="gunicorn workers (default 2)")
     group.add_argument("--app-threads", type=int, default=8, help="threads per gunicorn worker (default 8)")
     group.add_argument("--token-interval-ms", type=int, default=0, help="pace the generation service (default 0)")
@@ -156,6 +176,8 @@ def locust_command(
         str(Path(args.thresholds).resolve()),
         "--report-dir",
         str(report_dir),
+        "--account-count",
+        str(args.seed_users),
         "--csv",
         str(report_dir / "stats"),
         "--html",
@@ -190,56 +212,81 @@ def _run_locust(command: list[str], env: dict[str, str], web_url: str | None) ->
         try:
             return process.wait()
         except KeyboardInterrupt:
-            # Locust got the same Ctrl-C (same terminal): let it write its reports and quit.
+            # Locust got the same Ctrl-C (same terminal); make sure, then let it write its reports and quit.
             process.send_signal(signal.SIGINT)
+        except Terminated:
+            process.send_signal(signal.SIGTERM)
+
+
+@dataclass
+class Launch:
+    """What the run targets, and the platform this launcher started (stopped at the end), if any."""
+
+    target: Target | None = None
+    platform: LocalPlatform | None = None
+    app_pid: int | None = None
+
+
+def _start_platform(args: argparse.Namespace, launch: Launch, env: dict[str, str]) -> None:
+    private = Path(args.private_platform).resolve() if args.private_platform else None
+    settings = PlatformSettings(
+        http_port=0 if private else (urllib.parse.urlsplit(DEFAULT_HOST).port or 80),
+        stack_dir=private / "stack" if private else None,
+        log_dir=private / "logs" if private else PlatformSettings.log_dir,
+        seed_users=args.seed_users,
+        app_workers=args.app_workers,
+        app_threads=args.app_threads,
+        token_interval_ms=args.token_interval_ms,
+    )
+    launch.platform = LocalPlatform(settings, say=_say)
+    launch.platform.start()
+    launch.target = probe(launch.platform.url)
+    args.contentgen_target = launch.platform.contentgen_target
+    env["CONTENTGEN_TOKEN"] = launch.platform.contentgen_token
+    pidfile = launch.platform.gunicorn_pidfile
+    launch.app_pid = int(pidfile.read_text().strip()) if pidfile.exists() else None
+
+
+def _find_target(args: argparse.Namespace, launch: Launch, env: dict[str, str]) -> None:
+    if args.private_platform:
+        _start_platform(args, launch, env)
+        return
+    if args.host:
+        try:
+            launch.target = probe(normalise_host(args.host))
+        except LaunchError as exc:
+            raise LaunchError(f"{exc} Check --host, or leave it out to start the platform on this machine.") from None
+        return
+    try:
+        launch.target = probe(DEFAULT_HOST)
+        _say(f"Using the platform already running at {DEFAULT_HOST} (server: {launch.target.server or 'unknown'}).")
+    except LaunchError as exc:
+        if args.no_start:
+            raise LaunchError(f"the platform is not up: {exc} Start it with `make run`, or drop --no-start.") from None
+        if urllib.parse.urlsplit(DEFAULT_HOST).hostname not in ("127.0.0.1", "localhost"):
+            raise LaunchError(
+                f"the platform is not up: {exc} Only a platform on this machine can be started here."
+            ) from None
+        _start_platform(args, launch, env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    platform: LocalPlatform | None = None
+    args = build_parser().parse_args(argv)
+    launch = Launch()
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         load_thresholds(args.thresholds)
         if not args.headless and not port_free(args.web_port):
             raise LaunchError(f"port {args.web_port} is in use (another Locust web UI?); pass --web-port N")
         env = dict(os.environ)
-        app_pid: int | None = None
-        if args.host:
-            try:
-                target = probe(normalise_host(args.host))
-            except LaunchError as exc:
-                raise LaunchError(
-                    f"{exc} Check --host, or leave it out to start the platform on this machine."
-                ) from None
-        else:
-            try:
-                target = probe(DEFAULT_HOST)
-                _say(f"Using the platform already running at {DEFAULT_HOST} (server: {target.server or 'unknown'}).")
-            except LaunchError as exc:
-                if args.no_start:
-                    raise LaunchError(
-                        f"the platform is not up: {exc} Start it with `make run`, or drop --no-start."
-                    ) from None
-                settings = PlatformSettings(
-                    seed_users=args.seed_users,
-                    app_workers=args.app_workers,
-                    app_threads=args.app_threads,
-                    token_interval_ms=args.token_interval_ms,
-                )
-                platform = LocalPlatform(settings, say=_say)
-                platform.start()
-                target = probe(platform.url)
-                args.contentgen_target = platform.contentgen_target
-                env["CONTENTGEN_TOKEN"] = platform.contentgen_token
-                app_pid = (
-                    int(platform.gunicorn_pidfile.read_text().strip()) if platform.gunicorn_pidfile.exists() else None
-                )
+        _find_target(args, launch, env)
+        assert launch.target is not None
         grpc_ready = bool(args.contentgen_target and env.get("CONTENTGEN_TOKEN"))
-        classes = choose_user_classes(args.user_classes, target, grpc_ready, _say)
+        classes = choose_user_classes(args.user_classes, launch.target, grpc_ready, _say)
         shape = args.shape or ("baseline" if args.headless else "ui")
         report_dir = Path(args.reports_dir).resolve() / f"{shape}-{time.strftime('%Y%m%d-%H%M%S')}"
         report_dir.mkdir(parents=True, exist_ok=True)
-        command = locust_command(args, target.host, classes, report_dir, app_pid)
+        command = locust_command(args, launch.target.host, classes, report_dir, launch.app_pid)
         web_url = None if args.headless else f"http://127.0.0.1:{args.web_port}"
         code = _run_locust(command, env, web_url)
         _say(f"Reports: {report_dir}")
@@ -247,12 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LaunchError, ThresholdsError, PlatformError) as exc:
         sys.stderr.write(f"loadtest: {exc}\n")
         return 2 if isinstance(exc, ThresholdsError) else 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         sys.stderr.write("loadtest: interrupted\n")
         return 130
     finally:
-        if platform is not None:
-            platform.stop()
+        if launch.platform is not None:
+            launch.platform.stop()
 
 
 if __name__ == "__main__":

@@ -157,25 +157,31 @@ def _ratio(failures: int, requests: int) -> float:
 
 
 def evaluate(
-    entries: Iterable[EndpointStats], thresholds: Thresholds, *, exceptions: int = 0, judge_volume: bool = True
+    entries: Iterable[EndpointStats], thresholds: Thresholds, *, exceptions: int = 0, mode: str = "run"
 ) -> Verdict:
     """Judge statistics against the thresholds: overall failure ratio, then each group's p95 and failures.
 
     A group with fewer than ``min_group_requests`` requests is not judged
     (a p95 of a handful of samples is noise) unless it is ``required``, in
-    which case too little traffic is itself a failure. ``judge_volume`` is off
-    for windows of a run (a stress step), where ``min_requests`` means nothing.
+    which case too little traffic is itself a failure. ``mode``: ``"run"``
+    judges a finished run; ``"live"`` a run still going (too little traffic is
+    not a failure yet); ``"window"`` a part of a run such as a stress step,
+    where run length and required traffic mean nothing.
     """
+    if mode not in ("run", "live", "window"):
+        raise ValueError(f"mode must be 'run', 'live' or 'window', got {mode!r}")
     entries = list(entries)
     requests, failures, merged = merge(entries)
     checks = []
-    if judge_volume:
+    if mode != "window":
+        enough = requests >= thresholds.min_requests
         checks.append(
             Check(
-                "all requests",
+                "run length",
                 f"{requests} requests",
                 f">= {thresholds.min_requests}",
-                requests >= thresholds.min_requests,
+                enough if mode == "run" or enough else None,
+                "" if mode == "run" or enough else "judged when the run ends",
             )
         )
         checks.append(
@@ -199,7 +205,7 @@ def evaluate(
         g_requests, g_failures, g_times = merge(e for e in entries if group.matches(e.name))
         too_few = g_requests < thresholds.min_group_requests
         if too_few:
-            if group.required and judge_volume:
+            if group.required and mode == "run":
                 checks.append(
                     Check(
                         group.name,
