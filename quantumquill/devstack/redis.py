@@ -20,12 +20,19 @@ def redis_server_binary() -> Path:
 
 @dataclass(frozen=True)
 class RedisServer:
-    """One redis-server on 127.0.0.1:``port``; ``policy`` is its maxmemory-policy."""
+    """One redis-server on 127.0.0.1:``port``; ``policy`` is its maxmemory-policy.
+
+    ``appendonly`` keeps the data across a restart (the session store needs it:
+    a restarted Redis must not log everybody out); ``extra_args`` are passed to
+    redis-server as they are (``--replicaof HOST PORT``, ...).
+    """
 
     name: str
     data_dir: Path
     port: int
     policy: str = "noeviction"
+    appendonly: bool = False
+    extra_args: tuple[str, ...] = ()
 
     @property
     def pid_file(self) -> Path:
@@ -62,9 +69,10 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
                 "--maxmemory-policy",
                 self.policy,
+                *self.extra_args,
             ],
             check=True,
         )

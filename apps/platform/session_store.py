@@ -1,0 +1,101 @@
+"""Session engine: Django's cache sessions on Redis, but loud when Redis is unreachable.
+
+Django's cache backend treats any cache error as "no such session": the user
+looks logged out, the session middleware deletes their cookie, and a POST
+fails its CSRF check. Here a Redis outage raises ``SessionStoreUnavailable``
+instead, which ``apps.platform.middleware.SessionMiddleware`` answers with a
+503; nothing is written, so the session is still there when Redis is back.
+
+Keys and values are exactly those of ``django.contrib.sessions.backends.cache``
+(the same class underneath), so switching between the two needs no migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Errors that mean "the store cannot answer now", as opposed to "there is no such session".
+# ReadOnlyError: a demoted primary during a Sentinel failover; OutOfMemoryError: a full
+# noeviction store refusing writes.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    ConnectionInterrupted,
+)
+
+
+class SessionStoreUnavailable(Exception):
+    """The session store did not answer; the session may well exist, so nothing may be assumed about it."""
+
+
+@contextmanager
+def _store_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except STORE_ERRORS as exc:
+        raise SessionStoreUnavailable(f"Session store unavailable while trying to {action}: {exc}") from exc
+
+
+class SessionStore(CacheSessionStore):
+    """``django.contrib.sessions.backends.cache.SessionStore`` that raises ``SessionStoreUnavailable`` on outages."""
+
+    def load(self) -> dict[str, Any]:
+        with _store_errors("read a session"):
+            try:
+                session_data = self._cache.get(self.cache_key)
+            except STORE_ERRORS:
+                raise
+            except Exception:
+                # As Django does: a key the cache refuses (odd characters, too long) is simply no session.
+                session_data = None
+        if session_data is not None:
+            return dict(session_data)
+        self._session_key = None
+        return {}
+
+    async def aload(self) -> dict[str, Any]:
+        with _store_errors("read a session"):
+            try:
+                session_data = await self._cache.aget(await self.acache_key())
+            except STORE_ERRORS:
+                raise
+            except Exception:
+                session_data = None
+        if session_data is not None:
+            return dict(session_data)
+        self._session_key = None
+        return {}
+
+    def exists(self, session_key: str | None) -> bool:
+        with _store_errors("check a session key"):
+            return bool(super().exists(session_key))
+
+    async def aexists(self, session_key: str | None) -> bool:
+        with _store_errors("check a session key"):
+            return bool(await super().aexists(session_key))
+
+    def save(self, must_create: bool = False) -> None:
+        with _store_errors("save a session"):
+            super().save(must_create=must_create)
+
+    async def asave(self, must_create: bool = False) -> None:
+        with _store_errors("save a session"):
+            await super().asave(must_create=must_create)
+
+    def delete(self, session_key: str | None = None) -> None:
+        with _store_errors("delete a session"):
+            super().delete(session_key)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        with _store_errors("delete a session"):
+            await super().adelete(session_key)
