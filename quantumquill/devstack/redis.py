@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def redis_server_binary() -> Path:
@@ -43,7 +45,9 @@ class RedisServer:
 
     def is_running(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+            # No retries: redis-py's default retries with backoff would turn "down" into seconds of waiting.
+            client = redis.Redis(port=self.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+            return bool(client.ping())
         except redis.RedisError:
             return False
 
