@@ -199,8 +199,8 @@ def _media_is_shared() -> Iterable[CheckMessage]:
         )
 
 
-def _databases_are_shared() -> Iterable[CheckMessage]:
-    for alias, config in settings.DATABASES.items():
+def _databases_are_shared(databases: dict[str, dict[str, Any]] | None = None) -> Iterable[CheckMessage]:
+    for alias, config in (settings.DATABASES if databases is None else databases).items():
         if "sqlite" in str(config.get("ENGINE", "")):
             yield Error(
                 f"Database {alias!r} is SQLite, a file on one server.",
@@ -209,8 +209,8 @@ def _databases_are_shared() -> Iterable[CheckMessage]:
             )
 
 
-def _no_in_process_scheduler() -> Iterable[CheckMessage]:
-    installed = {name.split(".")[0] for name in settings.INSTALLED_APPS}
+def _no_in_process_scheduler(installed_apps: list[str] | None = None) -> Iterable[CheckMessage]:
+    installed = {name.split(".")[0] for name in (settings.INSTALLED_APPS if installed_apps is None else installed_apps)}
     for module, label in sorted(IN_PROCESS_SCHEDULERS.items()):
         if module in installed:
             yield Warning(
