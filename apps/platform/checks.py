@@ -8,7 +8,7 @@ servers) and ``platform.W1xx`` (works, but with a cost worth knowing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,7 +49,9 @@ def _checks(*messages: Iterable[CheckMessage]) -> list[CheckMessage]:
 
 
 @register(Tags.caches, Tags.security, deploy=True)
-def check_statelessness(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_statelessness(
+    *, app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     """Run every statelessness check; the session-store error check applies even to a single server."""
     messages = _checks(_session_cache_errors_are_visible(), _session_store_has_its_own_redis())
     if horizontal_mode():
@@ -121,7 +123,8 @@ def _session_cache_errors_are_visible() -> Iterable[CheckMessage]:
         return
     if "django_redis" not in _cache_backend(alias):
         return
-    options = settings.CACHES[alias].get("OPTIONS", {})
+    cache_config: dict[str, Any] = settings.CACHES[alias]
+    options: dict[str, Any] = cache_config.get("OPTIONS", {})
     ignored = options.get("IGNORE_EXCEPTIONS", getattr(settings, "DJANGO_REDIS_IGNORE_EXCEPTIONS", False))
     if ignored:
         yield Error(
@@ -189,7 +192,8 @@ def _caches_are_shared() -> Iterable[CheckMessage]:
 
 
 def _media_is_shared() -> Iterable[CheckMessage]:
-    backend = str(getattr(settings, "STORAGES", {}).get("default", {}).get("BACKEND", ""))
+    storages: dict[str, dict[str, Any]] = getattr(settings, "STORAGES", {})
+    backend = str(storages.get("default", {}).get("BACKEND", ""))
     if backend in LOCAL_STORAGES:
         yield Error(
             "Uploaded and generated files (STORAGES['default']) are written to this server's disk: other servers "

@@ -64,7 +64,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
     session (a login), that write fails with the same 503.
     """
 
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:  # type: ignore[override]
         super().process_request(request)
         if request.COOKIES.get(settings.SESSION_COOKIE_NAME):
             try:
@@ -78,7 +78,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             return self._unavailable(request, exception)
         return None
 
-    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if getattr(request, _STORE_FAILED, False):
             return response  # the session is in an unknown state: neither save it nor touch the cookie
         try:

@@ -17,19 +17,18 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore
+from django.core.cache.backends.base import BaseCache
 from django_redis.exceptions import ConnectionInterrupted
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis import exceptions as redis_errors
 
 # Errors that mean "the store cannot answer now", as opposed to "there is no such session".
 # ReadOnlyError: a demoted primary during a Sentinel failover; OutOfMemoryError: a full
 # noeviction store refusing writes.
 STORE_ERRORS: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    OutOfMemoryError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,  # type: ignore[attr-defined]  # in redis-py, missing from older stubs
     ConnectionInterrupted,
 )
 
@@ -48,6 +47,8 @@ def _store_errors(action: str) -> Iterator[None]:
 
 class SessionStore(CacheSessionStore):
     """``django.contrib.sessions.backends.cache.SessionStore`` that raises ``SessionStoreUnavailable`` on outages."""
+
+    _cache: BaseCache  # set by the parent's __init__ (caches[SESSION_CACHE_ALIAS])
 
     def load(self) -> dict[str, Any]:
         with _store_errors("read a session"):
@@ -76,11 +77,11 @@ class SessionStore(CacheSessionStore):
         self._session_key = None
         return {}
 
-    def exists(self, session_key: str | None) -> bool:
+    def exists(self, session_key: str) -> bool:
         with _store_errors("check a session key"):
             return bool(super().exists(session_key))
 
-    async def aexists(self, session_key: str | None) -> bool:
+    async def aexists(self, session_key: str) -> bool:
         with _store_errors("check a session key"):
             return bool(await super().aexists(session_key))
 
