@@ -38,11 +38,15 @@ class SessionStoreUnavailable(Exception):
 
 
 @contextmanager
-def _store_errors(action: str) -> Iterator[None]:
+def _store_errors(action: str, *, other_errors_mean_no_session: bool = False) -> Iterator[None]:
     try:
         yield
     except STORE_ERRORS as exc:
         raise SessionStoreUnavailable(f"Session store unavailable while trying to {action}: {exc}") from exc
+    except Exception:
+        # As Django does on reads: a key the cache refuses (odd characters, too long) is simply no session.
+        if not other_errors_mean_no_session:
+            raise
 
 
 class SessionStore(CacheSessionStore):
@@ -51,30 +55,21 @@ class SessionStore(CacheSessionStore):
     _cache: BaseCache  # set by the parent's __init__ (caches[SESSION_CACHE_ALIAS])
 
     def load(self) -> dict[str, Any]:
-        with _store_errors("read a session"):
-            try:
-                session_data = self._cache.get(self.cache_key)
-            except STORE_ERRORS:
-                raise
-            except Exception:
-                # As Django does: a key the cache refuses (odd characters, too long) is simply no session.
-                session_data = None
-        if session_data is not None:
-            return dict(session_data)
-        self._session_key = None
-        return {}
+        session_data = None
+        with _store_errors("read a session", other_errors_mean_no_session=True):
+            session_data = self._cache.get(self.cache_key)
+        return self._loaded(session_data)
 
     async def aload(self) -> dict[str, Any]:
-        with _store_errors("read a session"):
-            try:
-                session_data = await self._cache.aget(await self.acache_key())
-            except STORE_ERRORS:
-                raise
-            except Exception:
-                session_data = None
+        session_data = None
+        with _store_errors("read a session", other_errors_mean_no_session=True):
+            session_data = await self._cache.aget(await self.acache_key())
+        return self._loaded(session_data)
+
+    def _loaded(self, session_data: dict[str, Any] | None) -> dict[str, Any]:
         if session_data is not None:
             return dict(session_data)
-        self._session_key = None
+        self._session_key = None  # no such session: a new key will be issued if anything is stored
         return {}
 
     def exists(self, session_key: str) -> bool:

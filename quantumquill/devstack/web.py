@@ -65,6 +65,7 @@ class GunicornServer:
     log_dir: Path
     workers: int = 1
     threads: int = 4
+    cpus: frozenset[int] | None = None  # pin master and workers to these CPUs (benchmarks)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -94,8 +95,12 @@ class GunicornServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill() takes the master and workers at once
+            preexec_fn=self._pin if self.cpus else None,
         )
         _wait_http(f"{self.url}/healthz", self.process, self.log_file, timeout)
+
+    def _pin(self) -> None:
+        os.sched_setaffinity(0, self.cpus or set())
 
     def kill(self) -> None:
         """Crash: SIGKILL the master and every worker, as a lost machine would."""

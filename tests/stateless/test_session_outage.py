@@ -100,3 +100,16 @@ def test_djangos_stock_cache_engine_would_log_the_user_out_for_good(
         response = stock_server.get(reverse("content:list"))
         assert response.status_code == 302  # to the login page, as if logged out
         assert _cookie_deleted(response)
+
+
+def test_a_full_session_store_refuses_new_logins_with_503_and_keeps_existing_sessions(
+    logged_in_client: Client, make_user: Any, session_redis: Any
+) -> None:
+    make_user(1601, "hub", password=PASSWORD)
+    session_redis.config_set("maxmemory", "1")  # noeviction at its limit: every write is refused with OOM
+    try:
+        login = Client().post(reverse("accounts:login"), {"username": "hub", "password": PASSWORD})
+        assert login.status_code == 503
+        assert logged_in_client.get(reverse("content:list")).status_code == 200  # reads still work
+    finally:
+        session_redis.config_set("maxmemory", "0")
