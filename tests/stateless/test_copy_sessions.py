@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -19,7 +23,8 @@ from django.utils import timezone
 
 from apps.platform.session_store import SessionStore
 from quantumquill.devstack.redis import RedisServer
-from tests.conftest import ALL_DATABASES
+from quantumquill.devstack.stack import REPO_ROOT
+from tests.conftest import ALL_DATABASES, child_env
 from tests.stateless.conftest import PASSWORD, session_cache_key
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
@@ -144,3 +149,30 @@ def test_an_unreachable_store_fails_the_command_with_the_fix(make_user: Any, ses
 def test_a_bad_batch_size_is_refused() -> None:
     with pytest.raises(CommandError, match="--batch-size"):
         _copy("--batch-size", "0")
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_sigterm_stops_after_the_current_batch_with_a_summary_and_a_failing_exit() -> None:
+    encoded = DatabaseSessionStore().encode({"_auth_user_id": "1"})
+    expires = timezone.now() + timedelta(days=1)
+    Session.objects.bulk_create(
+        Session(session_key=f"bulk{n:028d}", session_data=encoded, expire_date=expires) for n in range(3000)
+    )
+    command = subprocess.Popen(
+        [sys.executable, "manage.py", "copy_sessions_to_redis", "--batch-size", "1"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert command.stdout is not None
+    while "/3,000 sessions" not in command.stdout.readline():  # the first progress line
+        pass
+    command.send_signal(signal.SIGTERM)
+    out, err = command.communicate(timeout=60)
+
+    assert command.returncode != 0
+    assert "Stopped by SIGTERM" in err
+    copied = int(re.search(r"([\d,]+) copied\n", out).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert 0 < copied < 3000
