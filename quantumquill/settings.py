@@ -24,6 +24,7 @@ from quantumquill.env import (
     parse_database_url,
     parse_shard_urls,
 )
+from quantumquill.redis_env import SESSION_ENGINES, parse_redis_url, session_cache, session_store
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,11 +52,16 @@ INSTALLED_APPS = [
     "shardrouter",
     "apps.accounts",
     "apps.content",
+    "apps.platform",  # stateless app servers: session engine, middleware, checks
 ]
 
 MIDDLEWARE = [
+    # Stateless app servers (apps.platform): request ID first so every log line carries it; the instance
+    # header on every response; sessions that answer 503 instead of logging users out when Redis is down.
+    "apps.platform.middleware.RequestIdMiddleware",
+    "apps.platform.middleware.ServedByMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "apps.platform.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -120,9 +126,7 @@ SHARDROUTER = {
 
 # --- Redis: the general cache ---------------------------------------------------------------------
 
-REDIS_URL = env_required("REDIS_URL", hint=_HINT_EMBEDDED, environ=_env)
-if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a Redis URL; expected redis://HOST:PORT/DB.")
+REDIS_URL = parse_redis_url(env_required("REDIS_URL", hint=_HINT_EMBEDDED, environ=_env), variable="REDIS_URL")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -131,6 +135,22 @@ CACHES = {
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
     },
 }
+
+# --- Sessions: a Redis of their own (apps.platform; see docs/stateless.md) -------------------------
+# SESSION_REDIS_URL, or SESSION_REDIS_SENTINELS + SESSION_REDIS_SENTINEL_SERVICE for failover.
+# QQ_SESSION_STORE=database keeps sessions in the control DB for the changeover period only.
+
+QQ_HORIZONTAL = env_bool("QQ_HORIZONTAL", not DEBUG, environ=_env)
+SESSION_CACHE_ALIAS = "sessions"
+_session_cache = session_cache(_env)
+if _session_cache is not None:
+    CACHES[SESSION_CACHE_ALIAS] = _session_cache
+QQ_SESSION_STORE = session_store(_env)
+if QQ_SESSION_STORE == "redis" and _session_cache is None:
+    raise ImproperlyConfigured(
+        "SESSION_REDIS_URL is not set (nor SESSION_REDIS_SENTINELS): sessions live in Redis. " + _HINT_EMBEDDED
+    )
+SESSION_ENGINE = SESSION_ENGINES[QQ_SESSION_STORE]
 
 # --- Celery -------------------------------------------------------------------------------------------
 
@@ -161,8 +181,10 @@ STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # request_id: the X-Request-ID of the request being served ("-" outside one); see apps.platform.request_id.
+    "filters": {"request_id": {"()": "apps.platform.request_id.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO", environ=_env)},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -3,8 +3,11 @@ from __future__ import annotations
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from apps.platform.views import healthz
+
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("accounts/", include("apps.accounts.urls")),
     path("generations/", include("apps.content.urls")),
+    path("healthz", healthz, name="healthz"),  # apps.platform: liveness for nginx/supervisors
 ]
