@@ -7,4 +7,7 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("accounts/", include("apps.accounts.urls")),
     path("generations/", include("apps.content.urls")),
+    # Files: exports of generations, and local media behind signed links (QQ_STORAGE=local).
+    path("generations/", include("apps.exports.urls")),
+    path("media/", include("apps.storage.urls")),
 ]
