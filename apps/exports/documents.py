@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import Align, XPos, YPos
 
 from apps.content.models import Generation
 
@@ -160,7 +160,7 @@ def render_pdf(document: ExportDocument) -> bytes:
     def block(value: str, size: float, height: float, gray: int = 20) -> None:
         pdf.set_font(family, size=size)
         pdf.set_text_color(gray)
-        pdf.multi_cell(0, height, text(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(0, height, text(value), align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     block(document.title, 17, 8.5)
     facts = [f"Generation {document.generation_id}", document.status, f"created {document.created_at}"]
