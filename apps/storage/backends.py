@@ -141,8 +141,9 @@ class StaticS3Storage(S3ManifestStaticStorage):
         finally:
             self._replacing = False
             held, self._held_deletes = self._held_deletes, set()
-            for key in sorted(held):  # deleted and never written again: really delete
-                self.bucket.Object(key).delete()
+        # Only after a complete run: a run that failed halfway leaves every object as it was.
+        for key in sorted(held):  # deleted and never written again: really delete
+            self.bucket.Object(key).delete()
         logger.info(
             "Static files in s3://%s/%s: %d uploaded, %d already current.",
             self.bucket_name,

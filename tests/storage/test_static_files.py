@@ -38,7 +38,7 @@ def static_source(tmp_path: Path) -> Path:
     return source
 
 
-def collectstatic(server: S3Server, buckets: Buckets, source: Path) -> str:
+def run_collectstatic(server: S3Server, buckets: Buckets, source: Path) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         **server.aws_env(),
@@ -47,7 +47,7 @@ def collectstatic(server: S3Server, buckets: Buckets, source: Path) -> str:
         "QQ_TEST_STATIC_DIR": str(source),
         "DJANGO_SETTINGS_MODULE": "tests.storage.static_settings",
     }
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput"],
         cwd=REPO_ROOT,
         env=env,
@@ -55,6 +55,10 @@ def collectstatic(server: S3Server, buckets: Buckets, source: Path) -> str:
         text=True,
         timeout=120,
     )
+
+
+def collectstatic(server: S3Server, buckets: Buckets, source: Path) -> str:
+    result = run_collectstatic(server, buckets, source)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return output
@@ -150,3 +154,14 @@ def test_after_one_file_changes_only_it_its_new_hashed_copy_and_the_manifest_are
     assert written == {"static/js/app.js": 1, new_hashed[0]: 1, "static/staticfiles.json": 1}
     # The previous hashed file stays: pages rendered by servers not yet redeployed still point at it.
     assert hashed_key(before, "static/js/app.js") in after
+
+
+def test_a_bucket_that_does_not_exist_fails_collectstatic_with_an_error_naming_it(
+    s3_server: S3Server, static_source: Path
+) -> None:
+    missing = Buckets(static="qq-static-never-created", media="qq-media-never-created")
+    result = run_collectstatic(s3_server, missing, static_source)
+    assert result.returncode == 1
+    output = result.stderr
+    assert "CommandError: The static files storage (bucket 'qq-static-never-created') refused the upload" in output
+    assert "NoSuchBucket" in output and "Traceback" not in output

@@ -11,12 +11,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib.staticfiles.management.commands import collectstatic
 from django.core.files.storage import Storage
+from django.core.management.base import CommandError
 
 
 class Command(collectstatic.Command):
     help = collectstatic.Command.help + " Files already stored with the same content are not uploaded again."
+
+    def handle(self, **options: Any) -> str | None:
+        try:
+            return super().handle(**options)  # type: ignore[no-any-return]
+        except (BotoCoreError, ClientError) as exc:
+            bucket = getattr(self.storage, "bucket_name", "?")
+            raise CommandError(
+                f"The static files storage (bucket {bucket!r}) refused the upload: {exc}. Check "
+                "AWS_STORAGE_BUCKET_NAME, AWS_S3_REGION_NAME, AWS_S3_ENDPOINT_URL and that the credentials may "
+                "s3:ListBucket, s3:GetObject and s3:PutObject on it (docs/storage-and-cdn.md)."
+            ) from exc
 
     def delete_file(self, path: str, prefixed_path: str, source_storage: Storage) -> bool:
         holds_same_content: Any = getattr(self.storage, "holds_same_content", None)
