@@ -112,7 +112,7 @@ for _alias, _url in parse_shard_urls(
 DATABASE_ROUTERS = ["shardrouter.router.ShardRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-SHARDROUTER = {
+SHARDROUTER: dict[str, Any] = {
     # Apps whose tables live on the shards, keyed by each row's user ID.
     "SHARDED_APPS": ["content"],
     # How often each process checks the control database for a new shard-map version.
@@ -178,7 +178,7 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     # request_id: the X-Request-ID of the request being served ("-" outside one); see apps.platform.request_id.
@@ -188,3 +188,54 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO", environ=_env)},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- File storage and CDN (docs/storage-and-cdn.md) ---------------------------------------------------
+# QQ_STORAGE=local (the default, for `make run`): files stay on this machine and the app serves them
+#   (static through whitenoise; media through short-lived signed links checked by apps.storage).
+# QQ_STORAGE=s3: static files in their own bucket under hashed names, served from the CDN domain;
+#   media (exported documents) in a separate private bucket, reached only through short-lived signed URLs.
+
+# apps.storage precedes staticfiles: its collectstatic (compares content, not times) replaces the stock one.
+INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles"), "apps.storage")
+INSTALLED_APPS.append("apps.exports")
+SHARDROUTER["SHARDED_APPS"].append("exports")
+
+QQ_STORAGE = (env_str("QQ_STORAGE", "local", environ=_env) or "local").strip().lower()
+# How long a signed link to a private file works (S3 allows at most 7 days; keep it short).
+QQ_MEDIA_URL_EXPIRE_SECONDS = env_int("QQ_MEDIA_URL_EXPIRE_SECONDS", 300, minimum=1, maximum=604800, environ=_env)
+# CloudFront distribution that `manage.py cdn_invalidate` invalidates (optional: --distribution-id).
+QQ_CLOUDFRONT_DISTRIBUTION_ID = env_str("QQ_CLOUDFRONT_DISTRIBUTION_ID", "", environ=_env) or ""
+# Optional TrueType font for PDF exports (non-Latin text); well-known system fonts are tried otherwise.
+QQ_EXPORT_PDF_FONT = env_str("QQ_EXPORT_PDF_FONT", "", environ=_env) or ""
+if QQ_EXPORT_PDF_FONT and not Path(QQ_EXPORT_PDF_FONT).is_file():
+    raise ImproperlyConfigured(
+        f"QQ_EXPORT_PDF_FONT={QQ_EXPORT_PDF_FONT!r} is not a file; name a .ttf font or unset it."
+    )
+
+# fpdf2's font subsetting logs every glyph at INFO.
+LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}
+
+MEDIA_URL = "/media/"
+MEDIA_ROOT = BASE_DIR / "var" / "media"
+STORAGES: dict[str, dict[str, Any]]
+
+if QQ_STORAGE == "local":
+    STORAGES = {
+        "default": {
+            "BACKEND": "apps.storage.backends.SignedLocalMediaStorage",
+            "OPTIONS": {"location": MEDIA_ROOT, "querystring_expire": QQ_MEDIA_URL_EXPIRE_SECONDS},
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    # Static files straight from the source folders (no collectstatic needed), also under gunicorn.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "apps.storage.middleware.LocalStaticFilesMiddleware",
+    )
+    WHITENOISE_USE_FINDERS = True
+elif QQ_STORAGE == "s3":
+    from apps.storage.conf import s3_storages_from_env
+
+    STORAGES, STATIC_URL = s3_storages_from_env(_env, expire_seconds=QQ_MEDIA_URL_EXPIRE_SECONDS)
+else:
+    raise ImproperlyConfigured(f"QQ_STORAGE={QQ_STORAGE!r} is not a storage; expected 'local' or 's3'.")

@@ -10,4 +10,7 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("generations/", include("apps.content.urls")),
     path("healthz", healthz, name="healthz"),  # apps.platform: liveness for nginx/supervisors
+    # Files: exports of generations, and local media behind signed links (QQ_STORAGE=local).
+    path("generations/", include("apps.exports.urls")),
+    path("media/", include("apps.storage.urls")),
 ]
