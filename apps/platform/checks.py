@@ -18,15 +18,13 @@ from django.conf import settings
 from django.contrib.sessions.backends import cache as cache_sessions
 from django.contrib.sessions.backends import cached_db, db, file, signed_cookies
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.files.storage import FileSystemStorage
+from django.utils.module_loading import import_string
 
 SERVER_LOCAL_CACHES = {
     "django.core.cache.backends.locmem.LocMemCache": "the process's memory",
     "django.core.cache.backends.filebased.FileBasedCache": "the server's disk",
     "django.core.cache.backends.dummy.DummyCache": "nowhere (a dummy cache)",
-}
-LOCAL_STORAGES = {
-    "django.core.files.storage.FileSystemStorage",
-    "django.core.files.storage.filesystem.FileSystemStorage",
 }
 # Apps that run jobs inside every web process: with N servers, every job runs N times.
 IN_PROCESS_SCHEDULERS = {
@@ -194,7 +192,11 @@ def _caches_are_shared() -> Iterable[CheckMessage]:
 def _media_is_shared() -> Iterable[CheckMessage]:
     storages: dict[str, dict[str, Any]] = getattr(settings, "STORAGES", {})
     backend = str(storages.get("default", {}).get("BACKEND", ""))
-    if backend in LOCAL_STORAGES:
+    try:
+        storage_class = import_string(backend)
+    except ImportError:
+        return  # Django reports an unimportable storage itself
+    if isinstance(storage_class, type) and issubclass(storage_class, FileSystemStorage):
         yield Error(
             "Uploaded and generated files (STORAGES['default']) are written to this server's disk: other servers "
             "cannot serve them and they vanish with the server.",
