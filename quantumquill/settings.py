@@ -24,6 +24,7 @@ from quantumquill.env import (
     parse_database_url,
     parse_shard_urls,
 )
+from quantumquill.redis_env import SESSION_ENGINES, parse_redis_url, session_cache, session_store
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,11 +52,16 @@ INSTALLED_APPS = [
     "shardrouter",
     "apps.accounts",
     "apps.content",
+    "apps.platform",  # stateless app servers: session engine, middleware, checks
 ]
 
 MIDDLEWARE = [
+    # Stateless app servers (apps.platform): request ID first so every log line carries it; the instance
+    # header on every response; sessions that answer 503 instead of logging users out when Redis is down.
+    "apps.platform.middleware.RequestIdMiddleware",
+    "apps.platform.middleware.ServedByMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "apps.platform.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -106,7 +112,7 @@ for _alias, _url in parse_shard_urls(
 DATABASE_ROUTERS = ["shardrouter.router.ShardRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-SHARDROUTER = {
+SHARDROUTER: dict[str, Any] = {
     # Apps whose tables live on the shards, keyed by each row's user ID.
     "SHARDED_APPS": ["content"],
     # How often each process checks the control database for a new shard-map version.
@@ -120,9 +126,7 @@ SHARDROUTER = {
 
 # --- Redis: the general cache ---------------------------------------------------------------------
 
-REDIS_URL = env_required("REDIS_URL", hint=_HINT_EMBEDDED, environ=_env)
-if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a Redis URL; expected redis://HOST:PORT/DB.")
+REDIS_URL = parse_redis_url(env_required("REDIS_URL", hint=_HINT_EMBEDDED, environ=_env), variable="REDIS_URL")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -131,6 +135,22 @@ CACHES = {
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
     },
 }
+
+# --- Sessions: a Redis of their own (apps.platform; see docs/stateless.md) -------------------------
+# SESSION_REDIS_URL, or SESSION_REDIS_SENTINELS + SESSION_REDIS_SENTINEL_SERVICE for failover.
+# QQ_SESSION_STORE=database keeps sessions in the control DB for the changeover period only.
+
+QQ_HORIZONTAL = env_bool("QQ_HORIZONTAL", not DEBUG, environ=_env)
+SESSION_CACHE_ALIAS = "sessions"
+_session_cache = session_cache(_env)
+if _session_cache is not None:
+    CACHES[SESSION_CACHE_ALIAS] = _session_cache
+QQ_SESSION_STORE = session_store(_env)
+if QQ_SESSION_STORE == "redis" and _session_cache is None:
+    raise ImproperlyConfigured(
+        "SESSION_REDIS_URL is not set (nor SESSION_REDIS_SENTINELS): sessions live in Redis. " + _HINT_EMBEDDED
+    )
+SESSION_ENGINE = SESSION_ENGINES[QQ_SESSION_STORE]
 
 # --- Celery -------------------------------------------------------------------------------------------
 
@@ -158,11 +178,64 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # request_id: the X-Request-ID of the request being served ("-" outside one); see apps.platform.request_id.
+    "filters": {"request_id": {"()": "apps.platform.request_id.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO", environ=_env)},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- File storage and CDN (docs/storage-and-cdn.md) ---------------------------------------------------
+# QQ_STORAGE=local (the default, for `make run`): files stay on this machine and the app serves them
+#   (static through whitenoise; media through short-lived signed links checked by apps.storage).
+# QQ_STORAGE=s3: static files in their own bucket under hashed names, served from the CDN domain;
+#   media (exported documents) in a separate private bucket, reached only through short-lived signed URLs.
+
+# apps.storage precedes staticfiles: its collectstatic (compares content, not times) replaces the stock one.
+INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles"), "apps.storage")
+INSTALLED_APPS.append("apps.exports")
+SHARDROUTER["SHARDED_APPS"].append("exports")
+
+QQ_STORAGE = (env_str("QQ_STORAGE", "local", environ=_env) or "local").strip().lower()
+# How long a signed link to a private file works (S3 allows at most 7 days; keep it short).
+QQ_MEDIA_URL_EXPIRE_SECONDS = env_int("QQ_MEDIA_URL_EXPIRE_SECONDS", 300, minimum=1, maximum=604800, environ=_env)
+# CloudFront distribution that `manage.py cdn_invalidate` invalidates (optional: --distribution-id).
+QQ_CLOUDFRONT_DISTRIBUTION_ID = env_str("QQ_CLOUDFRONT_DISTRIBUTION_ID", "", environ=_env) or ""
+# Optional TrueType font for PDF exports (non-Latin text); well-known system fonts are tried otherwise.
+QQ_EXPORT_PDF_FONT = env_str("QQ_EXPORT_PDF_FONT", "", environ=_env) or ""
+if QQ_EXPORT_PDF_FONT and not Path(QQ_EXPORT_PDF_FONT).is_file():
+    raise ImproperlyConfigured(
+        f"QQ_EXPORT_PDF_FONT={QQ_EXPORT_PDF_FONT!r} is not a file; name a .ttf font or unset it."
+    )
+
+# fpdf2's font subsetting logs every glyph at INFO.
+LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}
+
+MEDIA_URL = "/media/"
+MEDIA_ROOT = BASE_DIR / "var" / "media"
+STORAGES: dict[str, dict[str, Any]]
+
+if QQ_STORAGE == "local":
+    STORAGES = {
+        "default": {
+            "BACKEND": "apps.storage.backends.SignedLocalMediaStorage",
+            "OPTIONS": {"location": MEDIA_ROOT, "querystring_expire": QQ_MEDIA_URL_EXPIRE_SECONDS},
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    # Static files straight from the source folders (no collectstatic needed), also under gunicorn.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "apps.storage.middleware.LocalStaticFilesMiddleware",
+    )
+    WHITENOISE_USE_FINDERS = True
+elif QQ_STORAGE == "s3":
+    from apps.storage.conf import s3_storages_from_env
+
+    STORAGES, STATIC_URL = s3_storages_from_env(_env, expire_seconds=QQ_MEDIA_URL_EXPIRE_SECONDS)
+else:
+    raise ImproperlyConfigured(f"QQ_STORAGE={QQ_STORAGE!r} is not a storage; expected 'local' or 's3'.")

@@ -8,7 +8,8 @@ in a fault test while the others keep serving.
     pg1  qq_shard1     -> alias shard1
     pg1  qq_shard3     -> alias shard3 (spare: the target of shard splits)
     pg2  qq_shard2     -> alias shard2
-    redis              -> cache, sessions and the Celery broker (separate DB numbers)
+    redis              -> cache and the Celery broker (separate DB numbers)
+    redis-sessions     -> sessions only: never evicts, keeps its data across a restart
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ PROFILES = {
         "dev",
         REPO_ROOT / "var" / "devstack",
         durable=True,
-        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379},
+        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379, "redis-sessions": 56380},
     ),
     "test": Profile("test", REPO_ROOT / "var" / "teststack", durable=False, fresh=True),
 }
@@ -80,6 +81,16 @@ class Stack:
     def redis(self) -> RedisServer:
         return RedisServer("redis", self.profile.data_dir / "redis", self.ports["redis"])
 
+    def redis_sessions(self) -> RedisServer:
+        """The session store: its own server, so a full cache can never evict a session."""
+        return RedisServer(
+            "redis-sessions",
+            self.profile.data_dir / "redis-sessions",
+            self.ports["redis-sessions"],
+            policy="noeviction",
+            appendonly=True,
+        )
+
     def env(self) -> dict[str, str]:
         def url(alias: str) -> str:
             server, dbname = DATABASES[alias]
@@ -87,11 +98,12 @@ class Stack:
 
         shards = ",".join(f"{alias}={url(alias)}" for alias in DATABASES if alias != "default")
         redis_server = self.redis()
+        sessions_server = self.redis_sessions()
         return {
             "DATABASE_URL": url("default"),
             "SHARD_DATABASE_URLS": shards,
             "REDIS_URL": redis_server.url(0),
-            "SESSION_REDIS_URL": redis_server.url(2),
+            "SESSION_REDIS_URL": sessions_server.url(0),
             "CELERY_BROKER_URL": redis_server.url(1),
             "DJANGO_SECRET_KEY": self._secret_key(),
             "DJANGO_DEBUG": "1",
@@ -120,6 +132,7 @@ class Stack:
         for server_name, dbname in DATABASES.values():
             self.postgres(server_name).ensure_database(dbname)
         self.redis().start()
+        self.redis_sessions().start()
         env = self.env()
         self.state_file.write_text(json.dumps({"ports": self.ports, "env": env}, indent=2))
         return env
@@ -130,13 +143,15 @@ class Stack:
     def _choose_ports(self) -> dict[str, int]:
         if self.profile.fixed_ports:
             return dict(self.profile.fixed_ports)
-        return {name: free_port() for name in (*SERVER_NAMES, "redis")}
+        return {name: free_port() for name in (*SERVER_NAMES, "redis", "redis-sessions")}
 
     def _stop_from_state(self) -> None:
         if not self.state_file.exists():
             return
         self.ports = json.loads(self.state_file.read_text())["ports"]
         self.redis().stop()
+        if "redis-sessions" in self.ports:  # state files written before the session store had its own server
+            self.redis_sessions().stop()
         for name in SERVER_NAMES:
             self.postgres(name).stop()
 

@@ -57,7 +57,7 @@ def test_typed_readers_name_the_variable() -> None:
         ("DATABASE_URL", "sqlite:///db.sqlite3", "DATABASE_URL has scheme 'sqlite'"),
         ("SHARD_DATABASE_URLS", "shard1:postgres://h/d", "SHARD_DATABASE_URLS item"),
         ("SHARDMAP_REFRESH_INTERVAL", "soon", "SHARDMAP_REFRESH_INTERVAL='soon' is not a number"),
-        ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379' is not a Redis URL"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379' has scheme 'localhost'; expected redis://"),
         ("DJANGO_DEBUG", "perhaps", "DJANGO_DEBUG='perhaps' is not a boolean"),
     ],
 )
