@@ -2,8 +2,8 @@
 
 The embedded stack (``quantumquill.devstack``, dev profile: PostgreSQL x3 and
 Redis) plus the processes that serve traffic: gunicorn with gthread workers
-(not the development server), a Celery worker and the content-generation
-gRPC server. Logs go to ``var/loadtest/``. Everything this starts, it stops;
+and the production configuration (``deploy/gunicorn.conf.py``; not the
+development server), a Celery worker and the content-generation gRPC server. Logs go to ``var/loadtest/``. Everything this starts, it stops;
 a stack that was already running is left running.
 
 Not named ``platform``: Locust puts this folder first on ``sys.path`` while
@@ -43,6 +43,9 @@ class PlatformSettings:
     seed_users: int = 200
     generations_per_user: int = 5
     token_interval_ms: int = 0
+    # Workers recycle after this many requests, as in production (deploy/gunicorn.conf.py); 0 never
+    # recycles them, which a soak needs: recycling would hide a leak.
+    max_requests: int = 2000
     log_dir: Path = REPO_ROOT / "var" / "loadtest"
 
 
@@ -206,25 +209,26 @@ class LocalPlatform:
     def _start_gunicorn(self, env: dict[str, str]) -> None:
         settings = self.settings
         self.say(f"Starting gunicorn (gthread, {settings.app_workers} workers x {settings.app_threads} threads) ...")
+        # The production configuration (deploy/gunicorn.conf.py), sized by its environment variables.
+        gunicorn_env = {
+            **env,
+            "GUNICORN_BIND": f"127.0.0.1:{self.http_port}",
+            "GUNICORN_WORKERS": str(settings.app_workers),
+            "GUNICORN_THREADS": str(settings.app_threads),
+            "GUNICORN_MAX_REQUESTS": str(settings.max_requests),
+            "GUNICORN_ACCESS_LOG": str(settings.log_dir / "access.log"),
+            "QQ_INSTANCE_NAME": "loadtest",
+        }
         argv = [
             sys.executable,
             "-m",
             "gunicorn",
-            "quantumquill.wsgi",
-            "--bind",
-            f"127.0.0.1:{self.http_port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(settings.app_workers),
-            "--threads",
-            str(settings.app_threads),
-            "--timeout",
-            "60",
+            "-c",
+            str(REPO_ROOT / "deploy" / "gunicorn.conf.py"),
             "--pid",
             str(self.gunicorn_pidfile),
         ]
-        child = self._spawn("gunicorn", argv, env)
+        child = self._spawn("gunicorn", argv, gunicorn_env)
         self._wait(child, lambda: http_ok(self.url + "/accounts/login/"), timeout=60)
 
     @staticmethod

@@ -237,6 +237,8 @@ def _start_platform(args: argparse.Namespace, launch: Launch, env: dict[str, str
         app_workers=args.app_workers,
         app_threads=args.app_threads,
         token_interval_ms=args.token_interval_ms,
+        # A soak looks for leaks: recycled workers would hide them.
+        max_requests=0 if args.shape == "soak" else PlatformSettings.max_requests,
     )
     launch.platform = LocalPlatform(settings, say=_say)
     launch.platform.start()
