@@ -38,6 +38,7 @@ PROMPTS = (
 )
 _GENERATION_LINK = re.compile(r'href="/generations/(\d+)/"')
 _CREATED = re.compile(r"/generations/(\d+)/$")
+_STATUS_BADGE = re.compile(r'class="badge (\w+)" id="status"')
 
 
 def account_pool(environment: Environment, options: LoadOptions) -> AccountPool:
@@ -52,6 +53,12 @@ def _json(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def page_streams(html: str) -> bool:
+    """Whether a browser would open the live stream: the page is still queued or running (its status badge)."""
+    badge = _STATUS_BADGE.search(html)
+    return badge is not None and badge.group(1) in ("queued", "running")
 
 
 def _stream_path(generation_id: int | str) -> str:
@@ -115,7 +122,7 @@ class PageUser(FastHttpUser):
         html = self.get_page(f"/generations/{generation_id}/", "page: detail", may_be_gone=may_be_gone)
         if html is None:
             self.forget(generation_id)
-        elif _stream_path(generation_id) in html:
+        elif _stream_path(generation_id) in html and page_streams(html):
             watch_stream(self.client, self.environment, _stream_path(generation_id), kind="page")
 
     def list_generations(self) -> None:
