@@ -68,6 +68,7 @@ class LocalPlatform:
     contentgen_target: str = ""
     contentgen_token: str = ""
     http_port: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # what the platform's processes run with (for manage.py)
 
     @property
     def url(self) -> str:
@@ -95,6 +96,7 @@ class LocalPlatform:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        self.env = env
         self._prepare_data(env)
         self._start_contentgen(env)
         self._start_celery(env)

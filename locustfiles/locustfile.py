@@ -18,6 +18,7 @@ from locustfiles.grpc_user import GrpcUser
 from locustfiles.journeys import ApiUser, NewVisitor, WebUser
 from locustfiles.options import LoadOptions, add_arguments
 from locustfiles.reporting import extend_web_ui, on_quitting
+from locustfiles.requestlog import attach as attach_request_log
 from locustfiles.shapes import SHAPE_CLASSES, BaselineShape, SoakShape, SpikeShape, StressShape
 from locustfiles.thresholds import ThresholdsError, load_thresholds
 
@@ -55,6 +56,8 @@ def _on_init(environment: Any, runner: Any, web_ui: Any = None, **_kwargs: Any) 
     elif web_ui is not None:
         # In the web UI the shape comes from the drop-down; "Default" means users and spawn rate typed in.
         environment.shape_class = None
+    if options.request_log:
+        attach_request_log(environment, options.request_log)
     extend_web_ui(environment)
 
 

@@ -43,6 +43,12 @@ def add_arguments(parser: Any) -> None:
         include_in_web_ui=False,
         help="folder for summary.json / summary.md and the shape's own CSV (steps, memory samples)",
     )
+    group.add_argument(
+        "--request-log",
+        default="",
+        include_in_web_ui=False,
+        help="write one CSV line per request to this file (the timeline for scripts/migration_under_load.py)",
+    )
     group.add_argument("--account-prefix", default="load", help="seeded accounts are PREFIX1..PREFIXN")
     group.add_argument("--account-count", type=int, default=200, help="how many seeded accounts to spread users over")
     group.add_argument(
@@ -77,6 +83,7 @@ class LoadOptions:
     shape: str = ""
     thresholds: str = str(DEFAULT_THRESHOLDS)
     report_dir: str = ""
+    request_log: str = ""
     account_prefix: str = "load"
     account_count: int = 200
     contentgen_target: str = ""
