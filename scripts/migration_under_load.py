@@ -236,14 +236,14 @@ def report(scenario: Scenario, requests: list[Request], begin: float, finish: fl
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.lo < 0 or args.hi <= args.lo or args.users < 1 or args.settle < 0:
+        sys.stderr.write("migration_under_load: need 0 <= --lo < --hi, --users >= 1 and --settle >= 0.\n")
+        return 2
     if not shardmove_available():
         sys.stderr.write(
             "migration_under_load: `manage.py shardmove` is not in this checkout (live data moves, issue 5, "
             "branch `moves`). Merge it, then run this again.\n"
         )
-        return 2
-    if args.lo < 0 or args.hi <= args.lo or args.users < 1 or args.settle < 0:
-        sys.stderr.write("migration_under_load: need 0 <= --lo < --hi, --users >= 1 and --settle >= 0.\n")
         return 2
     workdir = Path(args.workdir).resolve()
     report_dir = Path(args.reports_dir).resolve() / f"migration-{time.strftime('%Y%m%d-%H%M%S')}"
