@@ -7,4 +7,5 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("accounts/", include("apps.accounts.urls")),
     path("generations/", include("apps.content.urls")),
+    path("api/v1/", include("apps.content.api.urls")),
 ]
