@@ -146,7 +146,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 # --- Content generation: the gRPC service, its Celery jobs and live streams (docs/generation.md) ------
 
 _CONTENTGEN_TIMEOUT = env_float("CONTENTGEN_TIMEOUT_SECONDS", 60.0, minimum=0.5, maximum=3600, environ=_env)
-CONTENTGEN = {
+CONTENTGEN: dict[str, Any] = {
     # Client of the service (contentgen_service.client): where it is, the shared token, TLS.
     "TARGET": env_str("CONTENTGEN_TARGET", "127.0.0.1:50051", environ=_env) or "127.0.0.1:50051",
     "TOKEN": env_str("CONTENTGEN_TOKEN", "", environ=_env) or None,

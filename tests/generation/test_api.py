@@ -187,3 +187,21 @@ def test_the_openapi_schema_is_served_and_generates_without_warnings(eli: Any) -
     )
     docs = api_client_for(eli).get("/api/v1/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
+
+
+def test_creating_too_fast_is_throttled_with_429_and_retry_after(eli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.cache import cache
+
+    from apps.content.api.views import GenerationCreateThrottle
+
+    monkeypatch.setattr(GenerationCreateThrottle, "rate", "2/min", raising=False)
+    cache.delete(f"throttle_generation_create_{eli.id}")
+    client = api_client_for(eli)
+
+    statuses = [client.post("/api/v1/generations/", {"prompt": "x"}, format="json").status_code for _ in range(3)]
+    refused = client.post("/api/v1/generations/", {"prompt": "x"}, format="json")
+
+    assert statuses == [201, 201, 429]
+    assert int(refused["Retry-After"]) > 0
+    assert client.get("/api/v1/generations/").status_code == 200  # reads keep their own, larger allowance
+    assert raw_rows("shard1", "SELECT count(*) FROM content_generation") == [(2,)]

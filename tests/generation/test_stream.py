@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connections
 from django.test import Client
 
 from apps.content.claims import generation_claim, generation_complete
@@ -133,7 +134,14 @@ def test_a_stream_of_a_generation_running_elsewhere_waits_and_sends_the_final_te
     client.force_login(fay)
     response = client.get(f"/generations/{generation.id}/stream/")
     collected: list[bytes] = []
-    reading = threading.Thread(target=lambda: collected.extend(response.streaming_content))
+
+    def read() -> None:
+        try:
+            collected.extend(response.streaming_content)
+        finally:
+            connections.close_all()  # this thread's own database connections
+
+    reading = threading.Thread(target=read)
     reading.start()
 
     generation_complete(
