@@ -52,7 +52,8 @@
       showError("");
       var parts = [data.usage.completion_tokens + " tokens", "finished: " + data.finish_reason];
       if (data.usage.time_to_first_token_ms !== null) {
-        parts.push("first token after " + Math.round(data.usage.time_to_first_token_ms) + " ms");
+        var ms = data.usage.time_to_first_token_ms;
+        parts.push("first token after " + (ms < 10 ? ms.toFixed(1) : Math.round(ms)) + " ms");
       }
       usage.textContent = parts.join(" \u00b7 ");
       usage.hidden = false;
