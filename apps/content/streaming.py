@@ -103,7 +103,8 @@ def _relay(claim: Claim, generation: Generation) -> Iterator[bytes]:
                 text.append(chunk.text)
                 yield sse_event("chunk", {"text": chunk.text, "completion_tokens": chunk.completion_tokens})
             summary = stream.summary
-        assert summary is not None  # the iteration ends normally only after the summary
+        if summary is None:  # the client raises instead; kept so a change there cannot store a partial text
+            raise ContentGenError(f"stream {stream.request_id} ended without a summary")
         result = GenerateResult(
             str(generation.request_id), "".join(text), summary.finish_reason, summary.usage, summary.model
         )
@@ -161,7 +162,7 @@ def _events(*, user_id: int, generation_id: int) -> Iterator[bytes]:
             if claimed is not None:
                 yield from _relay(*claimed)
                 return
-            continue  # someone else claimed it first: look again
+            # Someone else claimed it first (or a lagging read replica showed it queued): look again shortly.
         if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
             yield b": waiting for the generation running elsewhere\n\n"
             last_write = time.monotonic()
