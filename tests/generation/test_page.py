@@ -40,8 +40,8 @@ def test_a_user_watches_the_text_arrive_in_steps_and_the_page_ends_succeeded(
     user = make_user(1060, "ivy", password="ivy's long passphrase")
     stack.server(token_interval_ms=PACED_MS)
     stack.worker()
-    # The job waits 5 s, so the page's own stream generates the text while the user watches.
-    app = stack.app_server(CONTENTGEN_PAGE_JOB_DELAY_SECONDS="5")
+    # The job waits 15 s, so the page's own stream generates the text while the user watches.
+    app = stack.app_server(CONTENTGEN_PAGE_JOB_DELAY_SECONDS="15")
 
     with chromium() as browser:
         page = browser.new_page()
