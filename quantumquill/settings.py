@@ -19,6 +19,7 @@ from quantumquill.env import (
     env_float,
     env_int,
     env_list,
+    env_rate,
     env_required,
     env_str,
     parse_database_url,
@@ -53,6 +54,11 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.content",
     "apps.platform",  # stateless app servers: session engine, middleware, checks
+    # JSON API (apps.content.api): DRF with token auth, OpenAPI schema and a self-hosted docs UI.
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -156,6 +162,81 @@ SESSION_ENGINE = SESSION_ENGINES[QQ_SESSION_STORE]
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL, environ=_env)
 CELERY_TASK_ALWAYS_EAGER = False
+
+# --- Content generation: the gRPC service, its Celery jobs and live streams (docs/generation.md) ------
+
+_CONTENTGEN_TIMEOUT = env_float("CONTENTGEN_TIMEOUT_SECONDS", 60.0, minimum=0.5, maximum=3600, environ=_env)
+CONTENTGEN: dict[str, Any] = {
+    # Client of the service (contentgen_service.client): where it is, the shared token, TLS.
+    "TARGET": env_str("CONTENTGEN_TARGET", "127.0.0.1:50051", environ=_env) or "127.0.0.1:50051",
+    "TOKEN": env_str("CONTENTGEN_TOKEN", "", environ=_env) or None,
+    "TLS": env_bool("CONTENTGEN_TLS", False, environ=_env),
+    "TLS_CA_FILE": env_str("CONTENTGEN_TLS_CA_FILE", "", environ=_env) or None,
+    "TLS_SERVER_NAME": env_str("CONTENTGEN_TLS_SERVER_NAME", "", environ=_env) or None,
+    # Deadline of every generation call, from a job or a live stream.
+    "TIMEOUT_SECONDS": _CONTENTGEN_TIMEOUT,
+    # gRPC-level retries of UNAVAILABLE within one call, and the per-process circuit breaker.
+    "MAX_ATTEMPTS": env_int("CONTENTGEN_MAX_ATTEMPTS", 3, minimum=1, maximum=5, environ=_env),
+    "BREAKER_FAILURES": env_int("CONTENTGEN_BREAKER_FAILURES", 5, minimum=1, environ=_env),
+    "BREAKER_RESET_SECONDS": env_float("CONTENTGEN_BREAKER_RESET_SECONDS", 10.0, minimum=0.1, environ=_env),
+    # Job-level retries: claims a generation may use before a retryable failure becomes final, and the
+    # exponential backoff (with jitter) between them.
+    "JOB_MAX_ATTEMPTS": env_int("CONTENTGEN_JOB_MAX_ATTEMPTS", 6, minimum=1, maximum=100, environ=_env),
+    "RETRY_BACKOFF_SECONDS": env_float("CONTENTGEN_RETRY_BACKOFF_SECONDS", 2.0, minimum=0.05, environ=_env),
+    "RETRY_BACKOFF_MAX_SECONDS": env_float("CONTENTGEN_RETRY_BACKOFF_MAX_SECONDS", 60.0, minimum=0.05, environ=_env),
+    # Celery time limits follow the call deadline; a claim older than the hard limit is abandoned
+    # (its holder was killed) and may be taken over.
+    "JOB_SOFT_TIME_LIMIT": int(_CONTENTGEN_TIMEOUT) + 5,
+    "JOB_TIME_LIMIT": int(_CONTENTGEN_TIMEOUT) + 10,
+    "CLAIM_LEASE_SECONDS": int(_CONTENTGEN_TIMEOUT) + 10,
+    # A generation created on the page waits this long before its job runs, so that the page's live
+    # stream gets to generate it while the user watches; without JavaScript the job still does it.
+    "PAGE_JOB_DELAY_SECONDS": env_float("CONTENTGEN_PAGE_JOB_DELAY_SECONDS", 3.0, minimum=0, environ=_env),
+    # A stream waiting on a generation running elsewhere re-reads it this often.
+    "STREAM_POLL_SECONDS": env_float("CONTENTGEN_STREAM_POLL_SECONDS", 0.5, minimum=0.05, maximum=10, environ=_env),
+}
+# Generation jobs: acknowledged only once done (a worker killed mid-job leaves the message to be delivered
+# again), one message reserved per worker process at a time; claims make a second delivery harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers a message not acknowledged within this time; it must exceed the longest retry countdown.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# --- JSON API: Django REST framework and drf-spectacular (apps.content.api) ------------------------
+
+REST_FRAMEWORK = {
+    # Token first, so an unauthenticated request gets 401 with "WWW-Authenticate: Token".
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Counted in the shared Redis cache, so the limits hold across app servers. Raise them for load tests.
+    "DEFAULT_THROTTLE_RATES": {
+        "api_user": env_rate("API_THROTTLE_USER", "1200/min", environ=_env),
+        "generation_create": env_rate("API_THROTTLE_CREATE", "120/min", environ=_env),
+        "auth_token": env_rate("API_THROTTLE_TOKEN", "60/min", environ=_env),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "QuantumQuill API",
+    "DESCRIPTION": "Generate text, follow it live (server-sent events) and read your generations.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "PATH_CONVERTER_OVERRIDES": {"snowflake": {"type": "string", "pattern": "^[0-9]{1,19}$"}},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------
 

@@ -13,4 +13,5 @@ urlpatterns = [
     # Files: exports of generations, and local media behind signed links (QQ_STORAGE=local).
     path("generations/", include("apps.exports.urls")),
     path("media/", include("apps.storage.urls")),
+    path("api/v1/", include("apps.content.api.urls")),
 ]

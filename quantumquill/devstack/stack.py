@@ -54,7 +54,7 @@ PROFILES = {
         "dev",
         REPO_ROOT / "var" / "devstack",
         durable=True,
-        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379, "redis-sessions": 56380},
+        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379, "redis-sessions": 56380, "contentgen": 55051},
     ),
     "test": Profile("test", REPO_ROOT / "var" / "teststack", durable=False, fresh=True),
 }
@@ -109,14 +109,21 @@ class Stack:
             "DJANGO_DEBUG": "1",
             "QQ_EMBEDDED_SHARD_MAP": EMBEDDED_SHARD_MAP,
             STATE_ENV: str(self.state_file),
+            # The content-generation service: `make run` starts it there; the test profile's port stays
+            # unused unless a test starts a server on it.
+            "CONTENTGEN_TARGET": f"127.0.0.1:{self.ports['contentgen']}",
+            "CONTENTGEN_TOKEN": self._secret("contentgen_token", 32),
         }
 
-    def _secret_key(self) -> str:
-        path = self.profile.data_dir / "secret_key"
+    def _secret(self, name: str, nbytes: int) -> str:
+        path = self.profile.data_dir / name
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(50))
+            path.write_text(secrets.token_urlsafe(nbytes))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def _secret_key(self) -> str:
+        return self._secret("secret_key", 50)
 
     def up(self) -> dict[str, str]:
         """Start every server (creating data folders and databases on first use) and write the state file."""
@@ -143,7 +150,7 @@ class Stack:
     def _choose_ports(self) -> dict[str, int]:
         if self.profile.fixed_ports:
             return dict(self.profile.fixed_ports)
-        return {name: free_port() for name in (*SERVER_NAMES, "redis", "redis-sessions")}
+        return {name: free_port() for name in (*SERVER_NAMES, "redis", "redis-sessions", "contentgen")}
 
     def _stop_from_state(self) -> None:
         if not self.state_file.exists():

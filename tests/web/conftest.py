@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,13 @@ class AppServer:
             return exc.code, dict(exc.headers), exc.read().decode()
 
 
-def start_app_server(**env: str) -> AppServer:
+def start_app_server(*, log_path: Path | None = None, **env: str) -> AppServer:
+    """Start gunicorn (gthread worker: streaming responses hold a thread, not the process).
+
+    With ``log_path`` its log goes to that file, which a long test can read without the pipe filling up.
+    """
     port = free_port()
+    log = open(log_path, "ab") if log_path is not None else None
     process = subprocess.Popen(
         [
             sys.executable,
@@ -42,6 +48,8 @@ def start_app_server(**env: str) -> AppServer:
             "quantumquill.wsgi",
             "-b",
             f"127.0.0.1:{port}",
+            "-k",
+            "gthread",
             "-w",
             "1",
             "--threads",
@@ -51,8 +59,10 @@ def start_app_server(**env: str) -> AppServer:
         ],
         env=child_env(**env),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log if log is not None else subprocess.PIPE,
     )
+    if log is not None:
+        log.close()
     server = AppServer(f"http://127.0.0.1:{port}", process)
     deadline = time.monotonic() + 30
     while True:
@@ -64,7 +74,8 @@ def start_app_server(**env: str) -> AppServer:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"gunicorn did not start: {process.stderr.read().decode() if process.stderr else ''}")
+            output = process.stderr.read().decode() if process.stderr else log_path.read_text() if log_path else ""
+            raise RuntimeError(f"gunicorn did not start: {output}")
         time.sleep(0.1)
 
 
