@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quantumquill.devstack.run import app_processes
 from quantumquill.devstack.stack import PROFILES, REPO_ROOT, Profile, Stack, free_port, stack_from_state
 
 
@@ -82,8 +83,9 @@ class LocalPlatform:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.http_port = self.settings.http_port or free_port()
         env = self._start_stack()
-        self.contentgen_target = f"127.0.0.1:{free_port()}"
-        self.contentgen_token = secrets.token_urlsafe(32)
+        # The stack names the generation service's address and token for every process; older stacks did not.
+        self.contentgen_target = env.get("CONTENTGEN_TARGET") or f"127.0.0.1:{free_port()}"
+        self.contentgen_token = env.get("CONTENTGEN_TOKEN") or secrets.token_urlsafe(32)
         env.update(
             {
                 # A load test measures the production configuration, not DEBUG's query log and error pages.
@@ -194,17 +196,12 @@ class LocalPlatform:
 
     def _start_celery(self, env: dict[str, str]) -> None:
         self.say("Starting a Celery worker ...")
+        # The worker `make run` starts (quantumquill.devstack.run), sized for this run.
+        worker = next(process for process in app_processes(env) if process.name == "worker")
         argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "quantumquill",
-            "worker",
+            *worker.argv,
             "--concurrency",
             str(self.settings.celery_concurrency),
-            "--loglevel",
-            "INFO",
             "--without-gossip",
             "--without-mingle",
         ]
