@@ -89,7 +89,7 @@ def api_token(client: FastHttpSession, account: Account) -> str | None:
     with client.post(
         TOKEN_URL,
         json={"username": account.username, "password": account.password},
-        name="api: token",
+        name="auth: api token",
         catch_response=True,
     ) as response:
         token = _json_field(response.text, "token") if response.status_code == 200 else None
