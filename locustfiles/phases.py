@@ -98,11 +98,13 @@ class PhaseSequence:
             if phase is not None:
                 result = self._judge(phase)
                 if result is not None and not self.keep_going(result):
-                    return self._stop()
+                    self._stop()
+                    return None
             phase = self._phase = next(self._phases, None)
             if phase is None:
                 self.stop_reason = self.stop_reason or "all phases ran"
-                return self._stop()
+                self._stop()
+                return None
             logger.info("phase %r: %d users for %.0f s", phase.name, phase.users, phase.seconds)
             self._started = elapsed
             self._window_start = None
@@ -120,7 +122,6 @@ class PhaseSequence:
     def _stop(self) -> None:
         self._phase = None
         self._done = True
-        return None
 
     def _judge(self, phase: Phase) -> PhaseResult | None:
         if not phase.judged or self._window_start is None:

@@ -175,7 +175,7 @@ def on_quitting(environment: Environment, **_kwargs: Any) -> None:
 def extend_web_ui(environment: Environment) -> None:
     """Add our tabs; their rows ride along with the stats the UI polls every two seconds."""
     web_ui = environment.web_ui
-    if web_ui is None:
+    if web_ui is None or web_ui.app is None:
         return
     from flask import request  # Locust's web UI is Flask; only needed when it runs
 

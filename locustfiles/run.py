@@ -141,15 +141,19 @@ def port_free(port: int) -> bool:
     return True
 
 
+def requested_user_classes(requested: str | None) -> list[str]:
+    names = [name.strip() for name in (requested or "").split(",") if name.strip()]
+    unknown = sorted(set(names) - set(USER_CLASSES))
+    if unknown:
+        raise LaunchError(f"unknown user class(es) {', '.join(unknown)}; choose from {', '.join(USER_CLASSES)}")
+    return names
+
+
 def choose_user_classes(
     requested: str | None, target: Target, grpc_ready: bool, say: Callable[[str], None]
 ) -> list[str]:
     if requested:
-        names = [name.strip() for name in requested.split(",") if name.strip()]
-        unknown = sorted(set(names) - set(USER_CLASSES))
-        if unknown:
-            raise LaunchError(f"unknown user class(es) {', '.join(unknown)}; choose from {', '.join(USER_CLASSES)}")
-        return names
+        return requested_user_classes(requested)
     names = list(USER_CLASSES)
     if not target.api_available:
         say(f"The JSON API is not deployed at {target.host} (GET /api/v1/schema/ failed): ApiUser left out.")
@@ -278,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         load_thresholds(args.thresholds)
+        requested_user_classes(args.user_classes)  # bad names fail here, before anything starts
         if not args.headless and not port_free(args.web_port):
             raise LaunchError(f"port {args.web_port} is in use (another Locust web UI?); pass --web-port N")
         env = dict(os.environ)

@@ -49,13 +49,15 @@ class PhasedShape(LoadTestShape):
     def reset_time(self) -> None:
         """Locust calls this when a shape test starts: start over with the options as they are now."""
         super().reset_time()
-        parsed = self.runner.environment.parsed_options if self.runner is not None else None
-        self.options = LoadOptions.from_parsed(parsed)
+        runner = self.runner
+        if runner is None:
+            raise RuntimeError(f"{type(self).__name__} started without a Locust runner")
+        self.options = LoadOptions.from_parsed(runner.environment.parsed_options)
         self.prepare(self.options)
         self.sequence = PhaseSequence(
             plan=self.plan(self.options),
             thresholds=load_thresholds(self.options.thresholds),
-            snapshot=lambda: take_snapshot(self.runner.stats),
+            snapshot=lambda: take_snapshot(runner.stats),
             keep_going=self.keep_going,
         )
 

@@ -83,3 +83,10 @@ def test_a_busy_web_ui_port_is_refused_with_the_fix() -> None:
         port = busy.getsockname()[1]
         run = launch("--web-port", str(port))
     assert_clean_failure(run.code, run.output, 1, f"port {port} is in use (another Locust web UI?); pass --web-port N")
+
+
+def test_an_unknown_user_class_is_refused_with_the_choices() -> None:
+    run = launch("--headless", "--user-classes", "WebUser,Robot")
+    assert_clean_failure(
+        run.code, run.output, 1, "unknown user class(es) Robot; choose from WebUser, NewVisitor, ApiUser, GrpcUser"
+    )
