@@ -133,25 +133,43 @@ class MemoryTrend:
     last_mb: float
     peak_mb: float
     slope_mb_per_hour: float  # least squares over the samples after warm-up
+    late_slope_mb_per_hour: float  # least squares over the last half of those: what the verdict uses
     warmup_samples: int
+
+    @property
+    def reading(self) -> str:
+        """Warm-up slows down (caches fill once); a leak keeps its pace."""
+        if self.late_slope_mb_per_hour <= 1:
+            return "flat"
+        if self.late_slope_mb_per_hour < 0.75 * self.slope_mb_per_hour:
+            return "growth slowing (warming up)"
+        return "steady growth (a leak, unless the run is too short to tell)"
+
+
+def _slope_per_hour(samples: list[MemorySample]) -> float:
+    xs = [s.elapsed_s / 3600 for s in samples]
+    ys = [s.workers_rss_mb for s in samples]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread if spread else 0.0
 
 
 def memory_trend(samples: list[MemorySample], warmup_fraction: float = 0.2) -> MemoryTrend | None:
-    """Least-squares growth of the workers' RSS, ignoring the first part (caches and imports warming up)."""
-    if len(samples) < 3:
+    """Growth of the workers' RSS after warm-up (the first part: imports, caches), and over its last half.
+
+    A leak grows at the same pace all along; warm-up growth slows down. The
+    late slope is what a long run would settle on, so it is the one judged.
+    """
+    if len(samples) < 6:
         return None
-    skip = min(int(len(samples) * warmup_fraction), len(samples) - 3)
+    skip = min(int(len(samples) * warmup_fraction), len(samples) - 6)
     steady = samples[skip:]
-    xs = [s.elapsed_s / 3600 for s in steady]
-    ys = [s.workers_rss_mb for s in steady]
-    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    spread = sum((x - mean_x) ** 2 for x in xs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread if spread else 0.0
     return MemoryTrend(
         samples=len(samples),
         first_mb=samples[0].workers_rss_mb,
         last_mb=samples[-1].workers_rss_mb,
         peak_mb=max(s.workers_rss_mb for s in samples),
-        slope_mb_per_hour=round(slope, 2),
+        slope_mb_per_hour=round(_slope_per_hour(steady), 2),
+        late_slope_mb_per_hour=round(_slope_per_hour(steady[len(steady) // 2 :]), 2),
         warmup_samples=skip,
     )

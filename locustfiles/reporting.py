@@ -77,9 +77,15 @@ def run_verdict(environment: Environment, thresholds: Thresholds, *, mode: str =
     if isinstance(shape, SoakShape) and thresholds.soak_max_rss_growth_mb_per_hour is not None:
         trend = shape.summary().get("memory_trend")
         if trend:
-            slope = trend["slope_mb_per_hour"]
+            slope = trend["late_slope_mb_per_hour"]
             limit = thresholds.soak_max_rss_growth_mb_per_hour
-            check = Check("worker memory", f"{slope:+.1f} MiB/h", f"<= {limit:.0f} MiB/h", slope <= limit)
+            check = Check(
+                "worker memory",
+                f"{slope:+.1f} MiB/h (last half)",
+                f"<= {limit:.0f} MiB/h",
+                slope <= limit,
+                trend["reading"],
+            )
             verdict = Verdict((*verdict.checks, check), verdict.totals)
     return verdict
 
@@ -116,9 +122,10 @@ def render_markdown(verdict: Verdict, shape: dict[str, Any] | None, *, host: str
         trend = shape.get("memory_trend")
         if trend:
             lines.append(
-                f"Worker memory: {trend['first_mb']} -> {trend['last_mb']} MiB (peak {trend['peak_mb']}), "
-                f"trend {trend['slope_mb_per_hour']:+} MiB/h over {trend['samples']} samples "
-                f"(first {trend['warmup_samples']} left out as warm-up)."
+                f"Worker memory: {trend['first_mb']} -> {trend['last_mb']} MiB (peak {trend['peak_mb']}) over "
+                f"{trend['samples']} samples; after warm-up (first {trend['warmup_samples']} samples left out) "
+                f"{trend['slope_mb_per_hour']:+} MiB/h, over the last half {trend['late_slope_mb_per_hour']:+} MiB/h: "
+                f"{trend['reading']}."
             )
         elif "memory_sampled" in shape and not shape["memory_sampled"]:
             lines.append("Worker memory: not sampled (no gunicorn process of this platform on this machine).")

@@ -159,7 +159,7 @@ class SoakShape(PhasedShape):
         return {
             **super().summary(),
             "memory_samples": [asdict(s) for s in samples],
-            "memory_trend": asdict(trend) if trend else None,
+            "memory_trend": {**asdict(trend), "reading": trend.reading} if trend else None,
             "memory_sampled": bool(samples),
         }
 

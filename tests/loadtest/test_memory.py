@@ -58,15 +58,25 @@ def samples(values: list[float], every_s: float = 60) -> list[MemorySample]:
 def test_growth_during_warm_up_is_not_a_leak() -> None:
     trend = memory_trend(samples([100, 140, 150, 150, 150.5, 150, 150.2, 150, 150.1, 150]))
     assert trend is not None
-    assert abs(trend.slope_mb_per_hour) < 1
+    assert trend.late_slope_mb_per_hour <= 1
+    assert trend.reading == "flat"
     assert (trend.first_mb, trend.last_mb, trend.peak_mb, trend.warmup_samples) == (100, 150, 150.5, 2)
 
 
-def test_steady_growth_is_reported_per_hour() -> None:
-    trend = memory_trend(samples([100 + i for i in range(20)]))  # 1 MiB a minute
+def test_growth_that_slows_down_reads_as_warm_up_and_is_judged_on_its_late_pace() -> None:
+    # Caches filling: fast at first, then slower and slower (the shape a 10-minute soak showed).
+    trend = memory_trend(samples([280 + 8 * (1 - 0.8**i) for i in range(30)], every_s=20))
     assert trend is not None
-    assert trend.slope_mb_per_hour == 60
+    assert trend.late_slope_mb_per_hour < 0.75 * trend.slope_mb_per_hour
+    assert trend.reading == "growth slowing (warming up)"
+
+
+def test_steady_growth_reads_as_a_leak_and_is_reported_per_hour() -> None:
+    trend = memory_trend(samples([100 + i for i in range(20)]))  # 1 MiB a minute, all along
+    assert trend is not None
+    assert trend.slope_mb_per_hour == trend.late_slope_mb_per_hour == 60
+    assert trend.reading.startswith("steady growth")
 
 
 def test_too_few_samples_give_no_trend() -> None:
-    assert memory_trend(samples([100, 101])) is None
+    assert memory_trend(samples([100, 101, 102, 103, 104])) is None
