@@ -10,8 +10,10 @@ default 150000, so 300000 rows in all), ``--cutovers`` (default 10),
 
 1. Copy: the same rows are copied from shard2 (server pg2) to shard1 (server
    pg1) twice each way: by a raw ``COPY (SELECT ... WHERE range) TO STDOUT`` on
-   the source piped into ``COPY ... FROM STDIN`` on the target (the baseline),
-   and by ``shardmove start`` until the move reaches ``catching_up``.
+   the source piped into ``COPY ... FROM STDIN`` on the target (the baseline,
+   run first, before the move installs its fence trigger on the target), and by
+   ``shardmove start`` until the move reaches ``catching_up`` (set-up included);
+   the best of each pair is compared.
 2. Cut-overs: with writes going on at ``--rate`` per second (half of them for
    users in the moving range), alternate ``switch-writes`` and ``rollback``
    (each a full freeze protocol) and record each freeze and every request's
@@ -23,6 +25,7 @@ default 150000, so 300000 rows in all), ``--cutovers`` (default 10),
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import random
@@ -66,7 +69,7 @@ def log(message: str) -> None:
 
 
 def prepare(rows: int) -> None:
-    call_command("migrate_shards", verbosity=0)
+    call_command("migrate_shards", stdout=io.StringIO())
     base = load_map_from_database()
     apply_map(
         [ShardRange(0, 1000, "shard1"), ShardRange(1000, KEYSPACE_END, "shard2")],
@@ -228,16 +231,17 @@ def main() -> int:
     results: dict[str, Any] = {"rows": 2 * args.rows}
 
     raw_times, move_times = [], []
-    move: MoveRange | None = None
     for round_no in (1, 2):
         seconds, copied = raw_copy()
         raw_times.append(seconds)
-        log(f"round {round_no}: raw COPY pipe   {copied:,} rows in {seconds:.2f}s = {copied / seconds:,.0f} rows/s")
+        log(f"raw COPY pipe, round {round_no}:   {copied:,} rows in {seconds:.2f}s = {copied / seconds:,.0f} rows/s")
+    move: MoveRange | None = None
+    for round_no in (1, 2):
+        if move is not None:
+            services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0))
         seconds, copied, move = move_copy()
         move_times.append(seconds)
-        log(f"round {round_no}: shardmove start {copied:,} rows in {seconds:.2f}s = {copied / seconds:,.0f} rows/s")
-        if round_no == 1:
-            services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0))
+        log(f"shardmove start, round {round_no}: {copied:,} rows in {seconds:.2f}s = {copied / seconds:,.0f} rows/s")
     assert move is not None
     rows = 2 * args.rows
     results["copy"] = {
@@ -274,9 +278,10 @@ def main() -> int:
             freezes.append(
                 {"direction": result.direction, "freeze": result.freeze, "worst_request": load.worst_between(t0, t1)}
             )
+            steps = ", ".join(f"{k} {v * 1000:.1f}" for k, v in result.timings.items())
             log(
-                f"cut-over {n + 1}: {result.direction:<13} freeze {result.freeze * 1000:6.1f} ms, "
-                f"slowest request meanwhile {load.worst_between(t0, t1) * 1000:6.1f} ms, {result.timings}"
+                f"cut-over {n + 1:>2}: {result.direction:<13} freeze {result.freeze * 1000:6.1f} ms "
+                f"(steps in ms: {steps}); slowest request meanwhile {load.worst_between(t0, t1) * 1000:6.1f} ms"
             )
         time.sleep(1)
     requests = len(load.latencies)

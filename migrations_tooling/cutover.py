@@ -8,7 +8,10 @@ Outside the freeze
   a. create the publication of the following channel (new -> old);
   b. make sure a verified baseline exists (a full ``verify`` if none) and
      re-verify the rows changed since, until at most a few hundred are left;
-  c. refuse if replication lag (a marker round trip) exceeds ``--max-lag``.
+  c. refuse if replication lag (a marker round trip) exceeds ``--max-lag``;
+  d. create the slot of the following channel on new. (Creating a logical
+     slot waits for every transaction running on new's server; that wait must
+     not happen inside the freeze.)
 
 The freeze (every step is bounded by what is left of ``--max-freeze``)
   1. on old, in one transaction: ``LOCK ... IN SHARE MODE`` (waits, at most
@@ -18,8 +21,9 @@ The freeze (every step is bounded by what is left of ``--max-freeze``)
   2. commit a marker on old and wait until new shows it: new has applied every
      write old ever accepted for the range;
   3. compare, exactly, every row the fence logged since the baseline;
-  4. on new: start logging changes (fence ``tracking``) and create the slot of
-     the following channel, which captures every later write on new;
+  4. on new: start logging changes (fence ``tracking``) and advance the slot
+     of the following channel to new's current WAL position: it skips
+     everything replicated from old and captures every later write on new;
   5. the commit point, on old: with the table lock again, fence ``frozen`` ->
      ``moved`` only if the freeze has not expired. Zero rows updated means it
      expired (writes may already have resumed on old): abort.
@@ -57,6 +61,8 @@ from .models import MoveRange, Phase
 from .planning import label
 from .progress import format_duration
 from .work import Work, record_error
+
+SLOT_CREATION_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -253,6 +259,17 @@ def _prepare(work: Work, d: Direction, *, max_lag: float, dry_run: bool) -> tupl
     return f"{left} changed row(s)", _lag_within(work, d, max_lag)
 
 
+def _create_following_slot(work: Work, d: Direction) -> None:
+    try:
+        replication.create_slot(work.db[d.new], d.following.name, timeout=SLOT_CREATION_TIMEOUT)
+    except psycopg.errors.QueryCanceled:
+        raise MoveError(
+            f"Creating replication slot {d.following.name} on {d.new} waited over {SLOT_CREATION_TIMEOUT:.0f}s for "
+            f"transactions running on that server to finish (a logical slot needs them gone). Find them in "
+            f"pg_stat_activity on {d.new}'s server, then retry."
+        ) from None
+
+
 def _lag_within(work: Work, d: Direction, max_lag: float) -> float:
     lag = measure_lag(work, d.old, d.new, limit=max_lag)
     if lag is None:
@@ -282,7 +299,7 @@ def _cut_over(
         work.reporter.info(
             f"Dry run: would freeze writes of {label(move.lo, move.hi)} on {d.old} for at most "
             f"{format_duration(max_freeze)}, wait for {d.new} (lag now {lag * 1000:.0f} ms), re-verify {to_verify}, "
-            f"create slot {d.following.name} on {d.new}, commit the switch on {d.old}, route reads and writes to "
+            f"start slot {d.following.name} on {d.new} there, commit the switch on {d.old}, route reads and writes to "
             f"{d.new}, and replicate {d.new} -> {d.old} from then on. Nothing changed."
         )
         return None
@@ -310,6 +327,7 @@ def _cut_over(
 def _freeze_and_commit(work: Work, d: Direction, *, max_freeze: float) -> CutOverResult:
     move = work.move
     config = get_settings()
+    _create_following_slot(work, d)
     started = time.monotonic()
     deadline = started + max_freeze
 
@@ -321,10 +339,9 @@ def _freeze_and_commit(work: Work, d: Direction, *, max_freeze: float) -> CutOve
     try:
         fence.freeze(work.db[d.old], move.id, work.tables, max_freeze=max_freeze, lock_timeout=config.lock_timeout)
     except psycopg.errors.LockNotAvailable:
-        work.set_step("")
-        raise CutOverAborted(
-            f"In-flight writes on {d.old} did not finish within the lock timeout ({config.lock_timeout:.1f}s)."
-        ) from None
+        reason = f"In-flight writes on {d.old} did not finish within the lock timeout ({config.lock_timeout:.1f}s)."
+        _abort(work, d, reason)
+        raise CutOverAborted(reason) from None
     frozen = time.monotonic()
     timings["lock_and_freeze"] = frozen - started
     verified = 0
@@ -348,7 +365,7 @@ def _freeze_and_commit(work: Work, d: Direction, *, max_freeze: float) -> CutOve
         new = work.db[d.new]
         fence.drop_changes(new, move.id)
         fence.put(new, move.id, move.lo, move.hi, "tracking")
-        replication.create_slot(new, d.following.name, timeout=max(0.001, left()))
+        replication.advance_slot_to_now(new, d.following.name, timeout=max(0.001, left()))
         timings["slot"] = time.monotonic() - t0
         pause_point(f"{d.label}:slot")
         if left() <= 0:
@@ -440,7 +457,7 @@ def reconcile(work: Work) -> None:
     """Bring a move left behind by a killed command back to a consistent phase (run first by every command).
 
     Past a commit point: finish the cut-over. Inside a freeze: abort it.
-    Before a freeze: drop a slot a killed attempt created.
+    Before a freeze: drop the slot a killed attempt created (a new attempt makes a new one).
     """
     move = work.move
     if move.phase == Phase.READS_SWITCHED:

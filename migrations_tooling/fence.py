@@ -92,8 +92,17 @@ BEGIN
                 OR (TG_OP = 'UPDATE' AND NEW.{key} IS NOT DISTINCT FROM OLD.{key} AND NEW.{pk} = OLD.{pk});
             k := NEW.{key}; rid := NEW.{pk};
         END IF;
-        SELECT f.move_id, f.keys, f.state, f.moved_to, f.expires_at INTO fence
-            FROM qq_fence f WHERE f.keys @> k;
+        IF current_setting('transaction_isolation') = 'read committed' THEN
+            -- Each query of a trigger gets a fresh snapshot: it sees a fence committed a moment ago.
+            SELECT f.move_id, f.keys, f.state, f.moved_to, f.expires_at INTO fence
+                FROM qq_fence f WHERE f.keys @> k;
+        ELSE
+            -- A repeatable-read or serializable snapshot may predate the fence's last change; locking
+            -- the row turns that into a serialization failure (40001, retried by such callers) instead
+            -- of a write past a freeze.
+            SELECT f.move_id, f.keys, f.state, f.moved_to, f.expires_at INTO fence
+                FROM qq_fence f WHERE f.keys @> k FOR SHARE;
+        END IF;
         CONTINUE WHEN NOT FOUND;
         IF fence.state = 'moved' THEN
             RAISE EXCEPTION 'user % belongs to range % which has moved to database %', k, fence.keys, fence.moved_to
@@ -182,6 +191,27 @@ def put(conn: psycopg.Connection[Any], move_id: int, lo: int, hi: int, state: st
         "expires_at = NULL, updated_at = clock_timestamp()",
         [move_id, lo, hi, state, moved_to],
     )
+
+
+def wait_for_older_snapshots(conn: psycopg.Connection[Any], *, timeout: float) -> bool:
+    """Wait until no session of this database holds a snapshot taken before now; False after ``timeout``.
+
+    A repeatable-read transaction that began before a fence row was inserted
+    does not see it (its writes go unlogged); once such snapshots are gone,
+    every write sees the fence. Like ``CREATE INDEX CONCURRENTLY``'s wait.
+    """
+    horizon = one(conn, "SELECT (pg_snapshot_xmax(pg_current_snapshot())::text::numeric % 4294967296)::text")
+    deadline = time.monotonic() + timeout
+    while one(
+        conn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' AND backend_xmin IS NOT NULL AND age(backend_xmin) > age(%s::xid)",
+        [horizon],
+    ):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def remove(conn: psycopg.Connection[Any], move_id: int) -> None:

@@ -41,6 +41,9 @@ SYNC_STATES = {
 }
 
 
+_THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
 @dataclass(frozen=True)
 class Channel:
     name: str
@@ -104,6 +107,33 @@ def create_slot(conn: psycopg.Connection[Any], name: str, *, timeout: float | No
     return True
 
 
+def advance_slot_to_now(conn: psycopg.Connection[Any], name: str, *, timeout: float) -> str:
+    """Move the slot's start to the current end of the WAL: it will carry only transactions committed later.
+
+    A slot can only be advanced through flushed WAL, so a tiny synchronously
+    committed transaction flushes it first (with ``synchronous_commit = off``
+    the WAL writer could take up to ``wal_writer_delay``). It writes a logical
+    decoding message (subscriptions ignore them) because a transaction that
+    wrote nothing is never flushed synchronously. Returns the position.
+    """
+    position = str(one(conn, "SELECT pg_current_wal_insert_lsn()::text"))
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = on")
+        conn.execute("SELECT pg_logical_emit_message(true, 'qq_move', 'flush')")
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{max(1, int(timeout * 1000))}ms"))
+        )
+        reached = one(
+            conn,
+            "SELECT end_lsn >= %s::pg_lsn FROM pg_replication_slot_advance(%s, %s::pg_lsn)",
+            [position, name, position],
+        )
+    if not reached:
+        raise MoveError(f"Replication slot {name} could not be advanced to {position}.")
+    return position
+
+
 def drop_slot(conn: psycopg.Connection[Any], name: str, *, timeout: float = 15.0) -> None:
     """Drop a slot once no walsender uses it (stopping a straggler after ``timeout``)."""
     deadline = time.monotonic() + timeout
@@ -164,12 +194,7 @@ def lag(conn: psycopg.Connection[Any], channel: Channel) -> Lag:
 
 
 def subscription_oid(conn: psycopg.Connection[Any], name: str) -> int | None:
-    value = one(
-        conn,
-        "SELECT oid FROM pg_subscription WHERE subname = %s AND subdbid = "
-        "(SELECT oid FROM pg_database WHERE datname = current_database())",
-        [name],
-    )
+    value = one(conn, f"SELECT oid FROM pg_subscription WHERE subname = %s AND subdbid = {_THIS_DATABASE}", [name])
     return None if value is None else int(value)
 
 
@@ -215,10 +240,6 @@ def disable_subscription(conn: psycopg.Connection[Any], name: str, *, timeout: f
         time.sleep(0.01)
 
 
-def enable_subscription(conn: psycopg.Connection[Any], name: str) -> None:
-    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
-
-
 def drop_subscription(conn: psycopg.Connection[Any], name: str) -> int | None:
     """Drop the subscription without touching its slot (the engine drops slots itself); returns its oid."""
     oid = subscription_oid(conn, name)
@@ -228,16 +249,6 @@ def drop_subscription(conn: psycopg.Connection[Any], name: str) -> int | None:
     conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(sql.Identifier(name)))
     conn.execute(sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(sql.Identifier(name)))
     return oid
-
-
-def subscription_enabled(conn: psycopg.Connection[Any], name: str) -> bool | None:
-    value = one(
-        conn,
-        "SELECT subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
-        "(SELECT oid FROM pg_database WHERE datname = current_database())",
-        [name],
-    )
-    return None if value is None else bool(value)
 
 
 @dataclass(frozen=True)
@@ -250,15 +261,15 @@ class TableSync:
 def table_sync(conn: psycopg.Connection[Any], name: str) -> dict[str, TableSync]:
     """Initial-copy state of each table of the subscription (the marker table included)."""
     rows = conn.execute(
-        """
+        f"""
         SELECT c.relname, sr.srsubstate,
                (SELECT p.tuples_processed FROM pg_stat_progress_copy p
-                 WHERE p.relid = sr.srrelid AND p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 WHERE p.relid = sr.srrelid AND p.datid = {_THIS_DATABASE}
                  ORDER BY p.tuples_processed DESC LIMIT 1)
         FROM pg_subscription_rel sr
         JOIN pg_subscription s ON s.oid = sr.srsubid
         JOIN pg_class c ON c.oid = sr.srrelid
-        WHERE s.subname = %s AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        WHERE s.subname = %s AND s.subdbid = {_THIS_DATABASE}
         """,
         [name],
     ).fetchall()

@@ -33,6 +33,7 @@ from .work import Work, driving
 
 _CREATE_LOCK = 0x5157_0001  # serialises move creation (overlap check + insert) in the control database
 DDL_LOCK_TIMEOUT = 5.0  # brief table locks of set-up DDL (trigger, replica identity)
+SNAPSHOT_WAIT = 10.0  # how long start waits for transactions that began before the fence
 
 
 def move_plan(*, lo: int, hi: int, target: str) -> MovePlan:
@@ -99,6 +100,11 @@ def _set_up(work: Work) -> None:
     # Until the cut-over nobody may write the range on the target: replication alone fills it.
     fence.put(target, move.id, move.lo, move.hi, "moved", moved_to=move.source)
     fence.put(source, move.id, move.lo, move.hi, "tracking")
+    if not fence.wait_for_older_snapshots(source, timeout=SNAPSHOT_WAIT):
+        work.reporter.warning(
+            f"Transactions older than the move's fence are still open on {move.source} after {SNAPSHOT_WAIT:.0f}s; "
+            "if they use REPEATABLE READ and write to the range, the cut-over cannot re-verify those rows."
+        )
     fence.marker_init(source, move.id)
     channel = replication.forward(move.id, move.source, move.target)
     if replication.subscription_oid(target, channel.name) is None:
@@ -220,10 +226,24 @@ def _delete_range(work: Work, alias: str, throttle: Throttle, step: str) -> int:
     return meter.done
 
 
-def _wait_for_map_to_spread(since: float) -> None:
-    """Give every process time to load the newest map before rows its old map pointed to disappear."""
+def _wait_for_map_to_spread() -> None:
+    """Let every process load the newest map before rows an older map pointed to disappear.
+
+    Processes check for a new version every REFRESH_INTERVAL; waiting until the
+    newest version is twice that old (plus a margin) covers a check in progress.
+    """
     settle = 2 * shardrouter_settings().refresh_interval + 0.5
-    time.sleep(max(0.0, settle - since))
+    with connections[shardrouter_settings().control_database].cursor() as cursor:
+        cursor.execute(
+            "SELECT extract(epoch FROM now() - created_at) FROM shardrouter_shardmaprevision ORDER BY version DESC LIMIT 1"
+        )
+        row = cursor.fetchone()
+    age = float(row[0]) if row else settle
+    time.sleep(max(0.0, settle - age))
+
+
+def _rows_summary(rows: dict[str, int]) -> str:
+    return f"{sum(rows.values()):,} row(s) ({', '.join(f'{n:,} in {t}' for t, n in rows.items())})"
 
 
 def _drop_replication(work: Work) -> None:
@@ -262,16 +282,13 @@ def move_cancel(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttle:
         if move.phase == Phase.COMPLETE:
             raise MoveError(f"Move {move.id} is complete; to move the range back, start a new move to {move.source}.")
         if dry_run:
-            rows = _rows_in_range(work, move.target)
             reporter.info(
                 f"Dry run: would route {label(move.lo, move.hi)} entirely to {move.source}, drop the move's "
-                f"publications, slots and subscriptions, delete {sum(rows.values()):,} copied row(s) from "
-                f"{move.target} ({', '.join(f'{n:,} in {t}' for t, n in rows.items())}) and remove its fences. "
-                "Nothing changed."
+                f"publications, slots and subscriptions, delete the copy on {move.target}, "
+                f"{_rows_summary(_rows_in_range(work, move.target))}, and remove its fences. Nothing changed."
             )
             return False
         work.set_step("cancelling")
-        changed_at = time.monotonic()
         if route_range(
             move.lo,
             move.hi,
@@ -281,12 +298,10 @@ def move_cancel(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttle:
             reason=f"move {move.id}: cancelled",
         ):
             work.journal("reads", f"Reads of {label(move.lo, move.hi)} go to {move.source} again.")
-        else:
-            changed_at -= 3600
         _drop_replication(work)
         work.journal("replication", "Dropped the move's subscriptions, slots and publications.")
         pause_point("cancel:replication-dropped")
-        _wait_for_map_to_spread(time.monotonic() - changed_at)
+        _wait_for_map_to_spread()
         deleted = _delete_range(work, move.target, throttle, "cancel:batch")
         _forget(move.target, work)
         _forget(move.source, work)
@@ -312,12 +327,10 @@ def move_complete(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttl
                 f"{move.id}` first."
             )
         if dry_run:
-            rows = _rows_in_range(work, move.source)
             reporter.info(
                 f"Dry run: would drop the move's replication (no rollback after that), then delete "
-                f"{sum(rows.values()):,} row(s) of {label(move.lo, move.hi)} from {move.source} "
-                f"({', '.join(f'{n:,} in {t}' for t, n in rows.items())}) in batches of {throttle.batch_rows}. "
-                "Nothing changed."
+                f"{_rows_summary(_rows_in_range(work, move.source))} of {label(move.lo, move.hi)} from {move.source} "
+                f"in batches of {throttle.batch_rows}. Nothing changed."
             )
             return False
         work.set_step("complete: dropping replication")
@@ -327,7 +340,7 @@ def move_complete(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttl
             "replication", "Dropped the move's subscriptions, slots and publications; rollback is no longer possible."
         )
         pause_point("complete:replication-dropped")
-        _wait_for_map_to_spread((timezone.now() - move.phase_changed_at).total_seconds())
+        _wait_for_map_to_spread()
         work.set_step("complete: deleting moved rows from the source")
         deleted = _delete_range(work, move.source, throttle, "complete:batch")
         _forget(move.source, work)

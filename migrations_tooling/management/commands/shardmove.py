@@ -245,29 +245,25 @@ class Command(BaseCommand):
         if services.move_switch_reads(record, reporter=self.reporter, back=back, max_lag=max_lag, dry_run=dry_run):
             self.stdout.write(self.style.SUCCESS("Done; processes pick up the new map within about a second."))
 
-    def handle_switch_writes(
-        self, *, move: str | None, max_freeze: float, max_lag: float, attempts: int, dry_run: bool, **_: Any
-    ) -> None:
-        result = services.move_switch_writes(
-            selectors.move_get(move),
-            reporter=self.reporter,
-            max_freeze=max_freeze,
-            max_lag=max_lag,
-            dry_run=dry_run,
-            attempts=attempts,
-        )
-        if result:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Writes switched: freeze {result.freeze * 1000:.0f} ms (limit {max_freeze * 1000:.0f} ms), "
-                    f"{result.verified_rows} changed row(s) verified, attempt {result.attempts}."
-                )
-            )
+    def handle_switch_writes(self, **options: Any) -> None:
+        self._cut_over(services.move_switch_writes, "Writes switched", **options)
 
-    def handle_rollback(
-        self, *, move: str | None, max_freeze: float, max_lag: float, attempts: int, dry_run: bool, **_: Any
+    def handle_rollback(self, **options: Any) -> None:
+        self._cut_over(services.move_rollback, "Rolled back", **options)
+
+    def _cut_over(
+        self,
+        operation: Any,
+        done: str,
+        *,
+        move: str | None,
+        max_freeze: float,
+        max_lag: float,
+        attempts: int,
+        dry_run: bool,
+        **_: Any,
     ) -> None:
-        result = services.move_rollback(
+        result = operation(
             selectors.move_get(move),
             reporter=self.reporter,
             max_freeze=max_freeze,
@@ -278,7 +274,8 @@ class Command(BaseCommand):
         if result:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Rolled back: freeze {result.freeze * 1000:.0f} ms, {result.verified_rows} changed row(s) verified."
+                    f"{done}: freeze {result.freeze * 1000:.0f} ms (limit {max_freeze * 1000:.0f} ms), "
+                    f"{result.verified_rows} changed row(s) verified, attempt {result.attempts}."
                 )
             )
 
