@@ -83,3 +83,19 @@ def test_writes_through_the_services_are_held_during_a_freeze_and_succeed_after_
         generation = generation_create(user_id=1500, prompt="held, not failed")
         assert Generation.objects.for_user(1500).get(id=generation.id).prompt == "held, not failed"
         fence.remove(conn, 98)
+
+
+def test_a_repeatable_read_writer_whose_snapshot_predates_a_freeze_fails_instead_of_writing_past_it() -> None:
+    tables = sharded_tables()
+    with connect("shard2") as conn:
+        fence.install(conn, tables, 5)
+        fence.put(conn, 97, 1000, 2000, "tracking")
+        with psycopg.connect(conninfo_for("shard2")) as writer:
+            writer.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            writer.execute("SELECT count(*) FROM content_generation")  # the snapshot is taken here
+            fence.freeze(conn, 97, tables, max_freeze=5, lock_timeout=1)
+            with pytest.raises(psycopg.Error) as refused:
+                writer.execute(INSERT, [7, 1500])
+            assert refused.value.sqlstate == "40001"
+            writer.rollback()
+        fence.remove(conn, 97)
