@@ -388,7 +388,7 @@ def _freeze_and_commit(work: Work, d: Direction, *, max_freeze: float) -> CutOve
                 raise
             raise CutOverAborted(f"Error inside the freeze: {exc}") from exc
         # Otherwise the commit reached the database although its reply did not reach us: carry on.
-    freeze = time.monotonic() - frozen
+    freeze = time.monotonic() - started  # writers queue behind the lock request, so count from there
     work.set_watermark(d.new, "")
     work.set_step(f"{d.label}: committed")
     work.journal(

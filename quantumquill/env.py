@@ -93,6 +93,18 @@ def env_list(name: str, default: list[str] | None = None, *, environ: Mapping[st
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+_RATE_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+
+
+def env_rate(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """A request rate such as ``120/min`` (periods: s, min, hour, day), as Django REST framework reads it."""
+    raw = (env_str(name, environ=environ) or "").strip() or default
+    count, sep, period = raw.partition("/")
+    if not sep or not count.strip().isdigit() or period.strip().lower() not in _RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate; expected COUNT/PERIOD such as {default}.")
+    return f"{int(count)}/{period.strip().lower()}"
+
+
 def _check_bounds(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}.")

@@ -1,4 +1,4 @@
-"""Turn an unreachable database into a clear 503 page instead of a 500."""
+"""Turn an unreachable database (or session store) into a clear 503 page instead of a 500."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from shardrouter.errors import ShardMapError, ShardWriteUnavailable
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 30
+
+
+def unavailable_response(
+    request: HttpRequest | None, *, template: str, retry_after: int = RETRY_AFTER_SECONDS
+) -> HttpResponse:
+    """A 503 page with Retry-After; ``request`` may be None when its lazy parts must not be touched."""
+    body = render_to_string(template, {"retry_after": retry_after}, request=request)
+    response = HttpResponse(body, status=503)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 class DatabaseUnavailableMiddleware:
@@ -33,7 +43,4 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, (OperationalError, InterfaceError, ShardMapError, ShardWriteUnavailable)):
             return None
         logger.warning("Database unavailable for %s %s: %s", request.method, request.path, exception)
-        body = render_to_string("errors/503_database.html", {"retry_after": RETRY_AFTER_SECONDS}, request=request)
-        response = HttpResponse(body, status=503)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return unavailable_response(request, template="errors/503_database.html")

@@ -19,11 +19,13 @@ from quantumquill.env import (
     env_float,
     env_int,
     env_list,
+    env_rate,
     env_required,
     env_str,
     parse_database_url,
     parse_shard_urls,
 )
+from quantumquill.redis_env import SESSION_ENGINES, parse_redis_url, session_cache, session_store
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,13 +53,23 @@ INSTALLED_APPS = [
     "shardrouter",
     "apps.accounts",
     "apps.content",
+    "apps.platform",  # stateless app servers: session engine, middleware, checks
+    # JSON API (apps.content.api): DRF with token auth, OpenAPI schema and a self-hosted docs UI.
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # --- live data moves (issue #5): `manage.py shardmove` ---
     "migrations_tooling",
 ]
 
 MIDDLEWARE = [
+    # Stateless app servers (apps.platform): request ID first so every log line carries it; the instance
+    # header on every response; sessions that answer 503 instead of logging users out when Redis is down.
+    "apps.platform.middleware.RequestIdMiddleware",
+    "apps.platform.middleware.ServedByMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "apps.platform.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -108,7 +120,7 @@ for _alias, _url in parse_shard_urls(
 DATABASE_ROUTERS = ["shardrouter.router.ShardRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-SHARDROUTER = {
+SHARDROUTER: dict[str, Any] = {
     # Apps whose tables live on the shards, keyed by each row's user ID.
     "SHARDED_APPS": ["content"],
     # How often each process checks the control database for a new shard-map version.
@@ -124,9 +136,7 @@ SHARDROUTER["MAP_EDIT_GUARDS"] = ["migrations_tooling.guards.refuse_ranges_of_ac
 
 # --- Redis: the general cache ---------------------------------------------------------------------
 
-REDIS_URL = env_required("REDIS_URL", hint=_HINT_EMBEDDED, environ=_env)
-if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a Redis URL; expected redis://HOST:PORT/DB.")
+REDIS_URL = parse_redis_url(env_required("REDIS_URL", hint=_HINT_EMBEDDED, environ=_env), variable="REDIS_URL")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -136,10 +146,101 @@ CACHES = {
     },
 }
 
+# --- Sessions: a Redis of their own (apps.platform; see docs/stateless.md) -------------------------
+# SESSION_REDIS_URL, or SESSION_REDIS_SENTINELS + SESSION_REDIS_SENTINEL_SERVICE for failover.
+# QQ_SESSION_STORE=database keeps sessions in the control DB for the changeover period only.
+
+QQ_HORIZONTAL = env_bool("QQ_HORIZONTAL", not DEBUG, environ=_env)
+SESSION_CACHE_ALIAS = "sessions"
+_session_cache = session_cache(_env)
+if _session_cache is not None:
+    CACHES[SESSION_CACHE_ALIAS] = _session_cache
+QQ_SESSION_STORE = session_store(_env)
+if QQ_SESSION_STORE == "redis" and _session_cache is None:
+    raise ImproperlyConfigured(
+        "SESSION_REDIS_URL is not set (nor SESSION_REDIS_SENTINELS): sessions live in Redis. " + _HINT_EMBEDDED
+    )
+SESSION_ENGINE = SESSION_ENGINES[QQ_SESSION_STORE]
+
 # --- Celery -------------------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL, environ=_env)
 CELERY_TASK_ALWAYS_EAGER = False
+
+# --- Content generation: the gRPC service, its Celery jobs and live streams (docs/generation.md) ------
+
+_CONTENTGEN_TIMEOUT = env_float("CONTENTGEN_TIMEOUT_SECONDS", 60.0, minimum=0.5, maximum=3600, environ=_env)
+CONTENTGEN: dict[str, Any] = {
+    # Client of the service (contentgen_service.client): where it is, the shared token, TLS.
+    "TARGET": env_str("CONTENTGEN_TARGET", "127.0.0.1:50051", environ=_env) or "127.0.0.1:50051",
+    "TOKEN": env_str("CONTENTGEN_TOKEN", "", environ=_env) or None,
+    "TLS": env_bool("CONTENTGEN_TLS", False, environ=_env),
+    "TLS_CA_FILE": env_str("CONTENTGEN_TLS_CA_FILE", "", environ=_env) or None,
+    "TLS_SERVER_NAME": env_str("CONTENTGEN_TLS_SERVER_NAME", "", environ=_env) or None,
+    # Deadline of every generation call, from a job or a live stream.
+    "TIMEOUT_SECONDS": _CONTENTGEN_TIMEOUT,
+    # gRPC-level retries of UNAVAILABLE within one call, and the per-process circuit breaker.
+    "MAX_ATTEMPTS": env_int("CONTENTGEN_MAX_ATTEMPTS", 3, minimum=1, maximum=5, environ=_env),
+    "BREAKER_FAILURES": env_int("CONTENTGEN_BREAKER_FAILURES", 5, minimum=1, environ=_env),
+    "BREAKER_RESET_SECONDS": env_float("CONTENTGEN_BREAKER_RESET_SECONDS", 10.0, minimum=0.1, environ=_env),
+    # Job-level retries: claims a generation may use before a retryable failure becomes final, and the
+    # exponential backoff (with jitter) between them.
+    "JOB_MAX_ATTEMPTS": env_int("CONTENTGEN_JOB_MAX_ATTEMPTS", 6, minimum=1, maximum=100, environ=_env),
+    "RETRY_BACKOFF_SECONDS": env_float("CONTENTGEN_RETRY_BACKOFF_SECONDS", 2.0, minimum=0.05, environ=_env),
+    "RETRY_BACKOFF_MAX_SECONDS": env_float("CONTENTGEN_RETRY_BACKOFF_MAX_SECONDS", 60.0, minimum=0.05, environ=_env),
+    # Celery time limits follow the call deadline; a claim older than the hard limit is abandoned
+    # (its holder was killed) and may be taken over.
+    "JOB_SOFT_TIME_LIMIT": int(_CONTENTGEN_TIMEOUT) + 5,
+    "JOB_TIME_LIMIT": int(_CONTENTGEN_TIMEOUT) + 10,
+    "CLAIM_LEASE_SECONDS": int(_CONTENTGEN_TIMEOUT) + 10,
+    # A generation created on the page waits this long before its job runs, so that the page's live
+    # stream gets to generate it while the user watches; without JavaScript the job still does it.
+    "PAGE_JOB_DELAY_SECONDS": env_float("CONTENTGEN_PAGE_JOB_DELAY_SECONDS", 3.0, minimum=0, environ=_env),
+    # A stream waiting on a generation running elsewhere re-reads it this often.
+    "STREAM_POLL_SECONDS": env_float("CONTENTGEN_STREAM_POLL_SECONDS", 0.5, minimum=0.05, maximum=10, environ=_env),
+}
+# Generation jobs: acknowledged only once done (a worker killed mid-job leaves the message to be delivered
+# again), one message reserved per worker process at a time; claims make a second delivery harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers a message not acknowledged within this time; it must exceed the longest retry countdown.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# --- JSON API: Django REST framework and drf-spectacular (apps.content.api) ------------------------
+
+REST_FRAMEWORK = {
+    # Token first, so an unauthenticated request gets 401 with "WWW-Authenticate: Token".
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Counted in the shared Redis cache, so the limits hold across app servers. Raise them for load tests.
+    "DEFAULT_THROTTLE_RATES": {
+        "api_user": env_rate("API_THROTTLE_USER", "1200/min", environ=_env),
+        "generation_create": env_rate("API_THROTTLE_CREATE", "120/min", environ=_env),
+        "auth_token": env_rate("API_THROTTLE_TOKEN", "60/min", environ=_env),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "QuantumQuill API",
+    "DESCRIPTION": "Generate text, follow it live (server-sent events) and read your generations.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "PATH_CONVERTER_OVERRIDES": {"snowflake": {"type": "string", "pattern": "^[0-9]{1,19}$"}},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------
 
@@ -162,11 +263,64 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # request_id: the X-Request-ID of the request being served ("-" outside one); see apps.platform.request_id.
+    "filters": {"request_id": {"()": "apps.platform.request_id.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO", environ=_env)},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- File storage and CDN (docs/storage-and-cdn.md) ---------------------------------------------------
+# QQ_STORAGE=local (the default, for `make run`): files stay on this machine and the app serves them
+#   (static through whitenoise; media through short-lived signed links checked by apps.storage).
+# QQ_STORAGE=s3: static files in their own bucket under hashed names, served from the CDN domain;
+#   media (exported documents) in a separate private bucket, reached only through short-lived signed URLs.
+
+# apps.storage precedes staticfiles: its collectstatic (compares content, not times) replaces the stock one.
+INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles"), "apps.storage")
+INSTALLED_APPS.append("apps.exports")
+SHARDROUTER["SHARDED_APPS"].append("exports")
+
+QQ_STORAGE = (env_str("QQ_STORAGE", "local", environ=_env) or "local").strip().lower()
+# How long a signed link to a private file works (S3 allows at most 7 days; keep it short).
+QQ_MEDIA_URL_EXPIRE_SECONDS = env_int("QQ_MEDIA_URL_EXPIRE_SECONDS", 300, minimum=1, maximum=604800, environ=_env)
+# CloudFront distribution that `manage.py cdn_invalidate` invalidates (optional: --distribution-id).
+QQ_CLOUDFRONT_DISTRIBUTION_ID = env_str("QQ_CLOUDFRONT_DISTRIBUTION_ID", "", environ=_env) or ""
+# Optional TrueType font for PDF exports (non-Latin text); well-known system fonts are tried otherwise.
+QQ_EXPORT_PDF_FONT = env_str("QQ_EXPORT_PDF_FONT", "", environ=_env) or ""
+if QQ_EXPORT_PDF_FONT and not Path(QQ_EXPORT_PDF_FONT).is_file():
+    raise ImproperlyConfigured(
+        f"QQ_EXPORT_PDF_FONT={QQ_EXPORT_PDF_FONT!r} is not a file; name a .ttf font or unset it."
+    )
+
+# fpdf2's font subsetting logs every glyph at INFO.
+LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}
+
+MEDIA_URL = "/media/"
+MEDIA_ROOT = BASE_DIR / "var" / "media"
+STORAGES: dict[str, dict[str, Any]]
+
+if QQ_STORAGE == "local":
+    STORAGES = {
+        "default": {
+            "BACKEND": "apps.storage.backends.SignedLocalMediaStorage",
+            "OPTIONS": {"location": MEDIA_ROOT, "querystring_expire": QQ_MEDIA_URL_EXPIRE_SECONDS},
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    # Static files straight from the source folders (no collectstatic needed), also under gunicorn.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "apps.storage.middleware.LocalStaticFilesMiddleware",
+    )
+    WHITENOISE_USE_FINDERS = True
+elif QQ_STORAGE == "s3":
+    from apps.storage.conf import s3_storages_from_env
+
+    STORAGES, STATIC_URL = s3_storages_from_env(_env, expire_seconds=QQ_MEDIA_URL_EXPIRE_SECONDS)
+else:
+    raise ImproperlyConfigured(f"QQ_STORAGE={QQ_STORAGE!r} is not a storage; expected 'local' or 's3'.")

@@ -143,6 +143,7 @@ def _check_sharded_model(model: type[models.Model]) -> list[CheckMessage]:
         if (
             rel.is_relation
             and isinstance(related, type)
+            and issubclass(related, models.Model)
             and getattr(related, "shard_key", None) is None
             and getattr(rel, "concrete", False)
         ):

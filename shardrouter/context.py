@@ -20,16 +20,16 @@ _write_override: ContextVar[tuple[int, str] | None] = ContextVar("shardrouter_wr
 
 def validate_shard_key(value: object) -> int:
     """Coerce a user ID to int, refusing booleans, negatives and non-numbers with a clear error."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            if isinstance(value, bool) or value is None:
-                raise TypeError
-            value = int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            raise ValueError(f"A shard key must be a user ID (a non-negative integer), not {value!r}.") from None
-    if value < 0:
-        raise ValueError(f"A shard key must be a non-negative user ID, not {value}.")
-    return value
+    key: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        key = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        key = int(value)
+    if key is None:
+        raise ValueError(f"A shard key must be a user ID (a non-negative integer), not {value!r}.")
+    if key < 0:
+        raise ValueError(f"A shard key must be a non-negative user ID, not {key}.")
+    return key
 
 
 def current_shard_key() -> int | None:

@@ -194,6 +194,7 @@ class IdGenerator:
             self._last_ms, self._sequence = -1, 0
         self._valid_until = started + validity * (1 - self.SAFETY_FRACTION)
         self._renew_at = started + validity / 2
+        assert self._worker_id is not None
         return self._worker_id
 
     def next_id(self) -> int:

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from django.db import models
 
 from .context import validate_shard_key
+from .router import require_shard_key
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -15,18 +16,18 @@ class ShardedQuerySet(models.QuerySet[_M]):
     def for_user(self, user_id: int) -> ShardedQuerySet[_M]:
         """Rows owned by ``user_id``, on that user's shard (reads and writes alike)."""
         key = validate_shard_key(user_id)
-        attname = self.model.shard_key
+        attname = require_shard_key(self.model)
         clone = self.filter(**{attname: key})
         # QuerySet passes _hints to every router call it makes (db_for_read, db_for_write).
-        clone._hints = {**self._hints, "shard_key": key}
+        clone._hints = {**self._hints, "shard_key": key}  # type: ignore[attr-defined]
         return clone
 
     def _shard_key_from(self, values: dict[str, Any]) -> int | None:
-        attname = self.model.shard_key
+        attname = require_shard_key(self.model)
         if attname not in values:
             return None
         key = validate_shard_key(values[attname])
-        hinted = self._hints.get("shard_key")
+        hinted = self._hints.get("shard_key")  # type: ignore[attr-defined]
         if hinted is not None and hinted != key:
             raise ValueError(f"{attname}={key} does not match for_user({hinted}); a row belongs to exactly one user.")
         return key
@@ -34,7 +35,7 @@ class ShardedQuerySet(models.QuerySet[_M]):
     def create(self, **kwargs: Any) -> _M:
         """Create a row; the row's own shard key routes it when no for_user() or context does."""
         key = self._shard_key_from(kwargs)
-        if key is not None and self._db is None and "shard_key" not in self._hints:
+        if key is not None and self._db is None and "shard_key" not in self._hints:  # type: ignore[attr-defined]
             return self.for_user(key).create(**kwargs)
         return super().create(**kwargs)
 

@@ -12,7 +12,6 @@ control database. ``.using(alias)`` bypasses routers entirely, as in Django.
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import Any
 
 from django.apps import apps
@@ -27,11 +26,18 @@ from .shardmap import current_map
 logger = logging.getLogger(__name__)
 
 
-@cache
 def shard_key_attname(model: type[models.Model]) -> str | None:
     """The attribute holding a model's shard key, or None if the model is not sharded."""
     key = getattr(model, "shard_key", None)
     return key if isinstance(key, str) else None
+
+
+def require_shard_key(model: type[models.Model]) -> str:
+    """The shard key attribute of a sharded model (raises ShardRoutingError for any other model)."""
+    attname = shard_key_attname(model)
+    if attname is None:
+        raise ShardRoutingError(f"{model._meta.label} is not sharded (it has no shard_key).")
+    return attname
 
 
 def _pin_key(key: int) -> str:
@@ -40,8 +46,9 @@ def _pin_key(key: int) -> str:
 
 def _routing_key(model: type[models.Model], attname: str, hints: dict[str, Any]) -> int:
     instance = hints.get("instance")
-    if instance is not None and shard_key_attname(type(instance)) is not None:
-        value = getattr(instance, shard_key_attname(type(instance)) or "", None)
+    instance_attname = shard_key_attname(type(instance)) if instance is not None else None
+    if instance_attname is not None:
+        value = getattr(instance, instance_attname, None)
         if value is not None:
             return int(value)
     hinted = hints.get("shard_key")
@@ -82,19 +89,12 @@ class ShardRouter:
     """Route sharded models by the shard map; no opinion on anything else."""
 
     def db_for_read(self, model: type[models.Model], **hints: Any) -> str | None:
-        attname = shard_key_attname(model)
-        if attname is None:
-            return None
-        key = _routing_key(model, attname, hints)
-        override = write_override_for(key)
-        if override is not None:
-            return override
-        shard_range = current_map().range_for(key)
-        if shard_range.reads_switched and not _pinned_to_writes(key):
-            return shard_range.read_alias
-        return shard_range.alias
+        return self._route(model, hints, for_write=False)
 
     def db_for_write(self, model: type[models.Model], **hints: Any) -> str | None:
+        return self._route(model, hints, for_write=True)
+
+    def _route(self, model: type[models.Model], hints: dict[str, Any], *, for_write: bool) -> str | None:
         attname = shard_key_attname(model)
         if attname is None:
             return None
@@ -103,10 +103,13 @@ class ShardRouter:
         if override is not None:
             return override
         shard_range = current_map().range_for(key)
-        if shard_range.reads_switched:
+        if not shard_range.reads_switched:
+            return shard_range.alias
+        if for_write:
             # Until the write cut-over, this user's reads follow their writes for a short while.
             _pin_reads_to_writes(key)
-        return shard_range.alias
+            return shard_range.alias
+        return shard_range.alias if _pinned_to_writes(key) else shard_range.read_alias
 
     def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
         sharded1 = shard_key_attname(type(obj1)) is not None

@@ -10,7 +10,7 @@ from django.utils.module_loading import import_string
 
 from .errors import ShardMapError
 from .keyspace import ShardMap, ShardRange, assign_range, describe_diff, format_key, split_by_range
-from .router import sharded_models
+from .router import require_shard_key, sharded_models
 from .shardmap import apply_map, load_map_from_database
 
 # A guard gets (lo, hi) of a planned edit and raises ShardMapError if the edit must wait
@@ -41,7 +41,7 @@ def count_rows_in_range(alias: str, lo: int, hi: int) -> int:
     """Rows of every sharded table in ``alias`` whose shard key lies in ``[lo, hi)``."""
     total = 0
     for model in sharded_models():
-        attname = model.shard_key
+        attname = require_shard_key(model)
         total += model._default_manager.using(alias).filter(**{f"{attname}__gte": lo, f"{attname}__lt": hi}).count()
     return total
 

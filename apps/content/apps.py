@@ -7,3 +7,6 @@ class ContentConfig(AppConfig):
     name = "apps.content"
     label = "content"
     verbose_name = "Content generation"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the system checks

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.urls import register_converter
+
 from shardrouter.keyspace import KEYSPACE_END
 
 
@@ -16,3 +18,7 @@ class SnowflakeConverter:
 
     def to_url(self, value: int) -> str:
         return str(value)
+
+
+# Registered once, on import, for the page and the API URLconfs alike.
+register_converter(SnowflakeConverter, "snowflake")

@@ -9,8 +9,10 @@ from django.utils import timezone
 
 from shardrouter.models import ShardedModel
 
+# Input limits: the API contract's, within what the generation service accepts by default
+# (prompt up to 8000 characters, max_tokens 1..1024, up to 4 stop sequences of 1..64 characters).
 PROMPT_MAX_CHARS = 4000
-MAX_TOKENS_LIMIT = 2048
+MAX_TOKENS_LIMIT = 1024
 STOP_SEQUENCES_MAX = 4
 STOP_SEQUENCE_MAX_CHARS = 32
 
@@ -43,6 +45,15 @@ class Generation(ShardedModel):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The claim: whoever moved the row from queued to running (a Celery job or a live stream) holds this
+    # token, and only the holder may store the result. A claim older than the lease may be taken over.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Claims so far (jobs and live streams).")
+    # Reported by the generation service with the result.
+    model_name = models.CharField(max_length=200, blank=True)
+    time_to_first_token_ms = models.FloatField(null=True, blank=True)
+    total_ms = models.FloatField(null=True, blank=True)
 
     class Meta(ShardedModel.Meta):
         ordering = ["-created_at", "-id"]
@@ -56,9 +67,16 @@ class Generation(ShardedModel):
         return f"generation {self.id} ({self.status})"
 
     @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
     def title(self) -> str:
         first_line = self.prompt.strip().splitlines()[0] if self.prompt.strip() else "(empty prompt)"
         return first_line if len(first_line) <= 80 else first_line[:77] + "..."
+
+
+FINISHED_STATUSES = frozenset({Generation.Status.SUCCEEDED, Generation.Status.FAILED, Generation.Status.CANCELLED})
 
 
 class UsageEvent(ShardedModel):
@@ -70,6 +88,7 @@ class UsageEvent(ShardedModel):
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     generation_id = models.BigIntegerField(null=True, blank=True)
+    # generation_completed: prompt plus completion tokens (what a generation costs); 0 for requests.
     tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from functools import partial
+
+from django.db import router, transaction
 
 from shardrouter.writes import run_sharded_write
 
 from .models import Generation, UsageEvent
+
+logger = logging.getLogger(__name__)
 
 
 def generation_create(
@@ -18,8 +24,14 @@ def generation_create(
     top_p: float = 0.95,
     seed: int | None = None,
     stop: Sequence[str] = (),
+    job_delay: float | None = 0.0,
 ) -> Generation:
-    """Store a new generation as queued, with its usage event, on the user's shard."""
+    """Store a new generation as queued, with its usage event, on the user's shard, and queue its job.
+
+    The job (``apps.content.tasks.generation_run``) is sent once the shard's
+    transaction commits, ``job_delay`` seconds later (the page leaves its live
+    stream a head start); ``None`` queues no job.
+    """
 
     def work() -> Generation:
         generation = Generation.objects.for_user(user_id).create(
@@ -34,9 +46,41 @@ def generation_create(
         UsageEvent.objects.for_user(user_id).create(
             user_id=user_id, kind=UsageEvent.Kind.GENERATION_REQUESTED, generation_id=generation.id
         )
+        if job_delay is not None:
+            generation_enqueue_on_commit(user_id=user_id, generation_id=generation.id, countdown=job_delay)
         return generation
 
     return run_sharded_write(user_id=user_id, work=work)
+
+
+def generation_enqueue_on_commit(*, user_id: int, generation_id: int, countdown: float = 0.0) -> None:
+    """Queue the generation's job once the current transaction on the user's shard commits.
+
+    Call it inside ``run_sharded_write``: the hook is registered on the shard
+    alias that transaction runs on (a hook on ``default`` would fire before the
+    row is visible to the worker, or for a rolled-back write). Only IDs travel.
+    A broker failure is logged, not raised: the row stays queued and a live
+    stream or ``manage.py generations_requeue`` picks it up.
+    """
+    alias = router.db_for_write(Generation, shard_key=user_id)
+    transaction.on_commit(
+        partial(_send_job, user_id=user_id, generation_id=generation_id, countdown=countdown),
+        using=alias,
+        robust=True,
+    )
+
+
+def generation_requeue(*, user_id: int, generation_id: int) -> None:
+    """Send the generation's job now (outside any transaction). Always safe: a job claims before it works."""
+    _send_job(user_id=user_id, generation_id=generation_id, countdown=0.0)
+
+
+def _send_job(*, user_id: int, generation_id: int, countdown: float) -> None:
+    from .tasks import generation_run
+
+    generation_run.apply_async(
+        kwargs={"generation_id": generation_id, "user_id": user_id}, countdown=countdown if countdown > 0 else None
+    )
 
 
 def generation_delete(*, user_id: int, generation_id: int) -> None:

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from django.urls import path, register_converter
+from django.urls import path
 
-from . import views
-from .converters import SnowflakeConverter
-
-register_converter(SnowflakeConverter, "snowflake")
+from . import (
+    converters,  # noqa: F401 - registers the "snowflake" converter
+    views,
+)
 
 app_name = "content"
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("new/", views.generation_create_view, name="create"),
     path("<snowflake:generation_id>/", views.generation_detail_view, name="detail"),
     path("<snowflake:generation_id>/delete/", views.generation_delete_view, name="delete"),
+    path("<snowflake:generation_id>/stream/", views.generation_stream_view, name="stream"),
 ]

@@ -26,9 +26,10 @@ def _bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-def _run_as() -> dict[str, object]:
+def _system_user() -> str | None:
+    """The user PostgreSQL runs as: ourselves, or a dedicated system user when we are root."""
     if os.geteuid() != 0:
-        return {}
+        return None
     try:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
@@ -36,7 +37,7 @@ def _run_as() -> dict[str, object]:
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
             check=True,
         )
-    return {"user": SYSTEM_USER}
+    return SYSTEM_USER
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class PostgresServer:
             capture_output=True,
             text=True,
             timeout=timeout,
-            **_run_as(),  # type: ignore[arg-type]
+            user=_system_user(),
         )
 
     def init(self, *, durable: bool) -> None:
@@ -72,10 +73,10 @@ class PostgresServer:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        owner = _run_as().get("user")
+        owner = _system_user()
         if owner:
-            shutil.chown(self.data_dir, user=str(owner), group=str(owner))
-            shutil.chown(self.data_dir.parent, user=str(owner), group=str(owner))
+            shutil.chown(self.data_dir, user=owner, group=owner)
+            shutil.chown(self.data_dir.parent, user=owner, group=owner)
         self._pg(
             "initdb",
             "-D",
@@ -123,9 +124,9 @@ class PostgresServer:
             return
         # The log lives outside the data folder, writable by the server's user.
         self.log_file.touch(exist_ok=True)
-        owner = _run_as().get("user")
+        owner = _system_user()
         if owner:
-            shutil.chown(self.log_file, user=str(owner), group=str(owner))
+            shutil.chown(self.log_file, user=owner, group=owner)
         self._pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file))
         self.wait_ready()
 

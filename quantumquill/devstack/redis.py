@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def redis_server_binary() -> Path:
@@ -20,12 +22,19 @@ def redis_server_binary() -> Path:
 
 @dataclass(frozen=True)
 class RedisServer:
-    """One redis-server on 127.0.0.1:``port``; ``policy`` is its maxmemory-policy."""
+    """One redis-server on 127.0.0.1:``port``; ``policy`` is its maxmemory-policy.
+
+    ``appendonly`` keeps the data across a restart (the session store needs it:
+    a restarted Redis must not log everybody out); ``extra_args`` are passed to
+    redis-server as they are (``--replicaof HOST PORT``, ...).
+    """
 
     name: str
     data_dir: Path
     port: int
     policy: str = "noeviction"
+    appendonly: bool = False
+    extra_args: tuple[str, ...] = ()
 
     @property
     def pid_file(self) -> Path:
@@ -36,7 +45,9 @@ class RedisServer:
 
     def is_running(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+            # No retries: redis-py's default retries with backoff would turn "down" into seconds of waiting.
+            client = redis.Redis(port=self.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+            return bool(client.ping())
         except redis.RedisError:
             return False
 
@@ -62,9 +73,10 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
                 "--maxmemory-policy",
                 self.policy,
+                *self.extra_args,
             ],
             check=True,
         )

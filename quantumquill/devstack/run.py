@@ -18,11 +18,35 @@ class AppProcess:
     argv: tuple[str, ...]
 
 
-def app_processes() -> list[AppProcess]:
+# Pause after each generated token, so that text visibly streams into the page in the demo.
+DEMO_TOKEN_INTERVAL_MS = 30
+
+
+def app_processes(env: dict[str, str] | None = None) -> list[AppProcess]:
     """The long-running processes of the platform, each started with the stack's env."""
     py = sys.executable
+    env = env or {}
     return [
         AppProcess("web", (py, "manage.py", "runserver", "127.0.0.1:8000", "--noreload")),
+        # Content generation (docs/generation.md): the gRPC service on the stack's CONTENTGEN_TARGET,
+        # with the stack's CONTENTGEN_TOKEN (read from the env), and the Celery worker running the jobs.
+        AppProcess(
+            "contentgen",
+            (
+                py,
+                "-m",
+                "contentgen_service",
+                "serve",
+                "--bind",
+                env.get("CONTENTGEN_TARGET", "127.0.0.1:50051"),
+                "--token-interval-ms",
+                str(DEMO_TOKEN_INTERVAL_MS),
+            ),
+        ),
+        AppProcess(
+            "worker",
+            (py, "-m", "celery", "-A", "quantumquill", "worker", "--pool=prefork", "--concurrency=2", "-l", "INFO"),
+        ),
     ]
 
 
@@ -46,7 +70,7 @@ def run() -> int:
     try:
         _manage(env, "migrate_shards")
         _manage(env, "bootstrap_embedded")
-        for proc in app_processes():
+        for proc in app_processes(env):
             children.append((proc, subprocess.Popen(proc.argv, cwd=REPO_ROOT, env=env)))
         print("\nQuantumQuill is up: http://127.0.0.1:8000  (Ctrl-C stops everything)\n", flush=True)
         while not stopping:

@@ -8,7 +8,8 @@ in a fault test while the others keep serving.
     pg1  qq_shard1     -> alias shard1
     pg1  qq_shard3     -> alias shard3 (spare: the target of shard splits)
     pg2  qq_shard2     -> alias shard2
-    redis              -> cache, sessions and the Celery broker (separate DB numbers)
+    redis              -> cache and the Celery broker (separate DB numbers)
+    redis-sessions     -> sessions only: never evicts, keeps its data across a restart
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ PROFILES = {
         "dev",
         REPO_ROOT / "var" / "devstack",
         durable=True,
-        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379},
+        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379, "redis-sessions": 56380, "contentgen": 55051},
     ),
     "test": Profile("test", REPO_ROOT / "var" / "teststack", durable=False, fresh=True),
 }
@@ -80,6 +81,16 @@ class Stack:
     def redis(self) -> RedisServer:
         return RedisServer("redis", self.profile.data_dir / "redis", self.ports["redis"])
 
+    def redis_sessions(self) -> RedisServer:
+        """The session store: its own server, so a full cache can never evict a session."""
+        return RedisServer(
+            "redis-sessions",
+            self.profile.data_dir / "redis-sessions",
+            self.ports["redis-sessions"],
+            policy="noeviction",
+            appendonly=True,
+        )
+
     def env(self) -> dict[str, str]:
         def url(alias: str) -> str:
             server, dbname = DATABASES[alias]
@@ -87,24 +98,32 @@ class Stack:
 
         shards = ",".join(f"{alias}={url(alias)}" for alias in DATABASES if alias != "default")
         redis_server = self.redis()
+        sessions_server = self.redis_sessions()
         return {
             "DATABASE_URL": url("default"),
             "SHARD_DATABASE_URLS": shards,
             "REDIS_URL": redis_server.url(0),
-            "SESSION_REDIS_URL": redis_server.url(2),
+            "SESSION_REDIS_URL": sessions_server.url(0),
             "CELERY_BROKER_URL": redis_server.url(1),
             "DJANGO_SECRET_KEY": self._secret_key(),
             "DJANGO_DEBUG": "1",
             "QQ_EMBEDDED_SHARD_MAP": EMBEDDED_SHARD_MAP,
             STATE_ENV: str(self.state_file),
+            # The content-generation service: `make run` starts it there; the test profile's port stays
+            # unused unless a test starts a server on it.
+            "CONTENTGEN_TARGET": f"127.0.0.1:{self.ports['contentgen']}",
+            "CONTENTGEN_TOKEN": self._secret("contentgen_token", 32),
         }
 
-    def _secret_key(self) -> str:
-        path = self.profile.data_dir / "secret_key"
+    def _secret(self, name: str, nbytes: int) -> str:
+        path = self.profile.data_dir / name
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(50))
+            path.write_text(secrets.token_urlsafe(nbytes))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def _secret_key(self) -> str:
+        return self._secret("secret_key", 50)
 
     def up(self) -> dict[str, str]:
         """Start every server (creating data folders and databases on first use) and write the state file."""
@@ -120,6 +139,7 @@ class Stack:
         for server_name, dbname in DATABASES.values():
             self.postgres(server_name).ensure_database(dbname)
         self.redis().start()
+        self.redis_sessions().start()
         env = self.env()
         self.state_file.write_text(json.dumps({"ports": self.ports, "env": env}, indent=2))
         return env
@@ -130,13 +150,15 @@ class Stack:
     def _choose_ports(self) -> dict[str, int]:
         if self.profile.fixed_ports:
             return dict(self.profile.fixed_ports)
-        return {name: free_port() for name in (*SERVER_NAMES, "redis")}
+        return {name: free_port() for name in (*SERVER_NAMES, "redis", "redis-sessions", "contentgen")}
 
     def _stop_from_state(self) -> None:
         if not self.state_file.exists():
             return
         self.ports = json.loads(self.state_file.read_text())["ports"]
         self.redis().stop()
+        if "redis-sessions" in self.ports:  # state files written before the session store had its own server
+            self.redis_sessions().stop()
         for name in SERVER_NAMES:
             self.postgres(name).stop()
 

@@ -134,3 +134,36 @@ def test_monolith_mode_keeps_every_row_on_the_control_database() -> None:
     for alias in ("shard1", "shard2"):
         assert raw_rows(alias, "SELECT count(*) FROM content_generation") == [(0,)]
     assert Generation.objects.for_user(USER_B).get().prompt == "monolith b"
+
+
+def test_with_reads_switched_reads_go_to_the_target_until_the_user_writes() -> None:
+    from django.core.cache import cache
+
+    router = ShardRouter()
+    write_map([ShardRange(0, 1000, "shard1", read_alias="shard3"), ShardRange(1000, KEYSPACE_END, "shard2")])
+    cache.delete_many([f"shardrouter:pin:{USER_A}", f"shardrouter:pin:{USER_A + 1}"])
+
+    assert router.db_for_read(Generation, shard_key=USER_A) == "shard3"
+    assert router.db_for_write(Generation, shard_key=USER_A) == "shard1"
+    # Read-your-writes: having just written, the user reads from the write database...
+    assert router.db_for_read(Generation, shard_key=USER_A) == "shard1"
+    # ...while a user who did not write keeps reading from the target.
+    assert router.db_for_read(Generation, shard_key=USER_A + 1) == "shard3"
+    # Ranges whose reads are not switched are untouched.
+    assert router.db_for_read(Generation, shard_key=USER_B) == "shard2"
+
+
+def test_the_read_your_writes_pin_expires() -> None:
+    from django.test import override_settings
+
+    router = ShardRouter()
+    write_map([ShardRange(0, 1000, "shard1", read_alias="shard3"), ShardRange(1000, KEYSPACE_END, "shard2")])
+    with override_settings(SHARDROUTER={"SHARDED_APPS": ["content"], "READ_YOUR_WRITES_SECONDS": 1}):
+        router.db_for_write(Generation, shard_key=USER_A + 2)
+        assert router.db_for_read(Generation, shard_key=USER_A + 2) == "shard1"
+        import time
+
+        deadline = time.monotonic() + 5
+        while router.db_for_read(Generation, shard_key=USER_A + 2) != "shard3":
+            assert time.monotonic() < deadline, "the pin never expired"
+            time.sleep(0.1)

@@ -65,7 +65,7 @@ def test_creating_a_generation_stores_it_queued_on_the_users_shard(bob: Any) -> 
     [
         ("prompt", "", "This field is required"),
         ("max_tokens", "0", "greater than or equal to 1"),
-        ("max_tokens", "99999", "less than or equal to 2048"),
+        ("max_tokens", "99999", "less than or equal to 1024"),
         ("temperature", "3", "less than or equal to 2"),
         ("top_p", "0", "greater than or equal to 0.01"),
         ("stop", "a\nb\nc\nd\ne", "At most 4 stop sequences"),

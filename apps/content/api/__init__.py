@@ -1,0 +1,1 @@
+"""The JSON API of generations (``/api/v1/``): Django REST framework, OpenAPI by drf-spectacular."""

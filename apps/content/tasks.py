@@ -1,0 +1,41 @@
+"""Celery tasks of the content app. They take IDs only; the logic lives in ``jobs.py``."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError
+
+from shardrouter.context import shard_for
+from shardrouter.errors import ShardMapError, ShardWriteUnavailable
+
+from .generator import retry_delay
+
+# Infrastructure trouble (not the service's answer): the claim was given back, retry the whole job.
+_RETRY_ON = (SoftTimeLimitExceeded, DatabaseError, ShardWriteUnavailable, ShardMapError)
+
+
+@shared_task(
+    bind=True,
+    name="content.generation_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Retries of failed calls are counted on the generation itself (JOB_MAX_ATTEMPTS); this only
+    # bounds a job that keeps meeting a broken database or claims that never expire.
+    max_retries=50,
+    soft_time_limit=settings.CONTENTGEN["JOB_SOFT_TIME_LIMIT"],
+    time_limit=settings.CONTENTGEN["JOB_TIME_LIMIT"],
+)
+def generation_run(self: Task, generation_id: int, user_id: int) -> str:
+    """Generate the text of one generation and store it on the owner's shard."""
+    from .jobs import generation_run_job
+
+    try:
+        with shard_for(user_id):
+            outcome = generation_run_job(user_id=user_id, generation_id=generation_id)
+    except _RETRY_ON as exc:
+        raise self.retry(exc=exc, countdown=retry_delay(attempt=self.request.retries + 1)) from exc
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status

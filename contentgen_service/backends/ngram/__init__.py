@@ -1,0 +1,1 @@
+"""A local word-level n-gram language model trained on stdlib docstrings."""

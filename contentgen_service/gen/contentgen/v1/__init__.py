@@ -1,0 +1,1 @@
+"""Generated protobuf modules; rebuild: python -m contentgen_service.codegen."""
