@@ -8,6 +8,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from migrations_tooling.models import MoveRange
+from migrations_tooling.schema import sharded_tables
 from shardrouter.shardmap import load_map_from_database
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import (
@@ -59,10 +60,7 @@ def test_rollback_after_the_write_cut_over_brings_traffic_back_without_losing_a_
 
 
 def snapshot(alias: str) -> dict[str, list[tuple[Any, ...]]]:
-    return {
-        table: on_db(alias, f"SELECT t::text FROM {table} t ORDER BY id")
-        for table in ("content_generation", "content_usageevent")
-    }
+    return {table.name: on_db(alias, f"SELECT t::text FROM {table.name} t ORDER BY id") for table in sharded_tables()}
 
 
 def test_cancel_leaves_source_and_target_exactly_as_they_were_before_the_move() -> None:
