@@ -92,6 +92,16 @@ def test_cancel_leaves_source_and_target_exactly_as_they_were_before_the_move() 
     wait_for_phase(latest_move().id, "catching_up")
 
 
+def test_cancel_during_the_copy_removes_the_copy_and_every_replication_object() -> None:
+    seed(Ledger(), "shard1", list(range(1, 500, 25)), per_user=1500)
+    shardmove("start", "0", "500", "--to", "shard2")
+    assert "Cancelled" in shardmove("cancel", str(latest_move().id))
+    assert on_db("shard2", "SELECT count(*) FROM content_generation WHERE user_id < 500") == [(0,)]
+    for alias in ("shard1", "shard2"):
+        assert on_db(alias, "SELECT count(*) FROM pg_replication_slots") == [(0,)]  # table-sync slots too
+        assert on_db(alias, "SELECT count(*) FROM pg_subscription") == [(0,)]
+
+
 def test_cancel_is_refused_once_writes_are_switched_so_they_cannot_be_lost() -> None:
     seed(Ledger(), "shard1", IN_RANGE, per_user=5)
     shardmove("start", "0", "500", "--to", "shard2")
