@@ -87,8 +87,12 @@ def server_facts(conn: psycopg.Connection[Any], alias: str, tables: list[Sharded
     )
 
 
-def prerequisite_problems(facts: ServerFacts) -> list[str]:
-    """What stops this server from publishing and subscribing a move's range, each with the fix."""
+def prerequisite_problems(facts: ServerFacts, *, new_move: bool = True) -> list[str]:
+    """What stops this server from publishing and subscribing a move's range, each with the fix.
+
+    Free slots and WAL senders are only checked for a new move: a move being
+    resumed already holds its own.
+    """
     problems: list[str] = []
     where = f"database {facts.alias!r} ({facts.database})"
     if facts.version_num < MIN_SERVER_VERSION:
@@ -121,13 +125,13 @@ def prerequisite_problems(facts: ServerFacts) -> list[str]:
             f"run `ALTER TABLE {table} OWNER TO {facts.user}`"
         )
     free_slots = facts.max_replication_slots - facts.slots_used
-    if free_slots < 2:
+    if new_move and free_slots < 2:
         problems.append(
             f"{where} has {free_slots} free replication slot(s) (max_replication_slots={facts.max_replication_slots}); "
             "a move needs 2 (its own and one for the initial copy): raise max_replication_slots and restart"
         )
     free_senders = facts.max_wal_senders - facts.senders_used
-    if free_senders < 2:
+    if new_move and free_senders < 2:
         problems.append(
             f"{where} has {free_senders} free WAL sender(s) (max_wal_senders={facts.max_wal_senders}); "
             "a move needs 2: raise max_wal_senders and restart"
@@ -203,7 +207,7 @@ def check_servers(plan: MovePlan, db: Pool) -> None:
     problems: list[str] = []
     facts = {alias: server_facts(db[alias], alias, tables) for alias in (plan.source, plan.target)}
     for item in facts.values():
-        problems += prerequisite_problems(item)
+        problems += prerequisite_problems(item, new_move=plan.existing is None)
     if problems:
         raise MoveError("This move cannot start: " + "; ".join(problems) + ".")
     plan.checks.append(

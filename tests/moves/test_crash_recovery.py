@@ -6,10 +6,12 @@ from datetime import datetime
 
 import pytest
 from django.core.management.base import CommandError
+from django.db import connections
 
 from apps.content.models import Generation
 from migrations_tooling.models import MoveRange
 from migrations_tooling.selectors import move_status
+from quantumquill.devstack.stack import stack_from_state
 from shardrouter.writes import run_sharded_write
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import (
@@ -156,4 +158,27 @@ def test_killing_complete_midway_then_rerunning_it_deletes_exactly_the_moved_row
     assert count_in("shard3", 1000, 5000) == 120
     assert latest_move().phase == "complete"
     assert on_db("shard2", "SELECT count(*) FROM qq_fence") == [(0,)]
+    assert_every_write_in_place(ledger)
+
+
+def test_a_restart_of_the_target_server_mid_move_loses_no_write() -> None:
+    ledger = Ledger()
+    seed(ledger, "shard2", [1500, 2600, 7000], per_user=30)
+    shardmove("start", "1000", "5000", "--to", "shard3")
+    move = latest_move()
+    wait_for_phase(move.id, "catching_up")
+    # Only users on shard2's server: shard3 shares its server (pg1) with shard1, which goes down too.
+    with Load(ledger, [*IN_RANGE, 5000, 90_000], threads=2) as load:
+        load.wait_for_writes(30)
+        target_server = stack_from_state().postgres("pg1")
+        target_server.stop()
+        load.wait_for_writes(60)  # the source keeps taking writes; its slot keeps them for the target
+        target_server.start()
+        connections.close_all()
+        assert "rows match" in shardmove("verify", str(move.id))
+        shardmove("switch-reads", str(move.id))
+        assert "Writes switched" in shardmove("switch-writes", str(move.id))
+        load.wait_for_writes(30)
+    assert load.errors == [], load.errors[0]
+    shardmove("complete", str(move.id))
     assert_every_write_in_place(ledger)
