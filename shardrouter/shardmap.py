@@ -47,6 +47,9 @@ class ShardMapCache:
         self._snapshot: ShardMap | None = None
         self._next_check = 0.0
         self._lock = threading.Lock()
+        # Ranges whose writes a database said have moved (SQLSTATE QQ002 naming the new alias), valid only
+        # while the map version they were learned on is current: (version, ranges).
+        self._moved: tuple[int, tuple[ShardRange, ...]] = (0, ())
 
     def current(self) -> ShardMap:
         snapshot = self._snapshot
@@ -61,6 +64,30 @@ class ShardMapCache:
     def invalidate(self) -> None:
         self._snapshot = None
         self._next_check = 0.0
+        self._moved = (0, ())
+
+    def note_moved(self, lo: int, hi: int, alias: str) -> None:
+        """Send writes for ``[lo, hi)`` to ``alias`` until the shard map's version changes.
+
+        For a database that refused a write because the range moved (QQ002) before
+        the new map is stored or has reached this process: the database, which
+        enforces where writes are accepted, is the authority until the map catches up.
+        """
+        version = self.current().version
+        with self._lock:
+            known_version, ranges = self._moved
+            kept = tuple(r for r in ranges if known_version == version and (r.hi <= lo or r.lo >= hi))
+            self._moved = (version, (*kept, ShardRange(lo, hi, alias)))
+
+    def write_alias(self, key: int) -> str:
+        """Where writes for ``key`` go: the map, unless a database said the key's range moved (see note_moved)."""
+        snapshot = self.current()
+        version, ranges = self._moved
+        if version == snapshot.version:
+            for item in ranges:
+                if item.lo <= key < item.hi:
+                    return item.alias
+        return snapshot.write_alias(key)
 
     def _refresh(self, *, force: bool) -> ShardMap:
         snapshot = self._snapshot

@@ -54,7 +54,14 @@ PROFILES = {
         "dev",
         REPO_ROOT / "var" / "devstack",
         durable=True,
-        fixed_ports={"pg0": 55432, "pg1": 55433, "pg2": 55434, "redis": 56379, "redis-sessions": 56380, "contentgen": 55051},
+        fixed_ports={
+            "pg0": 55432,
+            "pg1": 55433,
+            "pg2": 55434,
+            "redis": 56379,
+            "redis-sessions": 56380,
+            "contentgen": 55051,
+        },
     ),
     "test": Profile("test", REPO_ROOT / "var" / "teststack", durable=False, fresh=True),
 }

@@ -1,0 +1,65 @@
+"""Progress of the initial copy, read from the target's subscription state and recorded on the move."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.utils import timezone
+from psycopg import sql
+
+from . import replication
+from .models import MoveEvent, MoveRange, MoveTable, Phase
+from .pgconn import one
+from .schema import sharded_tables
+
+
+def refresh_copy_state(move: MoveRange, target: psycopg.Connection[Any]) -> dict[str, replication.TableSync]:
+    """Record each table's copy state and rows; ``copying`` becomes ``catching_up`` once every table is ready.
+
+    Safe to call from any command (status included): it only moves the phase
+    forward, with a conditional update.
+    """
+    if move.phase != Phase.COPYING or move.copy_started_at is None:
+        return {}
+    channel = replication.forward(move.id, move.source, move.target)
+    syncs = replication.table_sync(target, channel.name)
+    by_name = {t.name: t for t in sharded_tables()}
+    now = timezone.now()
+    for record in MoveTable.objects.filter(move=move):
+        sync = syncs.get(record.table)
+        if sync is None:
+            continue
+        changed = record.sync_state != sync.state
+        record.sync_state = sync.state
+        if sync.state == "d" and sync.rows_copying is not None:
+            record.rows_copied = sync.rows_copying
+            changed = True
+        elif sync.state in ("f", "s", "r") and record.synced_at is None and record.table in by_name:
+            table = by_name[record.table]
+            record.rows_copied = int(
+                one(
+                    target,
+                    sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table.ident, table.in_range(move.lo, move.hi)),
+                )
+            )
+            record.synced_at = now
+            changed = True
+        if changed:
+            record.save(update_fields=["sync_state", "rows_copied", "synced_at"])
+    expected = set(by_name) | {"qq_move_marker"}
+    if syncs and expected <= set(syncs) and all(s.state == "r" for s in syncs.values()):
+        updated = MoveRange.objects.filter(id=move.id, phase=Phase.COPYING).update(
+            phase=Phase.CATCHING_UP, copy_finished_at=now, phase_changed_at=now, updated_at=now
+        )
+        if updated:
+            copied = sum(MoveTable.objects.filter(move=move).values_list("rows_copied", flat=True))
+            seconds = (now - move.copy_started_at).total_seconds()
+            MoveEvent.objects.create(
+                move=move,
+                kind="copied",
+                message=f"Initial copy finished: {copied:,} rows in {seconds:.1f}s; replication is catching up.",
+                data={"rows": copied, "seconds": seconds},
+            )
+        move.refresh_from_db()
+    return syncs
