@@ -219,7 +219,8 @@ def _run_locust(command: list[str], env: dict[str, str], web_url: str | None) ->
             # Locust got the same Ctrl-C (same terminal); make sure, then let it write its reports and quit.
             process.send_signal(signal.SIGINT)
         except Terminated:
-            process.send_signal(signal.SIGTERM)
+            # Locust treats SIGINT as Ctrl-C: it writes every report, the HTML one included (not on SIGTERM).
+            process.send_signal(signal.SIGINT)
 
 
 @dataclass

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -155,3 +159,37 @@ def test_the_soak_samples_the_app_servers_worker_memory(platform: LocalPlatform,
     assert all(sample["workers_rss_mb"] > 20 for sample in samples)
     assert shape["memory_trend"]["samples"] == len(samples)
     assert (tmp_path / "reports").glob("soak-*/memory.csv")
+
+
+def test_sigterm_stops_locust_and_the_platform_the_launcher_started() -> None:
+    """A CI timeout or a supervisor ends the run: reports are written and nothing is left running."""
+    workdir = REPO / "var" / "loadtest-sigterm"
+    launcher = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "locustfiles.run", "--headless", "--private-platform", str(workdir)),
+            *("--seed-users", "4", "--reports-dir", str(workdir / "reports")),
+            *("--", "--run-seconds", "600", "--baseline-users", "2"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert launcher.stdout is not None
+    lines = []
+    for line in launcher.stdout:
+        lines.append(line)
+        if "phase 'steady'" in line:
+            break
+    gunicorn = int((workdir / "logs" / "gunicorn.pid").read_text())
+    launcher.send_signal(signal.SIGTERM)
+    output = "".join(lines) + launcher.communicate(timeout=120)[0]
+    assert "Stopping the embedded servers" in output, output
+    assert "Traceback" not in output
+    assert not Path(f"/proc/{gunicorn}").exists(), "gunicorn was stopped"
+    state = json.loads((workdir / "stack" / "stack.json").read_text())
+    for port in state["ports"].values():
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"nothing listens on {port} any more"
+    reports = list((workdir / "reports").glob("baseline-*"))
+    assert reports and (reports[-1] / "summary.json").exists() and (reports[-1] / "stats_stats.csv").exists()
