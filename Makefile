@@ -38,3 +38,21 @@ check: lint typecheck test
 clean-stack:
 	-$(BIN)/python -m quantumquill.devstack down --profile dev
 	rm -rf var/devstack var/teststack
+
+# --- Load tests (locustfiles/, docs/load-testing.md) -------------------------------------------------
+# The CI gate (a short headless baseline) runs inside `make test`: tests/loadtest/test_gate.py.
+SHAPE ?= baseline
+LOADTEST_ARGS ?=
+.PHONY: loadtest loadtest-headless loadtest-migration
+
+## loadtest: Locust's web UI on http://127.0.0.1:8089 (starts the platform unless one answers; HOST=URL to aim elsewhere)
+loadtest: $(STAMP)
+	$(BIN)/python -m locustfiles.run $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
+## loadtest-headless: SHAPE=baseline|stress|spike|soak without the UI; reports in reports/, exit status = verdict
+loadtest-headless: $(STAMP)
+	$(BIN)/python -m locustfiles.run --headless --shape $(SHAPE) $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
+## loadtest-migration: baseline load while a shard move copies and cuts over; report in reports/migration-*
+loadtest-migration: $(STAMP)
+	$(BIN)/python scripts/migration_under_load.py $(LOADTEST_ARGS)

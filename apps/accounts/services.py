@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.db import connections, transaction
 
@@ -32,8 +34,11 @@ def _reset_user_sequence() -> None:
         )
 
 
-def user_create_in_range(*, username: str, password: str, lo: int, hi: int) -> User:
-    """Create a user whose ID falls in ``[lo, hi)``, so their rows land on that range's shard."""
+def user_create_in_range(*, username: str, password: str, lo: int, hi: int, password_hash: str | None = None) -> User:
+    """Create a user whose ID falls in ``[lo, hi)``, so their rows land on that range's shard.
+
+    ``password_hash`` (from ``make_password``) is stored as is instead of hashing ``password`` again.
+    """
     with transaction.atomic(using="default"):
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEED_LOCK_KEY])
@@ -42,31 +47,47 @@ def user_create_in_range(*, username: str, password: str, lo: int, hi: int) -> U
         if new_id >= hi:
             raise ValueError(f"User IDs [{lo}, {hi}) are all taken; seed into another range.")
         user = User(id=new_id, username=username)
-        user.set_password(password)
+        if password_hash is None:
+            user.set_password(password)
+        else:
+            user.password = password_hash
         user.save(force_insert=True)
         # Keep the sequence ahead of explicit IDs so later sign-ups never collide with them.
         _reset_user_sequence()
     return user
 
 
-def users_seed(*, prefix: str, count: int, password: str) -> list[SeededUser]:
-    """Create (or find) ``count`` users named ``{prefix}{n}``, spread round-robin over the shards.
-
-    Each user is placed in the range of a different write database in turn, so
-    load and demo data touch every shard. Re-running finds the existing users.
-    """
+def seed_targets() -> list[tuple[str, tuple[int, int]]]:
+    """Where seeded user number n goes: entry ``(n - 1) % len(targets)``, each a write alias and its first range."""
     by_alias: dict[str, tuple[int, int]] = {}
     for item in current_map().ranges:
         by_alias.setdefault(item.alias, (item.lo, item.hi))
-    targets = sorted(by_alias.items())
-    seeded: list[SeededUser] = []
+    return sorted(by_alias.items())
+
+
+def users_seed_iter(*, prefix: str, count: int, password: str) -> Iterator[SeededUser]:
+    """Create (or find) ``count`` users named ``{prefix}{n}``, spread round-robin over the shards, one at a time.
+
+    Each user is placed in the range of a different write database in turn, so
+    load and demo data touch every shard. Re-running finds the existing users.
+    The password is hashed once for the whole batch (a hash costs about 0.2 s of
+    CPU by design), so the seeded users share one salt: fine for demo and load
+    accounts, never for real ones.
+    """
+    targets = seed_targets()
+    password_hash: str | None = None
     for n in range(1, count + 1):
         username = f"{prefix}{n}"
         alias, (lo, hi) = targets[(n - 1) % len(targets)]
         existing = User.objects.filter(username=username).first()
         if existing is not None:
-            seeded.append(SeededUser(existing, current_map().write_alias(existing.id), created=False))
+            yield SeededUser(existing, current_map().write_alias(existing.id), created=False)
             continue
-        user = user_create_in_range(username=username, password=password, lo=lo, hi=hi)
-        seeded.append(SeededUser(user, alias, created=True))
-    return seeded
+        password_hash = password_hash or make_password(password)
+        user = user_create_in_range(username=username, password=password, lo=lo, hi=hi, password_hash=password_hash)
+        yield SeededUser(user, alias, created=True)
+
+
+def users_seed(*, prefix: str, count: int, password: str) -> list[SeededUser]:
+    """Create (or find) ``count`` users named ``{prefix}{n}``, spread round-robin over the shards."""
+    return list(users_seed_iter(prefix=prefix, count=count, password=password))
