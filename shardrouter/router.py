@@ -85,6 +85,16 @@ def _pin_reads_to_writes(key: int) -> None:
         logger.warning("Could not pin user %s to the write database: %s", key, exc)
 
 
+def note_write(key: int) -> None:
+    """Record that ``key``'s user is writing: while their range's reads are switched, reads follow writes.
+
+    The router calls it for every write it routes; ``run_sharded_write`` calls it
+    once per attempt, since the queries inside it bypass routing.
+    """
+    if current_map().range_for(key).reads_switched:
+        _pin_reads_to_writes(key)
+
+
 class ShardRouter:
     """Route sharded models by the shard map; no opinion on anything else."""
 

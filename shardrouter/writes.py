@@ -34,6 +34,7 @@ from django.db import DatabaseError, connections, transaction
 from .conf import get_settings
 from .context import pinned_write_alias, shard_for, validate_shard_key
 from .errors import ShardWriteUnavailable
+from .router import note_write
 from .shardmap import shard_map_cache
 
 FROZEN_SQLSTATE = "QQ001"
@@ -102,6 +103,7 @@ def run_sharded_write(*, user_id: int, work: Callable[[], T], max_wait: float | 
     attempt = 0
     while True:
         alias = shard_map_cache.write_alias(key)
+        note_write(key)  # the queries below use the pinned alias and never reach the router
         if connections[alias].in_atomic_block:
             # Inside a caller's transaction a refused write cannot be retried on its own (the
             # whole transaction is lost), so run once and let a fence error reach the caller.

@@ -167,3 +167,14 @@ def test_the_read_your_writes_pin_expires() -> None:
         while router.db_for_read(Generation, shard_key=USER_A + 2) != "shard3":
             assert time.monotonic() < deadline, "the pin never expired"
             time.sleep(0.1)
+
+
+def test_a_user_reads_their_own_write_made_through_run_sharded_write_while_reads_are_switched() -> None:
+    from django.core.cache import cache
+
+    write_map([ShardRange(0, 1000, "shard1", read_alias="shard3"), ShardRange(1000, KEYSPACE_END, "shard2")])
+    cache.delete(f"shardrouter:pin:{USER_A}")
+    created = generation_create(user_id=USER_A, prompt="just written")  # every content write goes this way
+    # shard3 has not received the row (no replication in this test): only the pin makes it readable.
+    assert Generation.objects.for_user(USER_A).get(id=created.id).prompt == "just written"
+    assert ShardRouter().db_for_read(Generation, shard_key=USER_A) == "shard1"
