@@ -1,10 +1,13 @@
-# The web application image. Every endpoint comes from the environment at run time (see README);
-# the embedded servers of `make run` are not used in containers.
+# The web application image (Django behind gunicorn). Every endpoint comes from the environment at run
+# time (see README); the embedded servers of `make run` are not used in containers. The same image runs the
+# Celery worker: `celery -A quantumquill worker`. The generation service has its own image:
+# contentgen_service/Dockerfile.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DJANGO_SETTINGS_MODULE=quantumquill.settings
+    DJANGO_SETTINGS_MODULE=quantumquill.settings \
+    GUNICORN_BIND=0.0.0.0:8000
 
 WORKDIR /app
 RUN useradd --system --create-home --home-dir /home/app app
@@ -14,4 +17,5 @@ COPY . .
 
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "quantumquill.wsgi", "--bind", "0.0.0.0:8000"]
+# Static files are uploaded by the deploy (`manage.py collectstatic` with QQ_STORAGE=s3), not baked in.
+CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "quantumquill.wsgi"]
