@@ -3,7 +3,7 @@
 Run (starts private PostgreSQL servers for the run):
     python -m quantumquill.devstack exec --profile test -- python bench/bench_routing.py
 
-Target (issue #2): routed lookups at most 5% slower than .using(alias), and a routing
+Target: routed lookups at most 5% slower than .using(alias), and a routing
 decision under 5 microseconds.
 """
 

@@ -59,7 +59,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    # --- live data moves (issue #5): `manage.py shardmove` ---
+    # Live data moves: `manage.py shardmove`.
     "migrations_tooling",
 ]
 
@@ -131,7 +131,7 @@ SHARDROUTER: dict[str, Any] = {
     "READ_YOUR_WRITES_SECONDS": env_float("SHARD_READ_YOUR_WRITES_SECONDS", 5.0, minimum=0, environ=_env),
     "PIN_CACHE": "default",
 }
-# --- live data moves (issue #5): `shardmap assign` refuses ranges a move owns -----------------------
+# Live data moves: `shardmap assign` refuses ranges a move owns.
 SHARDROUTER["MAP_EDIT_GUARDS"] = ["migrations_tooling.guards.refuse_ranges_of_active_moves"]
 
 # --- Redis: the general cache ---------------------------------------------------------------------

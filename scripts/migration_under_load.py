@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not shardmove_available():
         sys.stderr.write(
-            "migration_under_load: `manage.py shardmove` is not in this checkout (live data moves, issue 5, "
-            "branch `moves`). Merge it, then run this again.\n"
+            "migration_under_load: `manage.py shardmove` is not available; add 'migrations_tooling' to "
+            "INSTALLED_APPS and run this again.\n"
         )
         return 2
     workdir = Path(args.workdir).resolve()
