@@ -11,11 +11,15 @@ IDs from any process sort by creation time to the millisecond, and a row keeps
 its ID when it moves between databases, so no per-database sequence is ever
 used for a sharded table.
 
-Uniqueness rests on two guarantees: no two live processes hold the same worker
-ID (a lease row per worker ID in the control database, renewed well before it
-expires and never used past its local expiry), and one worker never issues
-the same (millisecond, sequence) twice (a lock, plus a refusal to issue IDs
-when the clock runs backwards instead of risking a repeat).
+Uniqueness rests on three guarantees: no two live processes hold the same
+worker ID (a lease row per worker ID in the control database, renewed well
+before it expires and never used past its local expiry); one worker never
+issues the same (millisecond, sequence) twice (a lock, plus a refusal to issue
+IDs when the clock runs backwards instead of risking a repeat); and a worker ID
+that changes hands is used by its new holder only for milliseconds after the
+last one its previous holder could have used (the lease row keeps that
+high-water mark, so a process on a host whose clock lags cannot repeat IDs of
+the process that held the worker ID before it).
 """
 
 from __future__ import annotations
@@ -68,16 +72,18 @@ def decode_id(value: int) -> DecodedId:
 class WorkerLease:
     """Where a generator gets its worker ID, and how long it may keep using it."""
 
-    def acquire(self) -> tuple[int, float]:
-        """Return (worker_id, seconds the lease is valid for from the moment this call began)."""
+    def acquire(self) -> tuple[int, float, int]:
+        """Return (worker_id, seconds the lease is valid for from the moment this call began,
+        the last millisecond any earlier holder of the worker ID may have used)."""
         raise NotImplementedError
 
-    def renew(self, worker_id: int) -> float | None:
-        """Extend the lease; return its new validity in seconds, or None if it was lost."""
+    def renew(self, worker_id: int, last_ms: int) -> float | None:
+        """Extend the lease, recording the last millisecond used; return its new validity in seconds,
+        or None if it was lost."""
         raise NotImplementedError
 
-    def release(self, worker_id: int) -> None:
-        """Give the worker ID back."""
+    def release(self, worker_id: int, last_ms: int) -> None:
+        """Give the worker ID back, recording the last millisecond used."""
 
 
 class FixedWorker(WorkerLease):
@@ -88,10 +94,10 @@ class FixedWorker(WorkerLease):
             raise ShardRouterError(f"Worker ID {worker_id} is out of range; expected 0 to {MAX_WORKER_ID}.")
         self.worker_id = worker_id
 
-    def acquire(self) -> tuple[int, float]:
-        return self.worker_id, float("inf")
+    def acquire(self) -> tuple[int, float, int]:
+        return self.worker_id, float("inf"), 0
 
-    def renew(self, worker_id: int) -> float | None:
+    def renew(self, worker_id: int, last_ms: int) -> float | None:
         return float("inf")
 
 
@@ -99,8 +105,8 @@ class ControlDatabaseLease(WorkerLease):
     """Lease worker IDs from the ``shardrouter_idworkerlease`` table in the control database."""
 
     _CLAIM = """
-        INSERT INTO shardrouter_idworkerlease (worker_id, owner, expires_at)
-        SELECT g, %(owner)s, now() + make_interval(secs => %(ttl)s)
+        INSERT INTO shardrouter_idworkerlease (worker_id, owner, expires_at, last_ms)
+        SELECT g, %(owner)s, now() + make_interval(secs => %(ttl)s), 0
         FROM generate_series(0, %(max)s) AS g
         WHERE NOT EXISTS (
             SELECT 1 FROM shardrouter_idworkerlease l WHERE l.worker_id = g AND l.expires_at > now()
@@ -108,12 +114,21 @@ class ControlDatabaseLease(WorkerLease):
         ORDER BY (g + %(offset)s) %% (%(max)s + 1)
         LIMIT 1
         ON CONFLICT (worker_id) DO UPDATE
-            SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+            SET owner = EXCLUDED.owner,
+                expires_at = EXCLUDED.expires_at,
+                -- A released lease recorded its last millisecond (owner ''); a holder that died
+                -- stopped issuing IDs before its lease expired.
+                last_ms = CASE WHEN shardrouter_idworkerlease.owner = '' THEN shardrouter_idworkerlease.last_ms
+                    ELSE GREATEST(
+                        shardrouter_idworkerlease.last_ms,
+                        (extract(epoch FROM shardrouter_idworkerlease.expires_at) * 1000)::bigint
+                    ) END
             WHERE shardrouter_idworkerlease.expires_at <= now()
-        RETURNING worker_id
+        RETURNING worker_id, last_ms
     """
     _RENEW = """
-        UPDATE shardrouter_idworkerlease SET expires_at = now() + make_interval(secs => %(ttl)s)
+        UPDATE shardrouter_idworkerlease
+        SET expires_at = now() + make_interval(secs => %(ttl)s), last_ms = GREATEST(last_ms, %(last_ms)s)
         WHERE worker_id = %(worker_id)s AND owner = %(owner)s RETURNING worker_id
     """
 
@@ -121,7 +136,7 @@ class ControlDatabaseLease(WorkerLease):
         self.ttl = ttl_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def acquire(self) -> tuple[int, float]:
+    def acquire(self) -> tuple[int, float, int]:
         from .control import control_connection
 
         for _attempt in range(20):
@@ -137,26 +152,29 @@ class ControlDatabaseLease(WorkerLease):
                 )
                 row = cur.fetchone()
             if row is not None:
-                return int(row[0]), float(self.ttl)
+                return int(row[0]), float(self.ttl), int(row[1])
             time.sleep(random.uniform(0.001, 0.01))
         raise ShardRouterError(
             f"No free worker ID: all {MAX_WORKER_ID + 1} are leased. Stop idle processes or wait for leases to expire."
         )
 
-    def renew(self, worker_id: int) -> float | None:
+    def renew(self, worker_id: int, last_ms: int) -> float | None:
         from .control import control_connection
 
         with control_connection.cursor() as cur:
-            cur.execute(self._RENEW, {"ttl": self.ttl, "worker_id": worker_id, "owner": self.owner})
+            cur.execute(self._RENEW, {"ttl": self.ttl, "worker_id": worker_id, "owner": self.owner, "last_ms": last_ms})
             return float(self.ttl) if cur.fetchone() else None
 
-    def release(self, worker_id: int) -> None:
+    def release(self, worker_id: int, last_ms: int) -> None:
         from .control import control_connection
 
         try:
             with control_connection.cursor() as cur:
+                # Keep the row: its high-water mark protects the next holder from a lagging clock.
                 cur.execute(
-                    "DELETE FROM shardrouter_idworkerlease WHERE worker_id = %s AND owner = %s", [worker_id, self.owner]
+                    "UPDATE shardrouter_idworkerlease SET owner = '', expires_at = now(), last_ms = GREATEST(last_ms, %s) "
+                    "WHERE worker_id = %s AND owner = %s",
+                    [last_ms, worker_id, self.owner],
                 )
         except Exception:
             pass
@@ -167,6 +185,8 @@ class IdGenerator:
 
     # Renew when half the lease is left; stop issuing IDs a safety margin before local expiry.
     SAFETY_FRACTION = 0.1
+    # A newly leased worker ID waits this long at most for the clock to pass its previous holder's last ms.
+    MAX_HANDOVER_WAIT_MS = 2000
 
     def __init__(self, lease: WorkerLease, clock_ms: Callable[[], int] | None = None) -> None:
         self._lease = lease
@@ -187,15 +207,25 @@ class IdGenerator:
         if self._worker_id is not None and now < self._renew_at:
             return self._worker_id
         started = time.monotonic()
-        validity = self._lease.renew(self._worker_id) if self._worker_id is not None else None
+        validity = self._lease.renew(self._worker_id, self._last_ms) if self._worker_id is not None else None
         if validity is None:
-            self._worker_id, validity = self._lease.acquire()
-            # A new worker ID starts a fresh sequence space.
-            self._last_ms, self._sequence = -1, 0
+            self._worker_id, validity, high_water_ms = self._lease.acquire()
+            self._wait_past(high_water_ms)
+            # The new worker ID's sequence space starts after everything its previous holder issued.
+            self._last_ms, self._sequence = high_water_ms, MAX_SEQUENCE
         self._valid_until = started + validity * (1 - self.SAFETY_FRACTION)
         self._renew_at = started + validity / 2
         assert self._worker_id is not None
         return self._worker_id
+
+    def _wait_past(self, high_water_ms: int) -> None:
+        while (gap := high_water_ms - self._clock_ms()) >= 0:
+            if gap > self.MAX_HANDOVER_WAIT_MS:
+                raise ClockMovedBackwardsError(
+                    f"Worker ID {self._worker_id} was used up to {high_water_ms} ms, {gap} ms ahead of this host's "
+                    "clock; refusing to issue IDs that could repeat. Check NTP on this host."
+                )
+            time.sleep(min(gap + 1, 50) / 1000)
 
     def next_id(self) -> int:
         with self._lock:
@@ -226,7 +256,7 @@ class IdGenerator:
     def release(self) -> None:
         with self._lock:
             if self._worker_id is not None:
-                self._lease.release(self._worker_id)
+                self._lease.release(self._worker_id, self._last_ms)
                 self._worker_id = None
 
 

@@ -36,6 +36,8 @@ class IdWorkerLease(models.Model):
     worker_id = models.SmallIntegerField(primary_key=True)
     owner = models.CharField(max_length=200)
     expires_at = models.DateTimeField()
+    # The last millisecond any holder may have used; a new holder starts after it (see ids.py).
+    last_ms = models.BigIntegerField(default=0)
 
     class Meta:
         managed = False  # created by migration 0001 with SQL; never flushed (see there)

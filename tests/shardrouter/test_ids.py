@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
+from shardrouter.control import control_connection
 from shardrouter.errors import ClockMovedBackwardsError
-from shardrouter.ids import EPOCH_MS, FixedWorker, IdGenerator, compose_id, decode_id, new_id
+from shardrouter.ids import EPOCH_MS, ControlDatabaseLease, FixedWorker, IdGenerator, compose_id, decode_id, new_id
 from tests.conftest import ALL_DATABASES, child_env
 
 
@@ -72,27 +75,111 @@ def test_ids_are_unique_across_threads() -> None:
 
 
 PRODUCER = """
+import sys
 import django
 django.setup()
 from shardrouter.ids import new_id, _process_generator
 ids = [new_id() for _ in range(3000)]
-print(_process_generator.get().worker_id, *ids)
+print(_process_generator.get().worker_id, *ids, flush=True)
+sys.stdin.readline()  # stay alive (holding the lease) until every producer has its worker ID
 """
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 def test_concurrent_processes_lease_distinct_worker_ids_and_never_collide() -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", PRODUCER], env=child_env(), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", PRODUCER], env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
-    outputs = [p.communicate(timeout=60)[0].split() for p in procs]
+    try:
+        outputs = [p.stdout.readline().split() for p in procs]  # type: ignore[union-attr]
+    finally:
+        for p in procs:
+            p.communicate(input="done\n", timeout=60)
     assert all(p.returncode == 0 for p in procs)
     workers = [int(out[0]) for out in outputs]
     ids = [int(v) for out in outputs for v in out[1:]]
-    assert len(set(workers)) == 4, f"worker IDs were shared: {workers}"
+    assert len(set(workers)) == 4, f"live processes shared worker IDs: {workers}"
     assert len(set(ids)) == len(ids) == 12_000
     assert {decode_id(i).worker_id for i in ids} == set(workers)
+
+
+@pytest.fixture
+def only_worker_777_free() -> Iterator[None]:
+    """Every worker ID but 777 held by live leases, as on a busy cluster; removed afterwards."""
+    with control_connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO shardrouter_idworkerlease (worker_id, owner, expires_at, last_ms) "
+            "SELECT g, 'test-holder', now() + interval '1 hour', 0 FROM generate_series(0, 1023) g WHERE g <> 777 "
+            "ON CONFLICT (worker_id) DO NOTHING"
+        )
+    yield
+    with control_connection.cursor() as cur:
+        cur.execute("DELETE FROM shardrouter_idworkerlease WHERE owner = 'test-holder' OR worker_id = 777")
+
+
+def set_lease_777(*, owner: str, expires_ms: int, last_ms: int) -> None:
+    with control_connection.cursor() as cur:
+        cur.execute("DELETE FROM shardrouter_idworkerlease WHERE worker_id = 777")
+        cur.execute(
+            "INSERT INTO shardrouter_idworkerlease (worker_id, owner, expires_at, last_ms) "
+            "VALUES (777, %s, to_timestamp(%s / 1000.0), %s)",
+            [owner, expires_ms, last_ms],
+        )
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES)
+def test_a_released_worker_id_is_reused_only_after_its_previous_holders_last_millisecond(
+    only_worker_777_free: None,
+) -> None:
+    # The previous holder released 777 after issuing IDs up to 1.5 s ahead of this host's clock.
+    high_water = now_ms() + 1500
+    set_lease_777(owner="", expires_ms=now_ms() - 1, last_ms=high_water)
+    generator = IdGenerator(ControlDatabaseLease(ttl_seconds=60))
+    first = decode_id(generator.next_id())
+    assert first.worker_id == 777
+    assert first.timestamp_ms > high_water
+    generator.release()
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES)
+def test_a_worker_id_whose_holder_died_is_reused_only_after_its_last_renewed_millisecond(
+    only_worker_777_free: None,
+) -> None:
+    # The holder died without releasing; its last renewal recorded IDs up to 1 s ahead of this host's clock.
+    high_water = now_ms() + 1000
+    set_lease_777(owner="dead-host:123", expires_ms=now_ms() - 1, last_ms=high_water)
+    generator = IdGenerator(ControlDatabaseLease(ttl_seconds=60))
+    first = decode_id(generator.next_id())
+    assert first.worker_id == 777 and first.timestamp_ms > high_water
+    generator.release()
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES)
+def test_a_host_whose_clock_lags_far_behind_a_worker_ids_history_refuses_to_issue_ids(
+    only_worker_777_free: None,
+) -> None:
+    set_lease_777(owner="", expires_ms=now_ms() - 1, last_ms=now_ms() + 60_000)
+    generator = IdGenerator(ControlDatabaseLease(ttl_seconds=60))
+    with pytest.raises(ClockMovedBackwardsError, match="Check NTP"):
+        generator.next_id()
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES)
+def test_releasing_a_worker_id_records_the_last_millisecond_used(only_worker_777_free: None) -> None:
+    set_lease_777(owner="", expires_ms=now_ms() - 1, last_ms=0)
+    generator = IdGenerator(ControlDatabaseLease(ttl_seconds=60))
+    last = decode_id(generator.next_id())
+    generator.release()
+    with control_connection.cursor() as cur:
+        cur.execute("SELECT owner, last_ms, expires_at <= now() FROM shardrouter_idworkerlease WHERE worker_id = 777")
+        assert cur.fetchone() == ("", last.timestamp_ms, True)
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
