@@ -10,8 +10,10 @@ stress, spike, soak (pick one in the web UI's shape drop-down, or ``--shape``).
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any
 
+import gevent
 from locust import events
 
 from locustfiles.grpc_user import GrpcUser
@@ -41,8 +43,25 @@ def _add_our_options(parser: Any, **_kwargs: Any) -> None:
     add_arguments(parser)
 
 
+def _deliver_ctrl_c_to_the_main_greenlet() -> None:
+    """Ctrl-C (or the launcher's SIGINT) ends the run through Locust's own path, never inside a user or shape.
+
+    Python raises KeyboardInterrupt in whichever greenlet happens to be running,
+    so a shape's tick could die with a traceback instead of Locust writing its
+    reports. A gevent handler hands the interrupt to the main greenlet, where
+    Locust catches it, saves the HTML report and shuts down.
+    """
+    hub = gevent.get_hub()
+
+    def interrupt() -> None:
+        hub.loop.run_callback(hub.parent.throw, KeyboardInterrupt)
+
+    gevent.signal_handler(signal.SIGINT, interrupt)
+
+
 @events.init.add_listener
 def _on_init(environment: Any, runner: Any, web_ui: Any = None, **_kwargs: Any) -> None:
+    _deliver_ctrl_c_to_the_main_greenlet()
     options = LoadOptions.from_parsed(environment.parsed_options)
     try:
         load_thresholds(options.thresholds)
