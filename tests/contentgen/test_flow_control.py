@@ -11,17 +11,21 @@ import grpc
 import pytest
 
 PACING_MS = 20
+# Long enough to connect on a loaded machine, far shorter than 1000 paced tokens (20 s).
+DEADLINE_S = 2.0
 
 
 def test_a_passed_deadline_gives_deadline_exceeded_and_the_server_stops_generating(
     start_server, auth, make_request, wait_until
 ):
     server = start_server(token_interval_ms=PACING_MS)
+    future = server.stub().Generate.future(make_request(max_tokens=1000), metadata=auth, timeout=DEADLINE_S)
+    # The deadline must pass mid-generation, not while a busy machine is still connecting.
+    wait_until(lambda: server.metric("contentgen_tokens_generated_total") >= 1, what="generation to start")
 
-    with pytest.raises(grpc.RpcError) as error:
-        server.stub().Generate(make_request(max_tokens=1000), metadata=auth, timeout=0.5)
+    error = future.exception(timeout=30)
 
-    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_until(
         lambda: server.metric("contentgen_generations_interrupted_total", reason="deadline") == 1,
         what="the server to record the interrupted generation",
@@ -36,7 +40,8 @@ def test_a_passed_deadline_gives_deadline_exceeded_and_the_server_stops_generati
 def test_a_passed_deadline_on_a_stream_stops_the_server_too(start_server, auth, make_request, wait_until):
     server = start_server(token_interval_ms=PACING_MS)
 
-    stream = server.stub().GenerateStream(make_request(max_tokens=1000), metadata=auth, timeout=0.5)
+    stream = server.stub().GenerateStream(make_request(max_tokens=1000), metadata=auth, timeout=DEADLINE_S)
+    next(stream)  # generating: the deadline passes mid-stream, not while a busy machine is still connecting
     with pytest.raises(grpc.RpcError) as error:
         list(stream)
 
