@@ -18,4 +18,4 @@ COPY . .
 USER app
 EXPOSE 8000
 # Static files are uploaded by the deploy (`manage.py collectstatic` with QQ_STORAGE=s3), not baked in.
-CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "quantumquill.wsgi"]
+CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py"]

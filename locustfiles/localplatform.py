@@ -26,6 +26,7 @@ from pathlib import Path
 
 from quantumquill.devstack.run import app_processes
 from quantumquill.devstack.stack import PROFILES, REPO_ROOT, Profile, Stack, free_port, stack_from_state
+from quantumquill.devstack.web import GUNICORN_CONF
 
 
 class PlatformError(RuntimeError):
@@ -197,14 +198,9 @@ class LocalPlatform:
     def _start_celery(self, env: dict[str, str]) -> None:
         self.say("Starting a Celery worker ...")
         # The worker `make run` starts (quantumquill.devstack.run), sized for this run.
-        worker = next(process for process in app_processes(env) if process.name == "worker")
-        argv = [
-            *worker.argv,
-            "--concurrency",
-            str(self.settings.celery_concurrency),
-            "--without-gossip",
-            "--without-mingle",
-        ]
+        processes = app_processes(env, celery_concurrency=self.settings.celery_concurrency)
+        worker = next(process for process in processes if process.name == "worker")
+        argv = [*worker.argv, "--without-gossip", "--without-mingle"]
         child = self._spawn("celery", argv, env)
         self._wait(child, lambda: b"ready." in child.log.read_bytes(), timeout=60)
 
@@ -226,7 +222,7 @@ class LocalPlatform:
             "-m",
             "gunicorn",
             "-c",
-            str(REPO_ROOT / "deploy" / "gunicorn.conf.py"),
+            str(GUNICORN_CONF),
             "--pid",
             str(self.gunicorn_pidfile),
         ]

@@ -19,6 +19,9 @@ from .windows import Snapshot, window
 
 logger = logging.getLogger(__name__)
 
+# The stop reason of a sequence that ran every phase of its plan.
+ALL_PHASES_RAN = "all phases ran"
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -102,7 +105,7 @@ class PhaseSequence:
                     return None
             phase = self._phase = next(self._phases, None)
             if phase is None:
-                self.stop_reason = self.stop_reason or "all phases ran"
+                self.stop_reason = self.stop_reason or ALL_PHASES_RAN
                 self._stop()
                 return None
             logger.info("phase %r: %d users for %.0f s", phase.name, phase.users, phase.seconds)

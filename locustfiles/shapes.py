@@ -17,7 +17,7 @@ from locust import LoadTestShape
 
 from .memory import GunicornMemory, MemorySample, memory_trend
 from .options import LoadOptions
-from .phases import BreakPoint, Phase, PhaseSequence, baseline_plan, spike_plan, stress_plan
+from .phases import ALL_PHASES_RAN, BreakPoint, Phase, PhaseSequence, baseline_plan, spike_plan, stress_plan
 from .thresholds import load_thresholds
 from .windows import take_snapshot
 
@@ -112,7 +112,7 @@ class StressShape(PhasedShape):
         summary = super().summary()
         point: BreakPoint | None = getattr(self, "break_point", None)
         if point is not None and self.sequence is not None:
-            if point.broke_at is not None or self.sequence.stop_reason == "all phases ran":
+            if point.broke_at is not None or self.sequence.stop_reason == ALL_PHASES_RAN:
                 summary["stopped_because"] = point.describe()
             summary["broke_at"] = point.broke_at.row() if point.broke_at else None
             summary["last_good"] = point.last_good.row() if point.last_good else None

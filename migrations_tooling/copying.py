@@ -6,11 +6,9 @@ from typing import Any
 
 import psycopg
 from django.utils import timezone
-from psycopg import sql
 
 from . import replication
 from .models import MoveEvent, MoveRange, MoveTable, Phase
-from .pgconn import one
 from .schema import sharded_tables
 
 
@@ -37,12 +35,7 @@ def refresh_copy_state(move: MoveRange, target: psycopg.Connection[Any]) -> dict
             changed = True
         elif sync.state in ("f", "s", "r") and record.synced_at is None and record.table in by_name:
             table = by_name[record.table]
-            record.rows_copied = int(
-                one(
-                    target,
-                    sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table.ident, table.in_range(move.lo, move.hi)),
-                )
-            )
+            record.rows_copied = table.rows_in_range(target, move.lo, move.hi)
             record.synced_at = now
             changed = True
         if changed:

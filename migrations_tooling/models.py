@@ -29,7 +29,6 @@ ACTIVE_PHASES = (
     Phase.WRITES_SWITCHED,
     Phase.ROLLED_BACK,
 )
-TERMINAL_PHASES = (Phase.COMPLETE, Phase.CANCELLED)
 
 
 class MoveRange(models.Model):
@@ -67,10 +66,6 @@ class MoveRange(models.Model):
 
     def __str__(self) -> str:
         return f"move {self.id} [{self.lo}, {self.hi}) {self.source} -> {self.target} ({self.phase})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.phase in ACTIVE_PHASES
 
     @property
     def writes_on_target(self) -> bool:

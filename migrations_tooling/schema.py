@@ -38,6 +38,12 @@ class ShardedTable:
             key=sql.Identifier(self.key), lo=sql.Literal(lo), hi=sql.Literal(hi)
         )
 
+    def rows_in_range(self, conn: psycopg.Connection[Any], lo: int, hi: int) -> int:
+        """How many rows of the range this table holds on ``conn``'s database (an exact count)."""
+        return int(
+            one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.ident, self.in_range(lo, hi))) or 0
+        )
+
     def row_text(self) -> sql.Composed:
         """The row as text with an explicit column order, so both sides hash identical text."""
         return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
@@ -165,7 +171,7 @@ def range_size(conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: 
     ).fetchone() or (0, 0)
     where = table.in_range(lo, hi)
     if size <= EXACT_COUNT_MAX_BYTES or reltuples <= 0:
-        rows = int(one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table.ident, where)) or 0)
+        rows = table.rows_in_range(conn, lo, hi)
         exact = True
     else:
         plan = one(conn, sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(table.ident, where))

@@ -24,7 +24,7 @@ from .errors import MoveError
 from .hooks import pause_point
 from .maps import route_range
 from .models import MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
-from .pgconn import one, pool
+from .pgconn import pool
 from .planning import MovePlan, check_servers, label, overlapping_moves, validate_request
 from .progress import Meter, Reporter
 from .schema import ensure_replica_identity
@@ -193,15 +193,7 @@ class Throttle:
 
 def _rows_in_range(work: Work, alias: str) -> dict[str, int]:
     move = work.move
-    return {
-        t.name: int(
-            one(
-                work.db[alias],
-                sql.SQL("SELECT count(*) FROM {} WHERE {}").format(t.ident, t.in_range(move.lo, move.hi)),
-            )
-        )
-        for t in work.tables
-    }
+    return {t.name: t.rows_in_range(work.db[alias], move.lo, move.hi) for t in work.tables}
 
 
 def _delete_range(work: Work, alias: str, throttle: Throttle, step: str) -> int:

@@ -37,7 +37,6 @@ from .conf import get_settings
 from .errors import MoveError
 from .hooks import pause_point
 from .models import Phase, VerifyChunk, VerifyRun
-from .pgconn import one
 from .progress import Meter
 from .schema import ShardedTable
 from .work import Work
@@ -262,10 +261,7 @@ def verify_range(work: Work, *, restart: bool = False, chunk_rows: int | None = 
     rows_per_chunk = chunk_rows or get_settings().verify_chunk_rows
     run = _current_run(work, restart=restart, chunk_rows=rows_per_chunk)
     primary, replica = work.db[run.primary], work.db[run.replica]
-    total = sum(
-        int(one(primary, sql.SQL("SELECT count(*) FROM {} WHERE {}").format(t.ident, t.in_range(move.lo, move.hi))))
-        for t in work.tables
-    )
+    total = sum(t.rows_in_range(primary, move.lo, move.hi) for t in work.tables)
     resumed_rows = run.rows_checked
     meter = Meter(total=max(total - resumed_rows, 0))  # this session's share, for rate and ETA
     mismatches = list(run.mismatches)

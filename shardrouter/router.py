@@ -88,8 +88,9 @@ def _pin_reads_to_writes(key: int) -> None:
 def note_write(key: int) -> None:
     """Record that ``key``'s user is writing: while their range's reads are switched, reads follow writes.
 
-    The router calls it for every write it routes; ``run_sharded_write`` calls it
-    once per attempt, since the queries inside it bypass routing.
+    The router pins the writes it routes itself (it has the range at hand);
+    ``run_sharded_write`` calls this once per attempt, since the queries inside
+    it bypass routing.
     """
     if current_map().range_for(key).reads_switched:
         _pin_reads_to_writes(key)

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from contentgen_service.client import ContentGenError, GenerateResult
+from contentgen_service.client import ContentGenError
 
 from .claims import Claim, claim_lease, generation_claim, generation_complete, generation_release
 from .generator import call_timeout, contentgen_client, describe_failure, generation_params
@@ -97,17 +97,10 @@ def _relay(claim: Claim, generation: Generation) -> Iterator[bytes]:
     settled = False  # the claim's fate is decided (stored, failed or given back)
     try:
         stream = contentgen_client().generate_stream(generation_params(generation), timeout=call_timeout())
-        text: list[str] = []
         with stream:  # leaving it early (reader gone) cancels the call: the service stops generating
             for chunk in stream:
-                text.append(chunk.text)
                 yield sse_event("chunk", {"text": chunk.text, "completion_tokens": chunk.completion_tokens})
-            summary = stream.summary
-        if summary is None:  # the client raises instead; kept so a change there cannot store a partial text
-            raise ContentGenError(f"stream {stream.request_id} ended without a summary")
-        result = GenerateResult(
-            str(generation.request_id), "".join(text), summary.finish_reason, summary.usage, summary.model
-        )
+        result = stream.result()  # raises ContentGenError rather than hand over a partial text
         generation_complete(claim=claim, result=result)
         settled = True
         stored = _reload(claim)

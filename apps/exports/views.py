@@ -6,12 +6,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from apps.content.models import Generation
 from apps.content.selectors import generation_get
+from quantumquill.middleware import unavailable_response
 
 from .documents import UnknownExportFormat, export_format_get
 from .models import Export
@@ -22,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 # The file store not answering: S3 (or the local disk) failures, as opposed to a missing row.
 STORAGE_ERRORS = (BotoCoreError, ClientError, OSError)
-RETRY_AFTER_SECONDS = 30
 
 
 def _owner_id(request: HttpRequest) -> int:
@@ -54,6 +54,4 @@ def export_view(request: HttpRequest, generation_id: int, fmt: str) -> HttpRespo
         raise Http404("This generation has not been exported in that format yet.") from None
     except STORAGE_ERRORS as exc:
         logger.warning("File storage failed for %s %s: %s", request.method, request.path, exc)
-        response = render(request, "exports/storage_unavailable.html", {"retry_after": RETRY_AFTER_SECONDS}, status=503)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return unavailable_response(request, template="exports/storage_unavailable.html")

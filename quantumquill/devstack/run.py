@@ -22,7 +22,7 @@ class AppProcess:
 DEMO_TOKEN_INTERVAL_MS = 30
 
 
-def app_processes(env: dict[str, str] | None = None) -> list[AppProcess]:
+def app_processes(env: dict[str, str] | None = None, *, celery_concurrency: int = 2) -> list[AppProcess]:
     """The long-running processes of the platform, each started with the stack's env."""
     py = sys.executable
     env = env or {}
@@ -45,7 +45,10 @@ def app_processes(env: dict[str, str] | None = None) -> list[AppProcess]:
         ),
         AppProcess(
             "worker",
-            (py, "-m", "celery", "-A", "quantumquill", "worker", "--pool=prefork", "--concurrency=2", "-l", "INFO"),
+            (
+                *(py, "-m", "celery", "-A", "quantumquill", "worker", "--pool=prefork"),
+                *(f"--concurrency={celery_concurrency}", "-l", "INFO"),
+            ),
         ),
     ]
 

@@ -23,6 +23,7 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from quantumquill.devstack.stack import REPO_ROOT
 from tests.conftest import child_env, raw_rows
 from tests.contentgen.conftest import (
     TOKEN,
@@ -32,8 +33,6 @@ from tests.contentgen.conftest import (
     model_cache_dir,  # noqa: F401 - the session's trained model, reused here
     wait_until,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Deadline 3 s per call (claims expire 13 s after they are taken), retries after 0.5 s, 1 s, 2 s ...
 TUNING = {

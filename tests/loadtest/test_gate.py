@@ -158,7 +158,7 @@ def test_the_soak_samples_the_app_servers_worker_memory(platform: LocalPlatform,
     assert {sample["workers"] for sample in samples} == {platform.settings.app_workers}
     assert all(sample["workers_rss_mb"] > 20 for sample in samples)
     assert shape["memory_trend"]["samples"] == len(samples)
-    assert (tmp_path / "reports").glob("soak-*/memory.csv")
+    assert list((tmp_path / "reports").glob("soak-*/memory.csv")), "the soak wrote memory.csv"
 
 
 def test_sigterm_stops_locust_and_the_platform_the_launcher_started() -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from locustfiles.options import DEFAULT_THRESHOLDS
 from locustfiles.thresholds import EndpointStats, Thresholds, ThresholdsError, evaluate, load_thresholds, percentile
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.loadtest.conftest import REPO
 
 
 def entry(name: str, times: dict[int, int], failures: int = 0) -> EndpointStats:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from locustfiles.requestlog import RequestLog
 from locustfiles.timeline import Request, Step, around, read_request_log, windows
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.loadtest.conftest import REPO
 
 
 def request(end: float, ms: float, failed: bool = False) -> Request:

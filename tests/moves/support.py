@@ -14,7 +14,6 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -26,13 +25,12 @@ from apps.content.models import Generation, UsageEvent
 from apps.content.services import generation_create, generation_delete
 from migrations_tooling.models import MoveRange
 from migrations_tooling.selectors import move_status
+from quantumquill.devstack.stack import REPO_ROOT
 from shardrouter.control import conninfo_for
 from shardrouter.ids import new_id
 from shardrouter.shardmap import load_map_from_database
 from shardrouter.writes import run_sharded_write
 from tests.conftest import child_env
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, poll: float = 0.05) -> Any:
@@ -150,7 +148,6 @@ class Ledger:
 
     generations: dict[int, tuple[int, str]] = field(default_factory=dict)  # id -> (user, prompt)
     usage: dict[int, int] = field(default_factory=dict)  # generation id -> user (its usage event)
-    deleted: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     writes: int = 0
 
@@ -169,7 +166,6 @@ class Ledger:
     def removed(self, generation_id: int) -> None:
         with self.lock:
             self.generations.pop(generation_id)
-            self.deleted.add(generation_id)
             self.writes += 1
 
 
@@ -198,7 +194,6 @@ class Load:
         self.ledger = ledger
         self.stop = threading.Event()
         self.errors: list[str] = []
-        self.slowest = 0.0
         self._threads = [
             threading.Thread(target=self._run, args=(users[i::threads], pause, i), name=f"load-{i}", daemon=True)
             for i in range(threads)
@@ -229,7 +224,6 @@ class Load:
             while not self.stop.is_set():
                 user = rng.choice(users)
                 roll = rng.random()
-                started = time.monotonic()
                 if roll < 0.5 or len(mine[user]) < 3:
                     prompt = f"u{user} {rng.random():.6f}"
                     generation = generation_create(user_id=user, prompt=prompt)
@@ -249,7 +243,6 @@ class Load:
                     gid = mine[user].pop(rng.randrange(len(mine[user])))
                     generation_delete(user_id=user, generation_id=gid)
                     self.ledger.removed(gid)
-                self.slowest = max(self.slowest, time.monotonic() - started)
                 time.sleep(pause)
         except Exception:
             self.errors.append(traceback.format_exc())

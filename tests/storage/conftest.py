@@ -22,12 +22,12 @@ import pytest
 from botocore.config import Config
 
 from apps.storage.conf import s3_storages_from_env
+from quantumquill.devstack.stack import REPO_ROOT
 
 ACCESS_KEY = "qq-test-access-key"
 SECRET_KEY = "qq-test-secret-key"
 REGION = "eu-west-1"
 CDN_DOMAIN = "cdn.quantumquill.test"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
