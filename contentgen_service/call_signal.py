@@ -8,6 +8,12 @@ import grpc
 
 from contentgen_service.generation import StopReason
 
+# The server counts a call's deadline from when the request reached it, so the
+# client's clock runs out first: the client cancels the call while the server
+# still sees up to one request's transit time left. A call that ends this close
+# to its deadline ended because of it.
+DEADLINE_SLACK_S = 1.0
+
 
 class GrpcCallSignal:
     """Fires when the client cancels, the call's deadline passes, or the server shuts down.
@@ -27,10 +33,11 @@ class GrpcCallSignal:
         """Return why generation must stop, or None while the caller still waits."""
         if self._shutdown.is_set():
             return "shutdown"
-        if self._context.time_remaining() <= 0:
+        remaining = self._context.time_remaining()
+        if remaining <= 0:
             return "deadline"
         if self._call_ended.is_set() or not self._context.is_active():
-            return "cancelled"
+            return "deadline" if remaining <= DEADLINE_SLACK_S else "cancelled"
         return None
 
     def is_set(self) -> bool:

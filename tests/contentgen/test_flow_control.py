@@ -10,6 +10,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
+from tests.contentgen.slow_link import SlowStartLink
+
 PACING_MS = 20
 # Long enough to connect on a loaded machine, far shorter than 1000 paced tokens (20 s).
 DEADLINE_S = 2.0
@@ -35,6 +38,32 @@ def test_a_passed_deadline_gives_deadline_exceeded_and_the_server_stops_generati
     assert server.metric("contentgen_generations_in_flight") == 0
     # Nothing is still generating in the background.
     assert server.metric("contentgen_tokens_generated_total") == stopped_at
+
+
+def test_a_deadline_that_runs_out_on_the_client_first_still_counts_as_a_deadline(
+    start_server, auth, make_request, wait_until
+):
+    # The request reaches the server 0.8 s late, so the server's copy of the
+    # deadline runs 0.8 s behind the client's: the client gives up and cancels
+    # the call while the server still sees time left.
+    server = start_server(token_interval_ms=PACING_MS)
+    link = SlowStartLink(("127.0.0.1", server.port), hold=0.8)
+    try:
+        with grpc.insecure_channel(link.target) as channel:
+            future = pb_grpc.ContentGenerationStub(channel).Generate.future(
+                make_request(max_tokens=1000), metadata=auth, timeout=DEADLINE_S
+            )
+            error = future.exception(timeout=30)
+    finally:
+        link.close()
+
+    assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_until(
+        lambda: server.metric("contentgen_generations_interrupted_total", reason="deadline") == 1,
+        what="the server to record the interrupted generation as a deadline",
+    )
+    assert server.metric("contentgen_generations_interrupted_total", reason="cancelled") == 0
+    assert server.metric("contentgen_generations_in_flight") == 0
 
 
 def test_a_passed_deadline_on_a_stream_stops_the_server_too(start_server, auth, make_request, wait_until):
