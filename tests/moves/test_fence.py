@@ -54,7 +54,7 @@ def test_a_freeze_refuses_writes_until_it_expires_and_then_lets_them_through_and
     with connect("shard2") as conn:
         fence.install(conn, tables, 5)
         fence.put(conn, 99, 1000, 2000, "tracking")
-        expires = fence.freeze(conn, 99, tables, max_freeze=0.5, lock_timeout=1)
+        expires = fence.freeze(conn, 99, tables, max_freeze=2, lock_timeout=1)
 
         with pytest.raises(DatabaseError) as refused:
             insert_directly("shard2", 1500)
