@@ -20,7 +20,9 @@ The freeze (every step is bounded by what is left of ``--max-freeze``)
      QQ001 and ``run_sharded_write`` retries them;
   2. commit a marker on old and wait until new shows it: new has applied every
      write old ever accepted for the range;
-  3. compare, exactly, every row the fence logged since the baseline;
+  3. compare, exactly, every row the fence logged since the baseline (a
+     difference is a divergence only if the freeze still holds afterwards;
+     otherwise writes after the expiry may explain it: abort as an expiry);
   4. on new: start logging changes (fence ``tracking``) and advance the slot
      of the following channel to new's current WAL position: it skips
      everything replicated from old and captures every later write on new;
