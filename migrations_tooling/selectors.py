@@ -180,7 +180,9 @@ def _observe(move: MoveRange, db: Pool) -> _Observed:
                 seen.warnings.append(f"replication slot {channel.name} is missing on {channel.publisher}")
         except psycopg.Error as exc:
             seen.warnings.append(f"cannot read replication state: {exc}")
-    if move.phase == Phase.COPYING and seen.errors and not copy_finished(seen.syncs):
+    # The error counters only grow; a copy is failing while it has errors and no table is being copied now.
+    copying_now = any(sync.rows_copying is not None for sync in seen.syncs.values())
+    if move.phase == Phase.COPYING and seen.errors and not copying_now and not copy_finished(seen.syncs):
         seen.copy_error = _copy_error(move, db, seen.errors)
     elif move.phase == Phase.COPYING and copy_finished(seen.syncs):
         seen.warnings.append(

@@ -88,8 +88,13 @@ def test_a_copy_that_keeps_failing_shows_as_failing_with_its_cause_and_recovers_
     )
     assert f"content_generation id={taken} (user 10) is taken on shard3 by user 5000" in data["copy_error"]
     assert data["eta_seconds"] is None and data["phase"] == "copying"
-    copy_line = next(line for line in shardmove("status", str(move.id)).splitlines() if line.startswith("  copy "))
-    assert "FAILING" in copy_line and "ETA" not in copy_line
+
+    def failing_copy_line() -> str | None:
+        line = next(line for line in shardmove("status", str(move.id)).splitlines() if line.startswith("  copy "))
+        return line if "FAILING" in line else None
+
+    line = wait_until(failing_copy_line, timeout=30, what="a FAILING copy line")
+    assert f"id={taken}" in line and "ETA" not in line
 
     on_db("shard3", "DELETE FROM content_generation WHERE id = %s AND user_id = 5000", [taken])
     wait_for_phase(move.id, "catching_up", timeout=90)  # the servers retry the copy by themselves
