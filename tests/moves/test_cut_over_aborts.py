@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from django.core.management.base import CommandError
 
-from migrations_tooling.models import MoveRange
+from migrations_tooling.models import MoveEvent, MoveRange
 from shardrouter.control import conninfo_for
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import Ledger, Operator, latest_move, on_db, seed, shardmove, wait_for_phase, wait_until
@@ -96,3 +96,6 @@ def test_a_lock_timeout_names_the_transaction_holding_the_tables_and_its_pid() -
         holder.rollback()
         holder.close()
     assert "Writes switched" in shardmove("switch-writes", str(move.id))
+    timings = MoveEvent.objects.get(move_id=move.id, kind="cut-over").data
+    steps = ("lock_and_freeze", "catch_up", "verify_changed", "slot", "commit")
+    assert all(0 <= timings[step] <= timings["freeze"] for step in steps), timings
