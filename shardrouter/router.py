@@ -18,6 +18,7 @@ from django.apps import apps
 from django.core.cache import caches
 from django.db import models
 
+from .audit import audit_enabled, observe_relation, observe_route, observe_safely
 from .conf import get_settings
 from .context import current_shard_key, write_override_for
 from .errors import ShardRoutingError
@@ -106,6 +107,8 @@ class ShardRouter:
         return self._route(model, hints, for_write=True)
 
     def _route(self, model: type[models.Model], hints: dict[str, Any], *, for_write: bool) -> str | None:
+        if audit_enabled():
+            observe_safely(observe_route, model, hints)
         attname = shard_key_attname(model)
         if attname is None:
             return None
@@ -123,6 +126,8 @@ class ShardRouter:
         return shard_range.alias if _pinned_to_writes(key) else shard_range.read_alias
 
     def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
+        if audit_enabled():
+            observe_safely(observe_relation, obj1, obj2)
         sharded1 = shard_key_attname(type(obj1)) is not None
         sharded2 = shard_key_attname(type(obj2)) is not None
         if not (sharded1 or sharded2):
