@@ -475,7 +475,8 @@ def _subqueries(node: Any) -> Iterator[Query]:
 def _sql_example(query: Query) -> str:
     try:
         sql, _params = query.get_compiler(using="default").as_sql()
-        return str(sql)
+        # The column list says nothing about routing and would push the WHERE clause out of the example.
+        return re.sub(r"^SELECT .*? FROM ", "SELECT ... FROM ", str(sql), count=1, flags=re.DOTALL)
     except Exception:
         return f"<{type(query).__name__} on {query.model._meta.label if query.model else '?'}>"
 
@@ -607,9 +608,11 @@ def audit_execute_wrapper(execute: Any, sql: str, params: Any, many: bool, conte
 
 def install_execute_wrapper(sender: Any, connection: Any, **_: Any) -> None:
     """``connection_created`` receiver: in audit mode every new connection carries the audit's execute wrapper."""
-    if not audit_enabled() or audit_wrapper_installed(connection):
-        return
-    connection.execute_wrappers.append(audit_execute_wrapper)
+    installed = audit_wrapper_installed(connection)
+    if audit_enabled() and not installed:
+        connection.execute_wrappers.append(audit_execute_wrapper)
+    elif installed and not audit_enabled():
+        connection.execute_wrappers.remove(audit_execute_wrapper)
 
 
 def audit_wrapper_installed(connection: Any) -> bool:

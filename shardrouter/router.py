@@ -87,14 +87,17 @@ def _pin_reads_to_writes(key: int) -> None:
 
 
 def note_write(key: int) -> None:
-    """Record that ``key``'s user is writing: while their range's reads are switched, reads follow writes.
+    """Record that ``key``'s user is writing: for a while, if their range's reads are switched, reads follow writes.
 
-    The router pins the writes it routes itself (it has the range at hand);
+    Every write pins, not only writes made while this process already sees the
+    range's reads switched: a write acknowledged just before this process
+    noticed a ``switch-reads`` (maps are re-read once per ``REFRESH_INTERVAL``)
+    may not have reached the target yet when the user's next read, on any
+    server, is sent there. The router pins the writes it routes itself;
     ``run_sharded_write`` calls this once per attempt, since the queries inside
     it bypass routing.
     """
-    if current_map().range_for(key).reads_switched:
-        _pin_reads_to_writes(key)
+    _pin_reads_to_writes(key)
 
 
 class ShardRouter:
@@ -117,11 +120,11 @@ class ShardRouter:
         if override is not None:
             return override
         shard_range = current_map().range_for(key)
-        if not shard_range.reads_switched:
-            return shard_range.alias
         if for_write:
-            # Until the write cut-over, this user's reads follow their writes for a short while.
+            # This user's reads follow their writes for a short while (see note_write).
             _pin_reads_to_writes(key)
+            return shard_range.alias
+        if not shard_range.reads_switched:
             return shard_range.alias
         return shard_range.alias if _pinned_to_writes(key) else shard_range.read_alias
 

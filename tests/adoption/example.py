@@ -57,13 +57,18 @@ class Run:
 class AdoptionSandbox:
     """A virtualenv with the wheels and a copy of the example project, plus a private database for it."""
 
-    def __init__(self, root: Path, server_url: str, dbname: str) -> None:
+    def __init__(self, root: Path, server_url: str, dbname: str, shard_servers: dict[str, str] | None = None) -> None:
         self.root = root
         self.venv = root / "venv"
         self.wheels = root / "wheels"
         self.project = root / "notebook"
         self.server_url = server_url
         self.dbname = dbname
+        # shard alias -> URL of a database of its own (on another server) for the live-move step
+        self.shard_urls = {
+            alias: database_url_named(url, f"{dbname}_{alias}") for alias, url in (shard_servers or {}).items()
+        }
+        self.fixed = False
 
     @property
     def python(self) -> Path:
@@ -84,7 +89,10 @@ class AdoptionSandbox:
         return wheels
 
     def apply_fixes(self) -> None:
-        """Lay the fixed files over the project copy and reinstall it."""
+        """Lay the fixed files over the project copy and reinstall it (once)."""
+        if self.fixed:
+            return
+        self.fixed = True
         for source in FIXES.rglob("*.py"):
             target = self.project / source.relative_to(FIXES)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,15 +129,68 @@ class AdoptionSandbox:
         )
         return Run(result.returncode, result.stdout + result.stderr, result.stdout)
 
+    def sharded_env(self) -> dict[str, str]:
+        """Settings for the live-move step: the shard databases, and the move engine installed."""
+        urls = ",".join(f"{alias}={url}" for alias, url in self.shard_urls.items())
+        return {"NOTEBOOK_SHARD_URLS": urls, "NOTEBOOK_MOVES": "1"}
+
+    def _databases(self) -> list[tuple[str, str]]:
+        """(server URL, database name) of every database the sandbox may create."""
+        found = [(self.server_url, self.dbname), (self.server_url, f"test_{self.dbname}")]
+        for url in self.shard_urls.values():
+            found.append((url, urlsplit(url).path.lstrip("/")))
+        return found
+
+    def popen(self, *args: str, **extra_env: str) -> subprocess.Popen[str]:
+        """Start ``python ARGS`` in the virtualenv, in the project copy's folder, in the background."""
+        return subprocess.Popen(
+            [str(self.python), *args],
+            cwd=self.project,
+            env=self.env(**extra_env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
     def drop_databases(self) -> None:
-        with psycopg.connect(database_url_named(self.server_url, "postgres"), autocommit=True) as conn:
-            for name in (self.dbname, f"test_{self.dbname}"):
+        ours = [(url, name) for url, name in self._databases() if name != f"test_{self.dbname}"]
+        # Replication state first: a subscription keeps its slot on another server busy.
+        for url, name in ours:
+            _drop_subscriptions(url, name)
+        for url, name in self._databases():
+            with psycopg.connect(database_url_named(url, "postgres"), autocommit=True) as conn:
+                slots = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", [name])
+                for (slot,) in slots.fetchall():
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def create_database(self) -> None:
         self.drop_databases()
-        with psycopg.connect(database_url_named(self.server_url, "postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.dbname}"')
+        for url, name in self._databases():
+            if name.startswith("test_"):
+                continue
+            with psycopg.connect(database_url_named(url, "postgres"), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+    def rows(self, alias: str, sql: str) -> list[tuple[object, ...]]:
+        url = database_url_named(self.server_url, self.dbname) if alias == "default" else self.shard_urls[alias]
+        with psycopg.connect(url, autocommit=True) as conn:
+            return list(conn.execute(sql).fetchall())
+
+
+def _drop_subscriptions(url: str, name: str) -> None:
+    with psycopg.connect(database_url_named(url, "postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            return
+    with psycopg.connect(database_url_named(url, name), autocommit=True) as db:
+        subs = db.execute(
+            "SELECT subname FROM pg_subscription WHERE subdbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchall()
+        for (sub,) in subs:
+            db.execute(f'ALTER SUBSCRIPTION "{sub}" DISABLE')
+            db.execute(f'ALTER SUBSCRIPTION "{sub}" SET (slot_name = NONE)')
+            db.execute(f'DROP SUBSCRIPTION "{sub}"')
 
 
 def line_of(path: Path, text: str) -> int:

@@ -6,7 +6,9 @@ raw SQL, a signal handler, a Celery task) and their dependencies. Invariants:
 the wheels import without QuantumQuill on the path; the audit finds every
 planted kind of query by its call site and fails the project's test run; the
 fixed project is clean under the audit and its pages work with the router in
-monolith mode.
+monolith mode; a live move from the monolith to two shard servers under a write
+load through the project's own pages loses no acknowledged note and fails no
+request.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.adoption.example import PROJECT, AdoptionSandbox, line_of
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +44,13 @@ PLANTED = [
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdoptionSandbox]:
+    stack_shards = dict(item.split("=", 1) for item in os.environ["SHARD_DATABASE_URLS"].split(","))
     box = AdoptionSandbox(
-        tmp_path_factory.mktemp("adoption"), os.environ["DATABASE_URL"], f"nb_adopt_{uuid.uuid4().hex[:8]}"
+        tmp_path_factory.mktemp("adoption"),
+        os.environ["DATABASE_URL"],
+        f"nb_adopt_{uuid.uuid4().hex[:8]}",
+        # Two shard databases on two other servers, as in production.
+        shard_servers={"shard1": stack_shards["shard1"], "shard2": stack_shards["shard2"]},
     )
     box.build()
     box.create_database()
@@ -128,3 +136,69 @@ def test_the_fixed_project_is_clean_under_the_audit_and_its_pages_work_in_monoli
     assert "7 passed" in audited.output and "no queries that sharding would break" in audited.output
     assert check.returncode == 0, check.output  # the router's own checks pass on the sharded models
     assert Path(sandbox.project / "notebook_site" / "sharding.py").read_text().count('"notes"') == 1
+
+
+# Users on both sides of the boundary the moves draw (0 | 1000 | MAX).
+MOVE_USERS = [5, 600, 1500, 70_000]
+
+
+def test_moving_the_fixed_project_to_two_shards_under_load_loses_no_note(sandbox: AdoptionSandbox) -> None:
+    sandbox.apply_fixes()
+    sandbox.create_database()
+    env = sandbox.sharded_env()
+    for command in (("migrate", "--noinput"), ("migrate_shards",)):
+        run = sandbox.run("manage.py", *command, **env)
+        assert run.returncode == 0, run.output
+    seed = (
+        "import django, json; django.setup();"
+        "from django.contrib.auth import get_user_model; from notes.models import Note, Notebook;"
+        "out = {};"
+        f"users = {MOVE_USERS!r};"
+        "[get_user_model().objects.create_user(f'u{u}', password='pw', id=u) for u in users];"
+        "nbs = {u: Notebook.objects.create(user_id=u, title=f'nb{u}') for u in users};"
+        "[Note.objects.create(user_id=u, notebook_id=nbs[u].pk, body=f'seed{u}-{i}') for u in users for i in range(30)];"
+        "print(json.dumps({u: nb.pk for u, nb in nbs.items()}))"
+    )
+    seeded = sandbox.run("-c", seed, **env)
+    assert seeded.returncode == 0, seeded.output
+    notebooks = json.loads(seeded.stdout)
+    ledger, errors, stop = (sandbox.root / name for name in ("ledger.txt", "errors.txt", "stop"))
+    load = sandbox.popen(
+        str(Path(__file__).with_name("load_notes.py")),
+        str(ledger),
+        str(errors),
+        str(stop),
+        *(f"{u}:{nb}" for u, nb in notebooks.items()),
+        **env,
+    )
+    try:
+        wait_until(lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 20, timeout=60, what="load")
+        for number, (lo, hi, target) in enumerate((("0", "1000", "shard1"), ("1000", "MAX", "shard2")), start=1):
+            for step in (
+                ("start", lo, hi, "--to", target, "--wait"),
+                ("verify", str(number)),
+                ("switch-reads", str(number)),
+                ("switch-writes", str(number)),
+                ("verify", str(number)),
+                ("complete", str(number)),
+            ):
+                before = len(ledger.read_text().splitlines())
+                run = sandbox.run("manage.py", "shardmove", *step, timeout=240, **env)
+                assert run.returncode == 0, f"shardmove {' '.join(step)}:\n{run.output}"
+                # Users keep writing through every step.
+                wait_until(lambda b=before: len(ledger.read_text().splitlines()) >= b + 5, timeout=60, what="writes")
+    finally:
+        stop.touch()
+        load.wait(timeout=60)
+    assert not errors.exists() or errors.read_text() == "", errors.read_text()
+
+    acknowledged = {tuple(line.split(" ")) for line in ledger.read_text().splitlines()}
+    where: dict[str, list[tuple[object, ...]]] = {
+        alias: sandbox.rows(alias, "SELECT user_id::text, id::text, body FROM notes_note")
+        for alias in ("default", "shard1", "shard2")
+    }
+    assert where["default"] == []  # complete removed the moved rows from the monolith
+    assert {r for r in where["shard1"]} | {r for r in where["shard2"]} >= acknowledged
+    assert all(int(str(r[0])) < 1000 for r in where["shard1"]) and all(int(str(r[0])) >= 1000 for r in where["shard2"])
+    stored = where["shard1"] + where["shard2"]
+    assert len(stored) == len(set(stored)) == len(acknowledged) + 30 * len(MOVE_USERS)  # no loss, no duplicate

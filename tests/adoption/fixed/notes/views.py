@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from notes.models import Note, Notebook
 from shardrouter.scatter import scatter
+from shardrouter.writes import run_sharded_write
 
 
 def page(title, items):
@@ -20,7 +21,9 @@ def page(title, items):
 def home(request):
     uid = request.user.pk
     if request.method == "POST":
-        notebook = Notebook.objects.create(user_id=uid, title=request.POST["title"])
+        title = request.POST["title"]
+        # run_sharded_write holds and retries the write while a live move cuts the user's range over.
+        notebook = run_sharded_write(user_id=uid, work=lambda: Notebook.objects.create(user_id=uid, title=title))
         return redirect(f"/notebooks/{notebook.pk}/")
     return page("Notebooks", [nb.title for nb in Notebook.objects.for_user(uid).order_by("id")])
 
@@ -38,7 +41,8 @@ def notebook(request, pk):
 def add_note(request, pk):
     uid = request.user.pk
     nb = get_object_or_404(Notebook.objects.for_user(uid), pk=pk)
-    note = Note.objects.create(user_id=uid, notebook=nb, body=request.POST["body"])
+    body = request.POST["body"]
+    note = run_sharded_write(user_id=uid, work=lambda: Note.objects.create(user_id=uid, notebook_id=nb.pk, body=body))
     return JsonResponse({"id": note.pk}, status=201)
 
 

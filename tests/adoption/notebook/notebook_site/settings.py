@@ -54,9 +54,6 @@ SHARDROUTER = {
     "AUDIT": os.environ.get("NOTEBOOK_AUDIT") == "1",
     "AUDIT_SHARDED_APPS": ["notes"],
     "AUDIT_MAP": os.environ.get("NOTEBOOK_AUDIT_MAP", "0:1000=shard1,1000:MAX=shard2"),
-    "READ_YOUR_WRITES_SECONDS": 0,
 }
-if len(DATABASES) > 1:
-    SHARDROUTER["SHARD_DATABASES"] = [alias for alias in DATABASES if alias != "default"] + ["default"]
 
 CELERY_TASK_ALWAYS_EAGER = True
