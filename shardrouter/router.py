@@ -22,7 +22,7 @@ from .audit import audit_enabled, observe_relation, observe_route, observe_safel
 from .conf import get_settings
 from .context import current_shard_key, write_override_for
 from .errors import ShardRoutingError
-from .shardmap import current_map
+from .shardmap import current_map, shard_map_cache
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,11 @@ class ShardRouter:
             return shard_range.alias
         if not shard_range.reads_switched:
             return shard_range.alias
-        return shard_range.alias if _pinned_to_writes(key) else shard_range.read_alias
+        if _pinned_to_writes(key):
+            # Where this process now sends the user's writes: after a cut-over that the map has not
+            # yet shown this process, the database that refused a write told it (note_moved).
+            return shard_map_cache.write_alias(key)
+        return shard_range.read_alias
 
     def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
         if audit_enabled():
