@@ -43,7 +43,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from types import FrameType
 from typing import Any
 
@@ -259,13 +259,16 @@ def _application_frame(start: FrameType | None) -> FrameType | None:
 def _call_site(frame: FrameType | None) -> str:
     if frame is None:
         return "<unknown>"
-    filename = frame.f_code.co_filename
-    for root in sorted((p for p in sys.path if p), key=len, reverse=True):
-        root = os.path.abspath(root)
+    return f"{_relative_filename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+@lru_cache(maxsize=4096)
+def _relative_filename(filename: str) -> str:
+    """``filename`` relative to the longest sys.path entry holding it (``notes/views.py``)."""
+    for root in sorted((os.path.abspath(p) for p in sys.path if p), key=len, reverse=True):
         if filename.startswith(root + os.sep):
-            filename = os.path.relpath(filename, root)
-            break
-    return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+            return os.path.relpath(filename, root)
+    return filename
 
 
 # --- the recorder -------------------------------------------------------------------------------------------
