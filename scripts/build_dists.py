@@ -27,9 +27,7 @@ def build(package: str, out: Path) -> Path:
         source = Path(tmp)
         for item in (REPO_ROOT / "packaging" / package).iterdir():
             shutil.copy2(item, source / item.name)
-        shutil.copytree(
-            REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
+        shutil.copytree(REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         before = set(out.glob("*.whl"))
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), tmp],

@@ -411,9 +411,11 @@ def _lookup_keys(lookup: Any, attname: str, base_alias: str | None) -> set[int] 
     rhs = getattr(lookup, "rhs", None)
     try:
         if name == "exact" and rhs is not None and not hasattr(rhs, "resolve_expression"):
-            return {int(getattr(rhs, "pk", rhs))}
+            value: Any = getattr(rhs, "pk", rhs)
+            return {int(value)}
         if name == "in" and isinstance(rhs, (list, tuple, set, frozenset)):
-            return {int(getattr(v, "pk", v)) for v in rhs}
+            items: list[Any] = [getattr(v, "pk", v) for v in rhs]
+            return {int(v) for v in items}
     except (TypeError, ValueError):
         return None
     return None
@@ -507,7 +509,7 @@ def _keys_from_creation(attname: str, frame: FrameType | None) -> set[int] | Non
             if value is not None:
                 return {int(getattr(value, "pk", value))}
         if name in {"bulk_create", "bulk_update"} and local.get("objs") is not None:
-            values = {getattr(obj, attname, None) for obj in local["objs"]}
+            values: set[Any] = {getattr(obj, attname, None) for obj in local["objs"]}
             if values and None not in values:
                 return {int(v) for v in values}
         frame = frame.f_back
@@ -596,7 +598,7 @@ def audit_execute_wrapper(execute: Any, sql: str, params: Any, many: bool, conte
         if pattern is not None:
             match = pattern.search(sql)
             if match is not None:
-                frame = sys._getframe(1)
+                frame: FrameType | None = sys._getframe(1)
                 # Skip Django's cursor wrapper frames; the next frame tells who wrote the SQL.
                 while frame is not None and frame.f_code.co_filename.endswith(os.path.join("backends", "utils.py")):
                     frame = frame.f_back

@@ -25,6 +25,7 @@ class Command(BaseCommand):
         reset.add_argument("--dry-run", action="store_true", help="say how many findings would be removed")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = int(options["verbosity"])
         try:
             getattr(self, f"handle_{options['action']}")(**options)
         except CommandError:
