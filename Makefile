@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | cksum | cut -d'
 STAMP := $(VENV)/.installed-$(REQS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test system-deps lint typecheck check clean-stack
+.PHONY: run test system-deps lint typecheck check clean-stack dist
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ typecheck: $(STAMP)
 	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/mypy quantumquill shardrouter apps migrations_tooling
 
 check: lint typecheck test
+
+## dist: the toolkit's wheels (django-shardrouter, django-shardmove) in dist/ (docs/adopting.md)
+dist: $(STAMP)
+	$(BIN)/python scripts/build_dists.py --out dist
 
 clean-stack:
 	-$(BIN)/python -m quantumquill.devstack down --profile dev
