@@ -5,12 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
+from apps.platform.checks import check_statelessness
 from quantumquill.devstack.stack import REPO_ROOT, free_port
 from quantumquill.devstack.web import GunicornServer
 from quantumquill.redis_cluster_env import CLUSTER_BACKEND, parse_cluster_nodes
@@ -145,3 +148,24 @@ def test_gunicorn_refuses_to_start_on_a_single_redis_given_as_a_cluster(tmp_path
     finally:
         server.stop(timeout=5)
     assert "is not a cluster node" in server.log_file.read_text()
+
+
+def _check_ids(caches: dict[str, Any]) -> list[str]:
+    with override_settings(QQ_HORIZONTAL=True, SESSION_ENGINE="apps.platform.session_store", CACHES=caches):
+        return sorted(message.id for message in check_statelessness() if message.id)
+
+
+def test_checks_see_a_session_cluster_that_ignores_errors() -> None:
+    sessions = session_cache({"SESSION_REDIS_CLUSTER_NODES": "10.0.0.1:7000"})
+    assert sessions is not None
+    assert "platform.E104" not in _check_ids({**settings.CACHES, "sessions": sessions})
+    sessions["OPTIONS"]["IGNORE_EXCEPTIONS"] = True
+    assert "platform.E104" in _check_ids({**settings.CACHES, "sessions": sessions})
+
+
+def test_checks_see_a_session_cluster_sharing_nodes_with_the_cache_cluster() -> None:
+    sessions = session_cache({"SESSION_REDIS_CLUSTER_NODES": "10.0.0.1:7000,10.0.0.2:7000"})
+    own = default_cache({"REDIS_CLUSTER_NODES": "10.0.0.9:7000"}, hint="")
+    shared = default_cache({"REDIS_CLUSTER_NODES": "10.0.0.2:7000"}, hint="")
+    assert "platform.W105" not in _check_ids({"default": own, "sessions": sessions})  # type: ignore[dict-item]
+    assert "platform.W105" in _check_ids({"default": shared, "sessions": sessions})  # type: ignore[dict-item]
