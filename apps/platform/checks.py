@@ -78,8 +78,8 @@ def _cache_backend(alias: str) -> str:
     return str(settings.CACHES.get(alias, {}).get("BACKEND", ""))
 
 
-def _is_redis_backend(backend: str) -> bool:
-    """django-redis, or our Redis Cluster cache built on it."""
+def _is_django_redis_backend(backend: str) -> bool:
+    """django-redis, or our Redis Cluster cache built on it (both honour ``IGNORE_EXCEPTIONS``)."""
     return "django_redis" in backend or backend == CLUSTER_BACKEND
 
 
@@ -130,7 +130,7 @@ def _session_cache_errors_are_visible() -> Iterable[CheckMessage]:
     alias = settings.SESSION_CACHE_ALIAS
     if store is None or not issubclass(store, cache_sessions.SessionStore) or alias not in settings.CACHES:
         return
-    if not _is_redis_backend(_cache_backend(alias)):
+    if not _is_django_redis_backend(_cache_backend(alias)):
         return
     cache_config: dict[str, Any] = settings.CACHES[alias]
     options: dict[str, Any] = cache_config.get("OPTIONS", {})
@@ -167,7 +167,7 @@ def _session_store_has_its_own_redis() -> Iterable[CheckMessage]:
     others: dict[str, set[str]] = {
         f"cache {name!r}": _redis_servers(cfg.get("LOCATION", ""))
         for name, cfg in settings.CACHES.items()
-        if name != alias and _is_redis_backend(str(cfg.get("BACKEND", "")))
+        if name != alias and "redis" in str(cfg.get("BACKEND", "")).lower()  # django-redis, Django's, our cluster
     }
     broker = getattr(settings, "CELERY_BROKER_URL", "") or ""
     if broker.startswith(("redis://", "rediss://", "unix://")):

@@ -23,7 +23,7 @@ from quantumquill.devstack.redis_cluster import RedisClusterStack
 from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer, NginxBalancer
 from tests.conftest import ALL_DATABASES, child_env
-from tests.stateless.cluster import cluster_env, master_port_of_session, redis_cluster  # noqa: F401
+from tests.stateless.cluster import cluster_env, master_port_of_session
 from tests.stateless.conftest import PASSWORD
 from tests.support import wait_until
 
@@ -36,7 +36,7 @@ USERS = 8
 @pytest.fixture
 def cluster_web_tier(
     tmp_path: Path,
-    redis_cluster: RedisClusterStack,  # noqa: F811
+    redis_cluster: RedisClusterStack,
 ) -> Iterator[tuple[NginxBalancer, RedisClusterStack]]:
     env = child_env(
         DJANGO_DEBUG="0", GUNICORN_ACCESS_LOG="-", **cluster_env(redis_cluster, SESSION_REDIS_RETRY_AFTER="2")

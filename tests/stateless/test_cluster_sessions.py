@@ -23,7 +23,7 @@ from redis.cluster import key_slot
 from apps.platform.session_store import SessionStore
 from quantumquill.devstack.redis_cluster import RedisClusterStack, node_client
 from tests.conftest import ALL_DATABASES
-from tests.stateless.cluster import cluster_sessions, master_port_of_session, redis_cluster  # noqa: F401
+from tests.stateless.cluster import master_port_of_session
 from tests.stateless.conftest import PASSWORD, session_cache_key
 
 SLOTS_MOVED = 1100  # of the source master's ~5461
@@ -55,7 +55,7 @@ def _sessions_on_each_master(stack: RedisClusterStack, count: int) -> dict[int, 
 
 
 def test_sessions_land_on_all_three_masters_under_djangos_own_untagged_keys(
-    cluster_sessions: RedisClusterStack,  # noqa: F811
+    cluster_sessions: RedisClusterStack,
     make_user: Any,
 ) -> None:
     make_user(3000, "ann", password=PASSWORD)
@@ -75,7 +75,7 @@ def test_sessions_land_on_all_three_masters_under_djangos_own_untagged_keys(
 
 
 def test_a_slot_range_without_a_master_answers_503_to_its_users_only_and_recovers_without_a_restart(
-    cluster_sessions: RedisClusterStack,  # noqa: F811
+    cluster_sessions: RedisClusterStack,
     make_user: Any,
 ) -> None:
     stack = cluster_sessions
@@ -116,7 +116,7 @@ def test_a_slot_range_without_a_master_answers_503_to_its_users_only_and_recover
 
 
 def test_live_resharding_loses_and_reverts_no_session_while_users_sign_in_read_and_write(
-    cluster_sessions: RedisClusterStack,  # noqa: F811
+    cluster_sessions: RedisClusterStack,
     make_user: Any,
     tmp_path: Path,
 ) -> None:
@@ -180,7 +180,7 @@ def test_live_resharding_loses_and_reverts_no_session_while_users_sign_in_read_a
 
 
 def test_copy_sessions_to_redis_copies_into_the_cluster_with_a_marker_in_the_sessions_slot(
-    cluster_sessions: RedisClusterStack,  # noqa: F811
+    cluster_sessions: RedisClusterStack,
 ) -> None:
     encoded = DatabaseSessionStore().encode({"_auth_user_id": "1"})
     expires = timezone.now() + timedelta(days=1)
@@ -203,7 +203,7 @@ def test_copy_sessions_to_redis_copies_into_the_cluster_with_a_marker_in_the_ses
         assert node_client(master_port_of_session(cluster_sessions, session_key)).exists(marker)
 
 
-def test_the_sessions_cache_clears_every_master(cluster_sessions: RedisClusterStack) -> None:  # noqa: F811
+def test_the_sessions_cache_clears_every_master(cluster_sessions: RedisClusterStack) -> None:
     by_master = _sessions_on_each_master(cluster_sessions, 15)
     caches[settings.SESSION_CACHE_ALIAS].clear()
     for port in by_master:
