@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from apps.platform.checks import check_statelessness
+from quantumquill.devstack.session_cluster import session_mode
 from quantumquill.devstack.stack import REPO_ROOT, free_port
 from quantumquill.devstack.web import GunicornServer
 from quantumquill.redis_cluster_env import CLUSTER_BACKEND, parse_cluster_nodes
@@ -169,3 +170,13 @@ def test_checks_see_a_session_cluster_sharing_nodes_with_the_cache_cluster() -> 
     shared = default_cache({"REDIS_CLUSTER_NODES": "10.0.0.2:7000"}, hint="")
     assert "platform.W105" not in _check_ids({"default": own, "sessions": sessions})  # type: ignore[dict-item]
     assert "platform.W105" in _check_ids({"default": shared, "sessions": sessions})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(("value", "mode"), [(None, "single"), ("cluster", "cluster"), (" Cluster ", "cluster")])
+def test_make_run_puts_sessions_on_a_cluster_only_when_asked(value: str | None, mode: str) -> None:
+    assert session_mode({} if value is None else {"QQ_DEVSTACK_SESSIONS": value}) == mode
+
+
+def test_make_run_refuses_an_unknown_session_mode() -> None:
+    with pytest.raises(ImproperlyConfigured, match="QQ_DEVSTACK_SESSIONS='sentinel'; expected one of single, cluster"):
+        session_mode({"QQ_DEVSTACK_SESSIONS": "sentinel"})

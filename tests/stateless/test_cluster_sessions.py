@@ -15,13 +15,14 @@ from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionS
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from redis.cluster import key_slot
 
 from apps.platform.session_store import SessionStore
 from quantumquill.devstack.redis_cluster import RedisClusterStack, node_client
+from quantumquill.redis_env import default_cache
 from tests.conftest import ALL_DATABASES
 from tests.stateless.cluster import master_port_of_session
 from tests.stateless.conftest import PASSWORD, session_cache_key
@@ -208,3 +209,35 @@ def test_the_sessions_cache_clears_every_master(cluster_sessions: RedisClusterSt
     caches[settings.SESSION_CACHE_ALIAS].clear()
     for port in by_master:
         assert node_client(port).dbsize() == 0
+
+
+def test_the_general_cache_on_the_cluster_keeps_djangos_cache_api_across_slots(
+    redis_cluster: RedisClusterStack,
+) -> None:
+    config = default_cache({"REDIS_CLUSTER_NODES": redis_cluster.startup_nodes}, hint="")
+    with override_settings(CACHES={**settings.CACHES, "default": config}):
+        cache = caches["default"]
+        values = {f"item{n}": {"n": n} for n in range(40)}
+        cache.set_many(values, timeout=60)
+        assert cache.get_many(list(values)) == values  # keys on every master in one call
+        assert cache.add("counter", 1) and not cache.add("counter", 5)
+        assert cache.incr("counter", 4) == 5
+        cache.delete_many(list(values)[:20])
+        assert len(cache.get_many(list(values))) == 20
+        cache.clear()
+        assert cache.get("counter") is None and cache.get_many(list(values)) == {}
+
+
+def test_a_cache_that_ignores_errors_reads_a_slot_without_a_master_as_a_miss(redis_cluster: RedisClusterStack) -> None:
+    config = default_cache({"REDIS_CLUSTER_NODES": redis_cluster.startup_nodes}, hint="")
+    config["OPTIONS"]["IGNORE_EXCEPTIONS"] = True
+    with override_settings(CACHES={**settings.CACHES, "default": config}):
+        cache = caches["default"]
+        keys = [f"pin{n}" for n in range(30)]
+        for key in keys:
+            cache.set(key, "v", 60)
+        lost = redis_cluster.masters()[0]
+        redis_cluster.kill(redis_cluster.replica_of(lost).port)
+        redis_cluster.kill(lost.port)
+        answers = {key: cache.get(key) for key in keys}
+        assert set(answers.values()) == {"v", None}, "keys on the lost master miss, the others are still read"
