@@ -25,6 +25,7 @@ from quantumquill.env import (
     parse_database_url,
     parse_shard_urls,
 )
+from quantumquill.redis_cluster_env import CLUSTER_BACKEND
 from quantumquill.redis_env import SESSION_ENGINES, default_cache, session_cache, session_retry_after, session_store
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -138,7 +139,7 @@ SHARDROUTER["MAP_EDIT_GUARDS"] = ["migrations_tooling.guards.refuse_ranges_of_ac
 
 # REDIS_URL for one Redis, or REDIS_CLUSTER_NODES for a Redis Cluster (then set CELERY_BROKER_URL too).
 CACHES = {"default": default_cache(_env, hint=_HINT_EMBEDDED)}
-REDIS_URL = "" if _env.get("REDIS_CLUSTER_NODES", "").strip() else str(CACHES["default"]["LOCATION"])
+REDIS_URL = "" if CACHES["default"]["BACKEND"] == CLUSTER_BACKEND else str(CACHES["default"]["LOCATION"])
 
 # --- Sessions: a Redis of their own (apps.platform; see docs/stateless.md) -------------------------
 # SESSION_REDIS_URL, or SESSION_REDIS_SENTINELS + SESSION_REDIS_SENTINEL_SERVICE for failover, or
