@@ -241,3 +241,38 @@ def test_a_cache_that_ignores_errors_reads_a_slot_without_a_master_as_a_miss(red
         redis_cluster.kill(lost.port)
         answers = {key: cache.get(key) for key in keys}
         assert set(answers.values()) == {"v", None}, "keys on the lost master miss, the others are still read"
+
+
+def test_a_session_in_a_slot_being_migrated_is_read_and_written_through_ask_then_moved(
+    cluster_sessions: RedisClusterStack,
+) -> None:
+    stack = cluster_sessions
+    store = SessionStore()
+    store["version"] = 1
+    store.create()
+    assert store.session_key is not None
+    key = session_cache_key(store.session_key)
+    slot = key_slot(key.encode())
+    source = stack.master_for_slot(slot)
+    target = next(master for master in stack.masters() if master.port != source.port)
+    src, dst = node_client(source.port), node_client(target.port)
+    SessionStore(store.session_key).load()  # the app's client knows the slot map before the move
+    # Half-way through moving the slot, as `redis-cli --cluster reshard` leaves it between two MIGRATE calls:
+    # the key already lives on the target, the slot still belongs to the source, which answers ASK.
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    assert src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", key) == b"OK"
+
+    during = SessionStore(store.session_key)
+    assert during["version"] == 1
+    during["version"] = 2
+    during.save()
+
+    for node in (dst, src, *(node_client(m.port) for m in stack.masters() if m.port not in (source.port, target.port))):
+        node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    assert dst.exists(key), "the write during the move went to the key's new master"
+    after = SessionStore(store.session_key)  # the client's map is now stale: MOVED, then the new master
+    assert after["version"] == 2
+    after["version"] = 3
+    after.save()
+    assert SessionStore(store.session_key)["version"] == 3
