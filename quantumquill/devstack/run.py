@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .session_cluster import session_mode, start_session_cluster
 from .stack import PROFILES, REPO_ROOT, Stack
 
 
@@ -61,6 +62,10 @@ def run() -> int:
     stack = Stack(PROFILES["dev"])
     print("Starting embedded PostgreSQL (3 servers) and Redis under var/devstack ...", flush=True)
     env = {**os.environ, **stack.up()}
+    cluster = None
+    if session_mode(env) == "cluster":  # QQ_DEVSTACK_SESSIONS=cluster: sessions on a 6-node Redis Cluster
+        cluster, cluster_env = start_session_cluster(stack)
+        env.update(cluster_env)
     children: list[tuple[AppProcess, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -96,4 +101,6 @@ def run() -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         print("Stopping embedded servers ...", flush=True)
+        if cluster is not None:
+            cluster.stop()
         stack.down()
