@@ -58,6 +58,8 @@ def _values(settings: PgBouncerSettings) -> dict[str, str]:
     for name in ("server_port", "listen_port"):
         if not 0 < int(getattr(settings, name)) < 65536:
             raise PgBouncerConfigError(f"{name}={getattr(settings, name)} is not a TCP port.")
+    if settings.reserve_pool_size < 0:
+        raise PgBouncerConfigError("reserve_pool_size must not be negative.")
     for name in ("pool_size", "max_db_connections", "max_client_conn", "query_wait_timeout"):
         if int(getattr(settings, name)) < 1:
             raise PgBouncerConfigError(f"{name} must be at least 1.")

@@ -46,6 +46,7 @@ class PgBouncer:
     port: int
     server_port: int
     pool_size: int = 20
+    reserve_pool_size: int = 5
     max_db_connections: int = 40
     max_client_conn: int = 2000
     query_wait_timeout: int = 5
@@ -72,6 +73,7 @@ class PgBouncer:
             auth_file=str(self.work_dir / "userlist.txt"),
             admin_users=SUPERUSER,
             pool_size=self.pool_size,
+            reserve_pool_size=self.reserve_pool_size,
             max_db_connections=self.max_db_connections,
             max_client_conn=self.max_client_conn,
             query_wait_timeout=self.query_wait_timeout,
