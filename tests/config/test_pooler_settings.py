@@ -27,7 +27,7 @@ def test_transaction_pooling_turns_off_server_side_cursors() -> None:
 
 
 def test_an_unknown_pooler_mode_is_refused_naming_the_choices() -> None:
-    with pytest.raises(ImproperlyConfigured, match="DATABASE_POOLER='session' .* expected 'none' or 'transaction'"):
+    with pytest.raises(ImproperlyConfigured, match=r"DATABASE_POOLER='session' .* expected 'none' or 'transaction'"):
         database_pooler({"DATABASE_POOLER": "session"})
 
 
