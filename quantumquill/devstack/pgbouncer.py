@@ -191,3 +191,23 @@ def pooled_env(stack: Stack, poolers: dict[str, PgBouncer]) -> dict[str, str]:
         "DATABASE_DIRECT_URL": direct("default"),
         "SHARD_DIRECT_DATABASE_URLS": ",".join(f"{alias}={direct(alias)}" for alias in shard_aliases),
     }
+
+
+def start_dev_poolers(stack: Stack) -> dict[str, PgBouncer]:
+    """Start the dev profile's poolers on their fixed ports (``make run PGBOUNCER=1``)."""
+    poolers = poolers_for(stack, fixed_ports=True)
+    started: list[PgBouncer] = []
+    try:
+        for pooler in poolers.values():
+            pooler.start()
+            started.append(pooler)
+    except Exception:
+        for pooler in started:
+            pooler.stop()
+        raise
+    print(
+        "PgBouncer (transaction mode) in front of each server: "
+        + ", ".join(f"{name} on 127.0.0.1:{pooler.port}" for name, pooler in poolers.items()),
+        flush=True,
+    )
+    return poolers
