@@ -83,11 +83,15 @@ def _client_backends(stack: Stack) -> dict[str, int]:
     for name in SERVER_NAMES:
         pid_file = stack.postgres(name).data_dir / "postmaster.pid"
         postmaster = psutil.Process(int(pid_file.read_text().splitlines()[0]))
-        counts[name] = sum(
-            1
-            for child in postmaster.children()
-            if "(" in " ".join(child.cmdline()) and "walsender" not in " ".join(child.cmdline())
-        )
+        count = 0
+        for child in postmaster.children():
+            try:
+                title = " ".join(child.cmdline())
+            except psutil.Error:
+                continue  # ended meanwhile
+            # A client backend's title names its client: "postgres: USER DB 127.0.0.1(PORT) idle".
+            count += "(" in title and "walsender" not in title
+        counts[name] = count
     return counts
 
 
