@@ -7,7 +7,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from deploy.render_pgbouncer import PgBouncerConfigError, PgBouncerSettings, render_pgbouncer_ini
 from quantumquill.db_env import apply_pooler, database_pooler, direct_connections
-from quantumquill.env import parse_database_url
+from quantumquill.devstack.pgbouncer import pooled_env, poolers_for
+from quantumquill.devstack.stack import PROFILES, Stack
+from quantumquill.env import parse_database_url, parse_shard_urls
 
 
 def databases() -> dict[str, dict[str, object]]:
@@ -80,3 +82,26 @@ def test_the_pgbouncer_configuration_is_in_transaction_mode_with_a_bounded_wait(
 def test_values_that_would_break_the_configuration_are_refused(bad: PgBouncerSettings) -> None:
     with pytest.raises(PgBouncerConfigError):
         render_pgbouncer_ini(bad)
+
+
+def test_the_embedded_poolers_stand_in_front_of_each_server_and_the_engine_keeps_the_servers() -> None:
+    stack = Stack(PROFILES["dev"], ports={"pg0": 55432, "pg1": 55433, "pg2": 55434})
+    env = pooled_env(stack, poolers_for(stack, fixed_ports=True))
+    assert env["DATABASE_POOLER"] == "transaction"
+    assert env["DATABASE_URL"] == "postgres://postgres@127.0.0.1:56432/quantumquill"
+    assert env["DATABASE_DIRECT_URL"] == "postgres://postgres@127.0.0.1:55432/quantumquill"
+    # shard1 and shard3 share server pg1, so they share its pooler.
+    assert "shard1=postgres://postgres@127.0.0.1:56433/qq_shard1" in env["SHARD_DATABASE_URLS"]
+    assert "shard3=postgres://postgres@127.0.0.1:56433/qq_shard3" in env["SHARD_DATABASE_URLS"]
+    assert "shard2=postgres://postgres@127.0.0.1:55434/qq_shard2" in env["SHARD_DIRECT_DATABASE_URLS"]
+
+    pooled = {"default": parse_database_url(env["DATABASE_URL"], variable="DATABASE_URL")}
+    for alias, url in parse_shard_urls(env["SHARD_DATABASE_URLS"], variable="SHARD_DATABASE_URLS").items():
+        pooled[alias] = parse_database_url(url, variable=alias)
+    direct = direct_connections(env, pooled)
+    assert {alias: entry["PORT"] for alias, entry in direct.items()} == {
+        "default": "55432",
+        "shard1": "55433",
+        "shard2": "55434",
+        "shard3": "55433",
+    }
