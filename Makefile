@@ -15,8 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 ## run: start PostgreSQL x3 and Redis (embedded unless configured), migrate, seed demo users, serve :8000
+## (PGBOUNCER=1: the app goes through one PgBouncer per server in transaction mode; docs/connections.md)
 run: $(STAMP)
-	$(BIN)/python -m quantumquill.devstack run
+	$(BIN)/python -m quantumquill.devstack run $(if $(PGBOUNCER),--pgbouncer)
 
 ## test: the whole suite against private, real servers started for the run
 test: $(STAMP) system-deps

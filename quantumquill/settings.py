@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from quantumquill.db_env import apply_pooler, database_pooler, direct_connections
 from quantumquill.devstack.stack import load_state_env
 from quantumquill.env import (
     env_bool,
@@ -117,6 +118,15 @@ for _alias, _url in parse_shard_urls(
     env_str("SHARD_DATABASE_URLS", "", environ=_env) or "", variable="SHARD_DATABASE_URLS"
 ).items():
     DATABASES[_alias] = _database(_url, f"SHARD_DATABASE_URLS ({_alias})")
+
+# A connection pooler in front of the servers (docs/connections.md): DATABASE_POOLER=transaction for
+# PgBouncer in transaction mode; the move engine then reaches the servers through their direct URLs.
+DATABASE_POOLER = database_pooler(_env)
+apply_pooler(DATABASES, DATABASE_POOLER)
+SHARDMOVE: dict[str, Any] = {
+    "REQUIRE_DIRECT_CONNECTIONS": DATABASE_POOLER == "transaction",
+    "DIRECT_CONNECTIONS": direct_connections(_env, DATABASES),
+}
 
 DATABASE_ROUTERS = ["shardrouter.router.ShardRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
