@@ -15,4 +15,10 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", views.account, name="account"),
+    path("account/password/", views.password_change, name="password-change"),
+    path("account/tokens/", views.token_create, name="token-create"),
+    path("account/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
+    path("account/tokens/<int:token_id>/rotate/", views.token_rotate, name="token-rotate"),
+    path("account/delete/", views.account_delete_view, name="account-delete"),
 ]

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
+
+from .errors import api_error, is_api_request
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A failed CSRF check, in the site's layout (or JSON under /api/), with what to do about it."""
+    detail = "This form has expired or was sent from another site. Reload the page and submit it again."
+    if is_api_request(request):
+        return api_error(status=403, code="csrf_failed", detail=detail + " API clients: send a token instead.")
+    return render(request, "403_csrf.html", {"detail": detail}, status=403)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``, which browsers ask for on their own: the static file, wherever static files live."""
+    return redirect(static("favicon.ico"))
