@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from apps.security.views import failed_logins
+
 from . import views
 
 app_name = "accounts"
@@ -21,4 +23,5 @@ urlpatterns = [
     path("account/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("account/tokens/<int:token_id>/rotate/", views.token_rotate, name="token-rotate"),
     path("account/delete/", views.account_delete_view, name="account-delete"),
+    path("staff/failed-logins/", failed_logins, name="failed-logins"),
 ]

@@ -92,7 +92,8 @@ class AuthTokenView(APIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        payload = TokenRequestSerializer(data=request.data, context={"request": request})
+        # django-axes marks a lockout on the Django request (AxesMiddleware answers it), not on DRF's wrapper.
+        payload = TokenRequestSerializer(data=request.data, context={"request": request._request})
         payload.is_valid(raise_exception=True)
         user = payload.validated_data["user"]
         return Response(_issued(api_token_create(user_id=user.pk, name=payload.validated_data["name"])))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -100,3 +101,31 @@ def signup_retry_after(request: HttpRequest) -> int | None:
     if count <= limit:
         return None
     return (window + 1) * period - now
+
+
+@dataclass(frozen=True)
+class FailedLogin:
+    username: str
+    address: str
+    failures: int
+    last_attempt: datetime
+    locked_out: bool
+
+
+def failed_login_attempts(*, limit: int) -> list[FailedLogin]:
+    """Recorded failed logins (django-axes' table in the control database), newest first, for staff."""
+    from axes.models import AccessAttempt
+
+    cool_off: timedelta = settings.AXES_COOLOFF_TIME
+    now = timezone.now()
+    rows = AccessAttempt.objects.order_by("-attempt_time")[:limit]
+    return [
+        FailedLogin(
+            username=row.username or "",
+            address=row.ip_address or "",
+            failures=row.failures_since_start,
+            last_attempt=row.attempt_time,
+            locked_out=row.failures_since_start >= settings.AXES_FAILURE_LIMIT and row.attempt_time + cool_off > now,
+        )
+        for row in rows
+    ]

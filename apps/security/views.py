@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 
 from .errors import api_error, is_api_request
+from .throttling import failed_login_attempts
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -18,3 +20,9 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     """``/favicon.ico``, which browsers ask for on their own: the static file, wherever static files live."""
     return redirect(static("favicon.ico"))
+
+
+@staff_member_required(login_url="accounts:login")
+def failed_logins(request: HttpRequest) -> HttpResponse:
+    """Staff: the usernames and addresses with failed logins, newest first, and which are locked out now."""
+    return render(request, "security/failed_logins.html", {"attempts": failed_login_attempts(limit=200)})
