@@ -66,16 +66,20 @@ def _issued(issued: IssuedToken) -> dict[str, Any]:
 class AuthTokenView(APIView):
     """POST: a new named token for a username and password. DELETE: revoke the token this request uses."""
 
+    def _is_post(self) -> bool:
+        request = getattr(self, "request", None)  # None while the schema is generated
+        return request is not None and request.method == "POST"
+
     def get_authenticators(self) -> list[BaseAuthentication]:
-        if self.request.method == "POST":
+        if self._is_post():
             return []  # credentials are in the body; no session, so no CSRF check
         return [ApiTokenAuthentication()]
 
     def get_permissions(self) -> list[BasePermission]:
-        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+        return [AllowAny()] if self._is_post() else [IsAuthenticated()]
 
     def get_throttles(self) -> list[BaseThrottle]:
-        return [AuthTokenThrottle()] if self.request.method == "POST" else [TokenUserThrottle()]
+        return [AuthTokenThrottle()] if self._is_post() else [TokenUserThrottle()]
 
     @extend_schema(
         summary="Get a new API token",

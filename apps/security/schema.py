@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -82,3 +83,18 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
                 entry = responses.setdefault(code, {"description": _STANDARD[code]})
                 entry["content"] = _error_content(code)
     return result
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """``Authorization: Token <key>`` in the schema (registered when this module is imported, in apps.py)."""
+
+    target_class = "apps.security.authentication.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>`: a key from `POST /api/v1/auth/token/` or the account page.",
+        }
