@@ -17,3 +17,6 @@ urlpatterns = [
     path("api/v1/", include("apps.content.api.urls")),
     path("favicon.ico", favicon, name="favicon"),
 ]
+
+# Under /api/ a page that does not exist answers JSON, like every other API error (apps.security).
+handler404 = "apps.security.views.page_not_found"

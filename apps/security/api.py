@@ -9,6 +9,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +19,7 @@ from rest_framework.views import APIView
 from .authentication import ApiTokenAuthentication
 from .models import ApiToken
 from .schema import ERROR_RESPONSES, error_response
+from .serializers import RejectUnknownFieldsMixin
 from .tokens import NAME_MAX_CHARS, IssuedToken, api_token_create, api_token_revoke, api_token_rotate, api_tokens_of
 
 
@@ -29,13 +31,24 @@ class TokenUserThrottle(UserRateThrottle):
     scope = "api_user"
 
 
-class TokenRequestSerializer(AuthTokenSerializer):
-    username = serializers.CharField(label="Username", write_only=True, min_length=1, max_length=150)
+class TokenRequestSerializer(RejectUnknownFieldsMixin, AuthTokenSerializer):
+    username = serializers.CharField(
+        label="Username", write_only=True, min_length=1, max_length=150, trim_whitespace=False
+    )
     password = serializers.CharField(
-        label="Password", style={"input_type": "password"}, trim_whitespace=False, write_only=True, max_length=4096
+        label="Password",
+        style={"input_type": "password"},
+        trim_whitespace=False,
+        write_only=True,
+        min_length=1,
+        max_length=4096,
     )
     name = serializers.CharField(
-        max_length=NAME_MAX_CHARS, required=False, default="API", help_text="A name to tell this token apart."
+        max_length=NAME_MAX_CHARS,
+        required=False,
+        allow_blank=True,
+        default="API",
+        help_text='A name to tell this token apart (blank: "API token").',
     )
 
 
@@ -90,7 +103,8 @@ class AuthTokenView(APIView):
         request=TokenRequestSerializer,
         responses={
             200: IssuedTokenSerializer,
-            400: error_response("Wrong or missing credentials, or a malformed body."),
+            400: error_response("Missing credentials, or a malformed body."),
+            401: error_response("Wrong username or password."),
             **ERROR_RESPONSES,
         },
         auth=[],
@@ -98,7 +112,14 @@ class AuthTokenView(APIView):
     def post(self, request: Request) -> Response:
         # django-axes marks a lockout on the Django request (AxesMiddleware answers it), not on DRF's wrapper.
         payload = TokenRequestSerializer(data=request.data, context={"request": request._request})
-        payload.is_valid(raise_exception=True)
+        if not payload.is_valid():
+            if set(payload.errors) == {"non_field_errors"}:  # well-formed, but no such username and password
+                return Response(
+                    {"detail": "Wrong username or password.", "code": "authentication_failed"},
+                    status=status.HTTP_401_UNAUTHORIZED,
+                    headers={"WWW-Authenticate": "Token"},
+                )
+            raise ValidationError(payload.errors)
         user = payload.validated_data["user"]
         return Response(_issued(api_token_create(user_id=user.pk, name=payload.validated_data["name"])))
 

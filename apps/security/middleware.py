@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 
 from .errors import api_error, is_api_request
@@ -37,10 +38,17 @@ class NulByteMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        where = nul_byte_location(request)
+        try:
+            where = nul_byte_location(request)
+        except MultiPartParserError as exc:
+            return _bad_request(request, code="malformed_form", detail=f"The form body cannot be read: {exc}.")
         if where is None:
             return self.get_response(request)
         detail = f"The request has a NUL byte in {where}; remove it and send the request again."
-        if is_api_request(request):
-            return api_error(status=400, code="nul_byte", detail=detail)
-        return render(request, "400.html", {"detail": detail}, status=400)
+        return _bad_request(request, code="nul_byte", detail=detail)
+
+
+def _bad_request(request: HttpRequest, *, code: str, detail: str) -> HttpResponse:
+    if is_api_request(request):
+        return api_error(status=400, code=code, detail=detail)
+    return render(request, "400.html", {"detail": detail}, status=400)

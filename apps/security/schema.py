@@ -27,9 +27,9 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 VALIDATION_SCHEMA: dict[str, Any] = {
     "description": "Either an `Error`, or the fields that failed validation, each with its messages.",
-    "oneOf": [
+    "anyOf": [
         {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"},
-        {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        {"type": "object", "description": "Field name -> messages (nested for lists and objects)."},
     ],
 }
 
@@ -49,7 +49,7 @@ ERROR_RESPONSES: dict[int, OpenApiResponse] = {}
 _STANDARD = {
     "400": "Malformed request: invalid JSON, JSON nested too deep, NUL bytes, or fields that fail validation.",
     "401": "No credentials, or a token that is invalid, expired or revoked.",
-    "404": "No such object (someone else's objects answer the same).",
+    "404": "No such object or page (someone else's objects answer the same).",
     "405": "Method not allowed on this path.",
     "406": "The Accept header asks for a type this endpoint cannot produce.",
     "413": "The request body is larger than the limit.",
@@ -66,18 +66,21 @@ def _error_content(code: str) -> dict[str, Any]:
 
 def document_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular post-processing hook: the ``Error`` component and every error code on every operation."""
-    result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA
-    for path, operations in result.get("paths", {}).items():
-        for method, operation in operations.items():
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components[ERROR_COMPONENT] = ERROR_SCHEMA
+    for _path, operations in result.get("paths", {}).items():
+        for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            codes = {"400", "405", "406", "429", "503"}
+            codes = {"400", "404", "405", "406", "429", "503"}
             if operation.get("security") not in ([], [{}]):
                 codes.add("401")
-            if "{" in path or method == "delete":
-                codes.add("404")
             if "requestBody" in operation:
                 codes |= {"413", "415"}
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                ref = media.get("schema", {}).get("$ref", "")
+                if ref.startswith("#/components/schemas/"):  # request serializers reject unknown fields
+                    components[ref.rsplit("/", 1)[-1]]["additionalProperties"] = False
             responses = operation["responses"]
             for code in sorted(codes):
                 entry = responses.setdefault(code, {"description": _STANDARD[code]})

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.views import defaults
 
 from .errors import api_error, is_api_request
 from .throttling import failed_login_attempts
@@ -26,3 +27,12 @@ def favicon(request: HttpRequest) -> HttpResponse:
 def failed_logins(request: HttpRequest) -> HttpResponse:
     """Staff: the usernames and addresses with failed logins, newest first, and which are locked out now."""
     return render(request, "security/failed_logins.html", {"attempts": failed_login_attempts(limit=200)})
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404: JSON under /api/ (clients parse it), the site's page elsewhere."""
+    if is_api_request(request):
+        return api_error(
+            status=404, code="not_found", detail="No such API path or object; the paths are listed at /api/v1/docs/."
+        )
+    return defaults.page_not_found(request, exception or Http404())

@@ -40,7 +40,7 @@ def test_a_token_from_username_and_password_creates_a_generation_that_a_job_comp
     stack.worker()
     client = APIClient()
     refused = client.post("/api/v1/auth/token/", {"username": "dana", "password": "wrong"}, format="json")
-    assert refused.status_code == 400
+    assert refused.status_code == 401
     token = client.post(
         "/api/v1/auth/token/", {"username": "dana", "password": "dana's long passphrase"}, format="json"
     ).json()["token"]

@@ -94,7 +94,8 @@ def test_sign_ups_from_one_address_are_limited(settings: Any) -> None:
     statuses = []
     for n in range(3):
         response = Client(REMOTE_ADDR="10.0.0.4").post(
-            "/accounts/signup/", {"username": f"new{n}", "password1": "a long passphrase", "password2": "a long passphrase"}
+            "/accounts/signup/",
+            {"username": f"new{n}", "password1": "a long passphrase", "password2": "a long passphrase"},
         )
         statuses.append(response.status_code)
     assert statuses == [302, 302, 429]

@@ -15,7 +15,8 @@ from apps.exports.models import Export
 from tests.conftest import ALL_DATABASES, raw_rows
 
 from .conftest import Buckets, S3Server
-from .test_exports import fetch, logged_in, media_keys, media_on_s3, signed_link  # noqa: F401 - fixture
+from .test_exports import fetch, logged_in, media_keys, signed_link
+from .test_exports import media_on_s3 as media_on_s3
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
 PASSWORD = "lena's long passphrase"
@@ -47,7 +48,9 @@ def test_deleting_a_generation_deletes_its_export_files_and_their_links_stop_wor
     generation_delete(user_id=lena.pk, generation_id=doomed.id)
 
     assert [fetch(link)[0] for link in links] == [404, 404]
-    assert media_keys(s3_server, media_on_s3.media) == [k for k in media_keys(s3_server, media_on_s3.media) if str(kept.id) in k]
+    assert media_keys(s3_server, media_on_s3.media) == [
+        k for k in media_keys(s3_server, media_on_s3.media) if str(kept.id) in k
+    ]
     assert not [k for k in media_keys(s3_server, media_on_s3.media) if str(doomed.id) in k]
     assert raw_rows("shard1", "SELECT generation_id FROM exports_export") == [(kept.id,)]
     assert fetch(kept_link)[0] == 200
@@ -108,7 +111,11 @@ def test_changing_the_password_ends_every_other_session_and_keeps_this_one(lena:
     elsewhere_key = elsewhere.cookies[settings.SESSION_COOKIE_NAME].value
     changed = here.post(
         "/accounts/account/password/",
-        {"old_password": PASSWORD, "new_password1": "a brand new passphrase", "new_password2": "a brand new passphrase"},
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a brand new passphrase",
+            "new_password2": "a brand new passphrase",
+        },
     )
     assert changed.status_code == 302
     assert here.get("/generations/").status_code == 200

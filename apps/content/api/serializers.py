@@ -16,6 +16,7 @@ from apps.content.models import (
     TOP_P_MIN,
     Generation,
 )
+from apps.security.serializers import RejectUnknownFieldsMixin
 from shardrouter.keyspace import KEYSPACE_END
 
 
@@ -97,7 +98,7 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
-class GenerationCreateSerializer(serializers.Serializer[dict[str, Any]]):
+class GenerationCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer[dict[str, Any]]):
     """What to generate. Only ``prompt`` is required. The limits are the web form's (apps.content.forms)."""
 
     prompt = StrictCharField(

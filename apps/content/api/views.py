@@ -69,6 +69,13 @@ class GenerationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             return [JSONRenderer(), EventStreamRenderer()]
         return super().get_renderers()
 
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if self.action == "stream":  # an error is one JSON body, not an event stream, whatever was asked for
+            self.request.accepted_renderer = JSONRenderer()
+            self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
     def get_throttles(self) -> list[BaseThrottle]:
         throttles: list[BaseThrottle] = [ApiUserThrottle()]
         if self.action == "create":
