@@ -358,7 +358,7 @@ MIDDLEWARE.append("axes.middleware.AxesMiddleware")
 
 # Login throttling (django-axes): failures are counted in the control database, so every app server
 # sees the same counts and staff can read them; per username and, separately, per client address.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["apps.security.backends.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_FAILURE_LIMIT = env_int("QQ_LOGIN_FAILURE_LIMIT", 10, minimum=1, maximum=1000, environ=_env)
 AXES_COOLOFF_TIME = timedelta(seconds=env_int("QQ_LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=86_400, environ=_env))
