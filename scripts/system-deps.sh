@@ -8,11 +8,9 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # PDF exports: a Unicode font to render with, and pdftotext for the tests to read the result back.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
-# Security: a fallback PDF font for emoji and symbols; npm fetches axe-core for the accessibility test;
-# openssl makes the certificate of the HTTPS end-to-end test.
+# Security: a fallback PDF font for emoji and symbols; npm fetches axe-core for the accessibility test.
 [ -f /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf ] || missing+=(fonts-symbola)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "Missing system packages: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and re-run." >&2

@@ -111,3 +111,18 @@ def test_behind_the_proxy_http_is_redirected_and_https_gets_hsts(settings: Any) 
     assert secure.status_code == 200
     assert secure["Strict-Transport-Security"].startswith("max-age=3600")
     assert client.get("/healthz", HTTP_X_FORWARDED_PROTO="http").status_code == 200  # supervisors probe over HTTP
+
+
+def test_the_nginx_template_serves_https_only_with_a_certificate_and_its_key(tmp_path: Any) -> None:
+    from deploy.render_nginx import NginxConfigError, NginxSettings, render_nginx_conf
+
+    tls = NginxSettings(
+        upstreams=["127.0.0.1:8001"], tls_listen="443", tls_certificate="/etc/qq/cert.pem", tls_certificate_key="/k.pem"
+    )
+    conf = render_nginx_conf(tls)
+    assert "listen 443 ssl;" in conf and "ssl_certificate /etc/qq/cert.pem;" in conf
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
+    assert " ssl;" not in render_nginx_conf(NginxSettings(upstreams=["127.0.0.1:8001"]))
+    with pytest.raises(NginxConfigError, match="--tls-listen, --tls-certificate and --tls-certificate-key together"):
+        render_nginx_conf(NginxSettings(upstreams=["127.0.0.1:8001"], tls_certificate="/etc/qq/cert.pem"))
