@@ -50,12 +50,14 @@ class AccountDeletion:
 def sharded_tables() -> list[tuple[str, str]]:
     """(table, shard-key column) of every sharded model (sharded tables have no foreign keys between them)."""
     config = get_settings()
-    tables = []
+    tables: list[tuple[str, str]] = []
     for model in apps.get_models():
         attname = shard_key_attname(model)
         if attname is None or model._meta.app_label not in config.sharded_apps:
             continue
-        tables.append((model._meta.db_table, model._meta.get_field(attname).column))
+        field = model._meta.get_field(attname)
+        column = getattr(field, "column", None) or attname
+        tables.append((model._meta.db_table, str(column)))
     return sorted(tables)
 
 
