@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
 from .errors import api_error, is_api_request
@@ -95,7 +96,7 @@ def signup_retry_after(request: HttpRequest) -> int | None:
     try:
         cache.add(key, 0, timeout=period + 5)
         count = cache.incr(key)
-    except (RedisError, ConnectionError, OSError) as exc:
+    except (RedisError, ConnectionInterrupted, ConnectionError, OSError) as exc:
         logger.warning("Sign-up rate not checked, the cache is unavailable: %s", exc)
         return None
     if count <= limit:
