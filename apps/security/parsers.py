@@ -18,7 +18,8 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string, written as "unrolled loop" so the engine takes runs of plain characters at once.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
@@ -28,13 +29,18 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
-def json_depth(text: str) -> int:
-    """The deepest nesting of arrays and objects in ``text`` (strings, and brackets inside them, skipped)."""
+def json_depth(text: str, *, stop_above: int | None = None) -> int:
+    """The deepest nesting of arrays and objects in ``text`` (strings, and brackets inside them, skipped).
+
+    With ``stop_above``, counting stops as soon as the depth exceeds it (the answer is then that depth).
+    """
     depth = deepest = 0
     for match in _BRACKET.finditer(_STRING.sub('""', text)):
         if match.group() in "[{":
             depth += 1
             deepest = max(deepest, depth)
+            if stop_above is not None and depth > stop_above:
+                return deepest
         else:
             depth -= 1
     return deepest
@@ -76,9 +82,8 @@ class StrictJSONParser(JSONParser):
             text = raw.decode((parser_context or {}).get("encoding") or "utf-8")
         except UnicodeDecodeError:
             raise ParseError("The JSON body is not valid UTF-8.") from None
-        depth = json_depth(text)
-        if depth > max_depth:
-            raise ParseError(f"JSON nested {depth} levels deep; at most {max_depth} levels are accepted.")
+        if json_depth(text, stop_above=max_depth) > max_depth:
+            raise ParseError(f"JSON nested more than {max_depth} levels deep; at most {max_depth} levels are accepted.")
         try:
             data = json.loads(text)
         except ValueError as exc:
