@@ -34,6 +34,7 @@ def settings_in_child(**env: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_check_deploy_is_clean_with_production_settings() -> None:
     result = subprocess.run(
@@ -49,6 +50,7 @@ def test_check_deploy_is_clean_with_production_settings() -> None:
     assert "System check identified no issues" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_without_debug_cookies_are_secure_hsts_is_on_and_the_proxy_header_is_trusted() -> None:
     assert settings_in_child(**PRODUCTION) == {
@@ -62,6 +64,7 @@ def test_without_debug_cookies_are_secure_hsts_is_on_and_the_proxy_header_is_tru
     }
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_each_https_setting_can_be_set_from_the_environment() -> None:
     configured = settings_in_child(
@@ -78,6 +81,7 @@ def test_each_https_setting_can_be_set_from_the_environment() -> None:
     assert configured["SESSION_COOKIE_SECURE"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_debug_keeps_plain_http_for_local_work() -> None:
     local = settings_in_child(DJANGO_DEBUG="1")
@@ -85,6 +89,7 @@ def test_debug_keeps_plain_http_for_local_work() -> None:
     assert local["SECURE_HSTS_SECONDS"] == 0 and local["SECURE_PROXY_SSL_HEADER"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_a_bad_hsts_value_names_the_variable() -> None:
     code = "import django; django.setup()"

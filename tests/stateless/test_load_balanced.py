@@ -18,7 +18,7 @@ from tests.conftest import ALL_DATABASES, child_env
 from tests.stateless.conftest import PASSWORD
 from tests.support.tls import self_signed_certificate
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 LIST = "/generations/"
 
