@@ -41,6 +41,10 @@ class NginxSettings:
     read_timeout: str = "60s"
     next_upstream_tries: int = 3
     next_upstream_timeout: str = "15s"
+    # HTTPS: all three, or none (then TLS ends before nginx, e.g. at a cloud load balancer).
+    tls_listen: str = ""
+    tls_certificate: str = ""
+    tls_certificate_key: str = ""
 
 
 def _values(settings: NginxSettings) -> dict[str, str]:
@@ -52,7 +56,21 @@ def _values(settings: NginxSettings) -> dict[str, str]:
     for name, value in asdict(settings).items():
         if isinstance(value, str) and re.search(r"[;{}\s]", value) and name != "upstreams":
             raise NginxConfigError(f"{name}={value!r} contains whitespace, ';' or braces.")
+    tls = (settings.tls_listen, settings.tls_certificate, settings.tls_certificate_key)
+    if any(tls) and not all(tls):
+        raise NginxConfigError("HTTPS needs --tls-listen, --tls-certificate and --tls-certificate-key together.")
     values = {name: str(value) for name, value in asdict(settings).items() if name not in {"upstreams", "user"}}
+    values["tls_directives"] = (
+        f"listen {settings.tls_listen} ssl;\n"
+        f"        ssl_certificate {settings.tls_certificate};\n"
+        f"        ssl_certificate_key {settings.tls_certificate_key};\n"
+        "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        "        ssl_prefer_server_ciphers off;\n"
+        "        ssl_session_cache shared:qq_tls:10m;\n"
+        "        ssl_session_timeout 1d;"
+        if all(tls)
+        else "# HTTPS: off (render with --tls-listen, --tls-certificate and --tls-certificate-key to serve it)."
+    )
     values["user_directive"] = f"user {settings.user};" if settings.user else ""
     values["upstream_servers"] = "\n".join(
         f"        server {upstream} max_fails={settings.max_fails} fail_timeout={settings.fail_timeout};"

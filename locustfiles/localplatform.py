@@ -91,6 +91,9 @@ class LocalPlatform:
             {
                 # A load test measures the production configuration, not DEBUG's query log and error pages.
                 "DJANGO_DEBUG": "0",
+                # Plain HTTP on loopback with no proxy in front: no redirect to HTTPS, no Secure-only cookies.
+                "QQ_HTTPS": "0",
+                "QQ_TRUST_PROXY_HEADERS": "0",
                 "CONTENTGEN_TARGET": self.contentgen_target,
                 "CONTENTGEN_TOKEN": self.contentgen_token,
                 # Every simulated API client asks for its token from this one machine's address: the

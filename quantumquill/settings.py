@@ -8,6 +8,7 @@ file; production sets the variables itself.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,62 @@ elif QQ_STORAGE == "s3":
     STORAGES, STATIC_URL = s3_storages_from_env(_env, expire_seconds=QQ_MEDIA_URL_EXPIRE_SECONDS)
 else:
     raise ImproperlyConfigured(f"QQ_STORAGE={QQ_STORAGE!r} is not a storage; expected 'local' or 's3'.")
+
+# --- Security (apps.security; docs/security.md) -------------------------------------------------------
+# HTTPS: on by default when not debugging. The app servers sit behind the proxy of deploy/nginx.conf, which
+# overwrites X-Forwarded-Proto with the scheme the client used, so Django may trust that header
+# (QQ_TRUST_PROXY_HEADERS=0 when clients can reach the app servers directly).
+QQ_HTTPS = env_bool("QQ_HTTPS", not DEBUG, environ=_env)
+QQ_TRUST_PROXY_HEADERS = env_bool("QQ_TRUST_PROXY_HEADERS", not DEBUG, environ=_env)
+if QQ_TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", QQ_HTTPS, environ=_env)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", QQ_HTTPS, environ=_env)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", QQ_HTTPS, environ=_env)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # supervisors probe the app server itself, over plain HTTP
+SECURE_HSTS_SECONDS = env_int(
+    "DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if QQ_HTTPS else 0, minimum=0, maximum=63_072_000, environ=_env
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", QQ_HTTPS, environ=_env)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", QQ_HTTPS, environ=_env)
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "apps.security.views.csrf_failure"
+
+INSTALLED_APPS.insert(INSTALLED_APPS.index("apps.accounts"), "apps.security")
+INSTALLED_APPS.append("axes")
+INSTALLED_APPS.remove("rest_framework.authtoken")  # replaced by apps.security's hashed, expiring tokens
+# NUL bytes are refused before anything reads the request; axes turns lockouts into their response last.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("apps.platform.middleware.ServedByMiddleware") + 1, "apps.security.middleware.NulByteMiddleware"
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+
+# Login throttling (django-axes): failures are counted in the control database, so every app server
+# sees the same counts and staff can read them; per username and, separately, per client address.
+AUTHENTICATION_BACKENDS = ["apps.security.backends.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("QQ_LOGIN_FAILURE_LIMIT", 10, minimum=1, maximum=1000, environ=_env)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("QQ_LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=86_400, environ=_env))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "apps.security.throttling.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "apps.security.throttling.client_address"
+AXES_VERBOSE = False
+# Sign-ups per client address (counted in the shared cache), e.g. "20/hour".
+QQ_SIGNUP_RATE = env_rate("QQ_SIGNUP_RATE", "20/hour", environ=_env)
+
+# API tokens: hashed, named, revocable; they expire after this many days.
+QQ_API_TOKEN_DAYS = env_int("QQ_API_TOKEN_DAYS", 90, minimum=1, maximum=3650, environ=_env)
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "apps.security.authentication.ApiTokenAuthentication",
+    "rest_framework.authentication.SessionAuthentication",
+]
+# Strict request parsing: bodies over the size answer 413, JSON nested deeper than the depth answers 400.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["apps.security.parsers.StrictJSONParser"]
+QQ_API_JSON_MAX_BYTES = env_int("QQ_API_JSON_MAX_BYTES", 1_048_576, minimum=1024, environ=_env)
+QQ_API_JSON_MAX_DEPTH = env_int("QQ_API_JSON_MAX_DEPTH", 32, minimum=2, maximum=200, environ=_env)
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "apps.security.schema.document_error_responses",
+]

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 
 from apps.platform.views import healthz
+from apps.security.views import favicon
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
@@ -14,4 +15,8 @@ urlpatterns = [
     path("generations/", include("apps.exports.urls")),
     path("media/", include("apps.storage.urls")),
     path("api/v1/", include("apps.content.api.urls")),
+    path("favicon.ico", favicon, name="favicon"),
 ]
+
+# Under /api/ a page that does not exist answers JSON, like every other API error (apps.security).
+handler404 = "apps.security.views.page_not_found"

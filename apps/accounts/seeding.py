@@ -13,7 +13,8 @@ from apps.content.seeding import generations_seed_history
 
 from .services import seed_targets, users_seed_iter
 
-AUTHTOKEN_APP = "rest_framework.authtoken"
+TOKENS_APP = "apps.security"
+LOAD_TOKEN_NAME = "load test"
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,21 @@ def load_users_plan(*, prefix: str, count: int, generations_per_user: int) -> Lo
 
 
 def api_tokens_available() -> bool:
-    """Whether DRF's token app is installed in this deployment (checked at run time, not assumed)."""
-    return apps.is_installed(AUTHTOKEN_APP)
+    """Whether the API token app is installed in this deployment (checked at run time, not assumed)."""
+    return apps.is_installed(TOKENS_APP)
 
 
 def api_token_ensure(*, user: User) -> bool:
-    """Give ``user`` an API token if they have none; True when one was created."""
-    token_model = apps.get_model("authtoken", "Token")
-    _token, created = token_model.objects.get_or_create(user=user)
-    return bool(created)
+    """Give ``user`` an active API token named "load test" if they have none; True when one was created.
+
+    Only a hash is stored, so the key is not kept: load tests get their keys from ``POST /api/v1/auth/token/``.
+    """
+    from apps.security.tokens import api_token_create, api_tokens_of
+
+    if api_tokens_of(user_id=user.pk).filter(name=LOAD_TOKEN_NAME).exists():
+        return False
+    api_token_create(user_id=user.pk, name=LOAD_TOKEN_NAME)
+    return True
 
 
 def load_users_seed(

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from .models import MAX_TOKENS_LIMIT, PROMPT_MAX_CHARS, STOP_SEQUENCE_MAX_CHARS, STOP_SEQUENCES_MAX
+from .models import MAX_TOKENS_LIMIT, PROMPT_MAX_CHARS, STOP_SEQUENCE_MAX_CHARS, STOP_SEQUENCES_MAX, TOP_P_MIN
 
 
 class GenerationForm(forms.Form):
@@ -15,7 +15,7 @@ class GenerationForm(forms.Form):
     )
     max_tokens = forms.IntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, initial=200, label="Max tokens")
     temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.8)
-    top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=0.95, label="Top p")
+    top_p = forms.FloatField(min_value=TOP_P_MIN, max_value=1.0, initial=0.95, label="Top p")
     seed = forms.IntegerField(
         min_value=0, max_value=2**63 - 1, required=False, help_text="Optional, for repeatable output."
     )

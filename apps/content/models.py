@@ -14,6 +14,8 @@ from shardrouter.models import ShardedModel
 PROMPT_MAX_CHARS = 4000
 MAX_TOKENS_LIMIT = 1024
 STOP_SEQUENCES_MAX = 4
+# Nucleus sampling needs some probability mass; the web form and the API both start here.
+TOP_P_MIN = 0.01
 STOP_SEQUENCE_MAX_CHARS = 32
 
 

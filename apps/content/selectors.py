@@ -11,7 +11,7 @@ from django.utils import timezone
 from shardrouter.managers import ShardedQuerySet
 from shardrouter.scatter import scatter
 
-from .models import Generation
+from .models import Generation, UsageEvent
 
 
 def generation_list(*, user_id: int) -> ShardedQuerySet[Generation]:
@@ -22,6 +22,11 @@ def generation_list(*, user_id: int) -> ShardedQuerySet[Generation]:
 def generation_get(*, user_id: int, generation_id: int) -> Generation:
     """One of the user's generations; raises Generation.DoesNotExist for anyone else's."""
     return Generation.objects.for_user(user_id).get(id=generation_id)
+
+
+def generations_ever_requested(*, user_id: int) -> bool:
+    """Whether the user ever asked for a generation (usage events outlive the generations they count)."""
+    return UsageEvent.objects.for_user(user_id).filter(kind=UsageEvent.Kind.GENERATION_REQUESTED).exists()
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,18 @@ def _send_job(*, user_id: int, generation_id: int, countdown: float) -> None:
 
 
 def generation_delete(*, user_id: int, generation_id: int) -> None:
-    """Delete one of the user's generations; raises Generation.DoesNotExist for anyone else's."""
+    """Delete one of the user's generations and its exports; raises Generation.DoesNotExist for anyone else's.
 
-    def work() -> None:
+    The export rows go in the same transaction as the generation; their files
+    are removed from storage once it commits, so every signed link to them stops working.
+    """
+    from apps.exports.services import export_files_delete, exports_delete_rows
+
+    def work() -> list[str]:
         deleted, _ = Generation.objects.for_user(user_id).filter(id=generation_id).delete()
         if not deleted:
             raise Generation.DoesNotExist(f"Generation {generation_id} does not exist for user {user_id}.")
+        return exports_delete_rows(user_id=user_id, generation_id=generation_id)
 
-    run_sharded_write(user_id=user_id, work=work)
+    keys = run_sharded_write(user_id=user_id, work=work)
+    export_files_delete(user_id=user_id, generation_id=generation_id, keys=keys)

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from .forms import GenerationForm
 from .models import Generation
-from .selectors import generation_get, generation_list
+from .selectors import generation_get, generation_list, generations_ever_requested
 from .services import generation_create, generation_delete
 from .streaming import generation_events, sse_response
 
@@ -31,8 +31,11 @@ def _get_or_404(user_id: int, generation_id: int) -> Generation:
 
 @login_required
 def generation_list_view(request: HttpRequest) -> HttpResponse:
-    page = Paginator(generation_list(user_id=_user_id(request)), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "content/list.html", {"page": page})
+    user_id = _user_id(request)
+    page = Paginator(generation_list(user_id=user_id), PAGE_SIZE).get_page(request.GET.get("page"))
+    # An empty list after deleting everything is not the first visit: say which it is.
+    had_generations = not page.object_list and generations_ever_requested(user_id=user_id)
+    return render(request, "content/list.html", {"page": page, "had_generations": had_generations})
 
 
 @login_required
@@ -45,7 +48,8 @@ def generation_create_view(request: HttpRequest) -> HttpResponse:
             **form.generation_kwargs(),
             job_delay=settings.CONTENTGEN["PAGE_JOB_DELAY_SECONDS"],
         )
-        messages.success(request, "Your generation is queued.")
+        # Not "queued": the page follows the status live, and a fixed message would soon be wrong.
+        messages.success(request, "Generation created. Its status below updates as it runs.")
         return redirect("content:detail", generation_id=generation.id)
     return render(request, "content/form.html", {"form": form}, status=400 if form.errors else 200)
 

@@ -10,26 +10,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
+from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from fpdf.enums import Align, XPos, YPos
 
 from apps.content.models import Generation
 
 # Bump when a renderer's output changes, so every export gets a new version (and key).
-LAYOUT_REVISION = 1
+LAYOUT_REVISION = 2
 
 # Unicode TrueType fonts tried for PDFs when QQ_EXPORT_PDF_FONT is not set (Debian paths).
 PDF_FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
     "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+)
+
+
+# Fonts for characters the body font lacks (emoji, symbols), tried in order; fpdf2 switches per character.
+PDF_FALLBACK_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansSymbols2-Regular.ttf",
 )
 
 
@@ -96,11 +106,25 @@ def document_version(document: ExportDocument, export_format: ExportFormat) -> s
 
 # --- Markdown -----------------------------------------------------------------------------------------
 
-_MD_SPECIAL = str.maketrans({ch: "\\" + ch for ch in "\\`*_[]<>#|"})
+# Characters that mean something inline anywhere in CommonMark, and the line starts that open a block.
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>|~&!])")
+_MD_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, marker = match.group(1), match.group(2)
+    # "1." / "1)" open an ordered list: escape the punctuation after the digits; other markers get a backslash.
+    return indent + (marker + "\\" if marker.isdigit() else "\\" + marker)
+
+
+def md_escape(text: str) -> str:
+    """``text`` as Markdown that renders as exactly that text: no links, HTML, emphasis, headings or lists."""
+    return _MD_LINE_START.sub(_escape_line_start, _MD_INLINE.sub(r"\\\1", text))
 
 
 def render_markdown(document: ExportDocument) -> bytes:
-    lines = [f"# {document.title.translate(_MD_SPECIAL)}", ""]
+    """The document as CommonMark; every string that came from the user or the generator is escaped."""
+    lines = [f"# {md_escape(document.title)}", ""]
     lines += [
         f"- **Generation:** {document.generation_id}",
         f"- **Status:** {document.status}",
@@ -108,13 +132,13 @@ def render_markdown(document: ExportDocument) -> bytes:
     ]
     if document.completed_at:
         lines.append(f"- **Completed:** {document.completed_at}")
-    lines += [f"- **{label}:** {value}" for label, value in document.settings]
+    lines += [f"- **{label}:** {md_escape(value)}" for label, value in document.settings]
     lines += [f"- **Usage:** {document.usage}", "", "## Prompt", ""]
-    lines += [f"> {line}" if line else ">" for line in document.prompt.splitlines()]
+    lines += [f"> {md_escape(line)}" if line.strip() else ">" for line in document.prompt.splitlines()]
     lines += ["", "## Output", ""]
-    lines.append(document.output if document.output else f"_No output yet (status: {document.status})._")
+    lines.append(md_escape(document.output) if document.output else f"_No output yet (status: {document.status})._")
     if document.error:
-        lines += ["", "## Error", "", document.error]
+        lines += ["", "## Error", "", md_escape(document.error)]
     return ("\n".join(lines).rstrip() + "\n").encode()
 
 
@@ -129,14 +153,38 @@ def pdf_font_path() -> Path | None:
     return next((Path(p) for p in PDF_FONT_CANDIDATES if Path(p).is_file()), None)
 
 
+def pdf_fallback_font_paths() -> list[Path]:
+    """Fonts for the characters the body font lacks (emoji and symbols), those installed, in order."""
+    return [Path(p) for p in PDF_FALLBACK_FONT_CANDIDATES if Path(p).is_file()]
+
+
 def _pdf_fingerprint() -> str:
-    font = pdf_font_path()
-    return f"{font.name}:{font.stat().st_size}" if font else "helvetica"
+    fonts = [f for f in (pdf_font_path(), *pdf_fallback_font_paths()) if f is not None]
+    return ",".join(f"{f.name}:{f.stat().st_size}" for f in fonts) or "helvetica"
+
+
+@lru_cache(maxsize=8)
+def _font_codepoints(path: str, size: int) -> frozenset[int]:
+    """Every code point ``path`` has a glyph for (``size`` keys the cache to the file's version)."""
+    with TTFont(path, lazy=True) as font:
+        return frozenset(font.getBestCmap() or {})
+
+
+def unrenderable_marked(text: str, fonts: list[Path] | None) -> str:
+    """``text`` with each character no font can draw written as ``[U+XXXX]``, never silently dropped.
+
+    ``fonts`` None means Helvetica (Latin-1 only); line breaks and tabs always pass.
+    """
+    if fonts is None:
+        covered: frozenset[int] | set[int] = set(range(0x20, 0x7F)) | set(range(0xA0, 0x100))
+    else:
+        covered = frozenset().union(*(_font_codepoints(str(f), f.stat().st_size) for f in fonts))
+    return "".join(ch if ch in "\n\t" or ord(ch) in covered else f"[U+{ord(ch):04X}]" for ch in text)
 
 
 def _latin1(text: str) -> str:
-    """Helvetica covers Latin-1 only: decompose what can be, replace the rest with '?'."""
-    return unicodedata.normalize("NFKC", text).encode("latin-1", "replace").decode("latin-1")
+    """Helvetica covers Latin-1 only: decompose what can be, mark the rest as ``[U+XXXX]``."""
+    return unrenderable_marked(unicodedata.normalize("NFKC", text), None)
 
 
 def render_pdf(document: ExportDocument) -> bytes:
@@ -151,7 +199,12 @@ def render_pdf(document: ExportDocument) -> bytes:
     font = pdf_font_path()
     if font is not None:
         pdf.add_font("body", "", str(font))
-        family, text = "body", (lambda value: value)
+        fallbacks = pdf_fallback_font_paths()
+        for number, fallback in enumerate(fallbacks):
+            pdf.add_font(f"fallback{number}", "", str(fallback))
+        pdf.set_fallback_fonts([f"fallback{n}" for n in range(len(fallbacks))])
+        fonts = [font, *fallbacks]
+        family, text = "body", (lambda value: unrenderable_marked(value, fonts))
     else:
         family, text = "helvetica", _latin1
     pdf.set_title(text(document.title))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.utils import timezone
@@ -11,6 +13,8 @@ from shardrouter.writes import run_sharded_write
 
 from .documents import document_from_generation, document_version, export_format_get
 from .models import Export
+
+logger = logging.getLogger(__name__)
 
 EXPORTS_STORAGE = "default"
 
@@ -60,3 +64,30 @@ def export_create(*, user_id: int, generation_id: int, fmt: str) -> Export:
         return export
 
     return run_sharded_write(user_id=user_id, work=work)
+
+
+def exports_delete_rows(*, user_id: int, generation_id: int) -> list[str]:
+    """Delete the export rows of one generation (inside the caller's sharded write); their storage keys."""
+    exports = Export.objects.for_user(user_id).filter(generation_id=generation_id)
+    keys = list(exports.values_list("storage_key", flat=True))
+    exports.delete()
+    return keys
+
+
+def export_files_delete(*, user_id: int, generation_id: int, keys: list[str]) -> int:
+    """Remove a deleted generation's files: the recorded keys and anything else under its folder."""
+    storage = storages[EXPORTS_STORAGE]
+    folder = f"exports/{user_id}/{generation_id}"
+    found = set(keys)
+    try:
+        versions, _ = storage.listdir(folder)
+        for version in versions:
+            _, names = storage.listdir(f"{folder}/{version}")
+            found.update(f"{folder}/{version}/{name}" for name in names)
+    except FileNotFoundError:
+        pass
+    for key in sorted(found):
+        storage.delete(key)
+    if found:
+        logger.info("Deleted %d export files of generation %s", len(found), generation_id)
+    return len(found)

@@ -145,11 +145,20 @@ class NginxBalancer:
     upstreams: list[str]
     work_dir: Path
     fail_timeout: str = "2s"
+    # HTTPS on this port with this certificate and key (PEM files), besides plain HTTP on ``port``.
+    tls_port: int | None = None
+    tls_files: tuple[Path, Path] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def https_url(self) -> str:
+        if self.tls_port is None:
+            raise RuntimeError("This nginx serves no HTTPS: give it tls_port and tls_files.")
+        return f"https://127.0.0.1:{self.tls_port}"
 
     @property
     def access_log(self) -> Path:
@@ -177,6 +186,9 @@ class NginxBalancer:
             fail_timeout=self.fail_timeout,
             connect_timeout="1s",
             next_upstream_tries=len(self.upstreams),
+            tls_listen=f"127.0.0.1:{self.tls_port}" if self.tls_port and self.tls_files else "",
+            tls_certificate=str(self.tls_files[0]) if self.tls_port and self.tls_files else "",
+            tls_certificate_key=str(self.tls_files[1]) if self.tls_port and self.tls_files else "",
         )
 
     def start(self, *, timeout: float = 15) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import psutil
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from quantumquill.devstack.stack import REPO_ROOT
@@ -228,8 +227,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, settings: Any) -> Iter
 
 def api_client_for(user: Any) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    from apps.security.tokens import api_token_create
+
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user_id=user.pk, name='test').key}")
     return client
 
 

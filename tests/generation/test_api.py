@@ -40,7 +40,7 @@ def test_a_token_from_username_and_password_creates_a_generation_that_a_job_comp
     stack.worker()
     client = APIClient()
     refused = client.post("/api/v1/auth/token/", {"username": "dana", "password": "wrong"}, format="json")
-    assert refused.status_code == 400
+    assert refused.status_code == 401
     token = client.post(
         "/api/v1/auth/token/", {"username": "dana", "password": "dana's long passphrase"}, format="json"
     ).json()["token"]
@@ -85,7 +85,7 @@ def test_unauthenticated_calls_are_refused_with_401() -> None:
         ({"prompt": "x", "max_tokens": 1025}, "max_tokens", "less than or equal to 1024"),
         ({"prompt": "x", "max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
         ({"prompt": "x", "temperature": 2.5}, "temperature", "less than or equal to 2"),
-        ({"prompt": "x", "top_p": 0}, "top_p", "greater than 0"),
+        ({"prompt": "x", "top_p": 0}, "top_p", "greater than or equal to 0.01"),
         ({"prompt": "x", "seed": -1}, "seed", "greater than or equal to 0"),
         ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop", "no more than 4"),
         ({"prompt": "x", "stop": ["y" * 33]}, "stop", "no more than 32 characters"),

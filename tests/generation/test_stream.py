@@ -37,9 +37,9 @@ def fay(make_user: Any) -> Any:
 
 
 def api_token(user: Any) -> str:
-    from rest_framework.authtoken.models import Token
+    from apps.security.tokens import api_token_create
 
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token_create(user_id=user.pk, name="test").key
 
 
 class EventReader:

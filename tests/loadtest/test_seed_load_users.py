@@ -63,7 +63,7 @@ def test_seeded_users_get_api_tokens_since_the_token_app_is_installed() -> None:
     assert api_tokens_available()
     output = seed(users=2, generations_per_user=0)
     assert "2 API tokens created" in output
-    assert raw_rows("default", "SELECT count(*) FROM authtoken_token") == [(2,)]
+    assert raw_rows("default", "SELECT count(*) FROM security_apitoken") == [(2,)]
 
 
 @pytest.mark.parametrize(

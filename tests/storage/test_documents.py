@@ -40,13 +40,13 @@ def test_a_pdf_holds_the_title_the_prompt_and_the_whole_output_as_text(tmp_path:
     assert "".join(text.split()).count("unbroken") == 30  # a word wider than the page wraps, nothing is cut
 
 
-def test_without_a_unicode_font_a_pdf_falls_back_to_latin1_instead_of_failing(
+def test_without_a_unicode_font_a_pdf_falls_back_to_latin1_and_names_what_it_cannot_draw(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(documents, "pdf_font_path", lambda: None)
     document = dataclasses.replace(DOCUMENT, output="café 東京")
     text = pdf_text(documents.render_pdf(document), tmp_path)
-    assert "café ??" in text
+    assert "café [U+6771][U+4EAC]" in text
     assert document_version(document, FORMATS["pdf"]) != document_version(DOCUMENT, FORMATS["pdf"])
 
 
@@ -66,11 +66,11 @@ def test_any_change_to_the_document_gives_it_a_new_version(field: str) -> None:
     assert document_version(DOCUMENT, FORMATS["pdf"]) != document_version(DOCUMENT, FORMATS["md"])
 
 
-def test_markdown_escapes_the_title_but_keeps_the_output_as_written() -> None:
-    document = dataclasses.replace(DOCUMENT, title="# *not* a heading", output="**bold** stays bold")
+def test_markdown_escapes_the_title_and_the_output() -> None:
+    document = dataclasses.replace(DOCUMENT, title="# *not* a heading", output="**bold** stays plain")
     text = FORMATS["md"].render(document).decode()
     assert text.startswith("# \\# \\*not\\* a heading\n")
-    assert "## Output\n\n**bold** stays bold\n" in text
+    assert "## Output\n\n\\*\\*bold\\*\\* stays plain\n" in text
 
 
 def test_an_unknown_format_names_the_ones_there_are() -> None:

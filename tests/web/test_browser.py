@@ -30,7 +30,7 @@ def test_a_new_user_can_sign_up_create_open_and_delete_a_generation(app_server: 
         page.fill("#id_prompt", "A limerick about range-based sharding")
         page.get_by_role("button", name="Generate").click()
         expect(page.locator("#status")).to_have_text("Queued")
-        expect(page.locator(".messages")).to_contain_text("queued")
+        expect(page.locator(".messages")).to_contain_text("Generation created")
         if os.environ.get("QQ_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["QQ_SCREENSHOTS"], "detail.png"), full_page=True)
 

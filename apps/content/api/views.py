@@ -4,13 +4,12 @@ from typing import Any
 
 from django.http import Http404, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle, BaseThrottle, UserRateThrottle
+from rest_framework.throttling import BaseThrottle, UserRateThrottle
 
 from apps.content.models import Generation
 from apps.content.selectors import generation_get, generation_list
@@ -43,10 +42,6 @@ class GenerationCreateThrottle(UserRateThrottle):
     scope = "generation_create"
 
 
-class AuthTokenThrottle(AnonRateThrottle):
-    scope = "auth_token"
-
-
 class EventStreamRenderer(BaseRenderer):
     """Lets a client ask for ``Accept: text/event-stream`` (EventSource does); errors are still JSON."""
 
@@ -56,19 +51,6 @@ class EventStreamRenderer(BaseRenderer):
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
         return JSONRenderer().render(data)
-
-
-@extend_schema(
-    summary="Get an API token",
-    description="Exchange a username and password for the user's token; send it as `Authorization: Token <key>`.",
-    responses={
-        200: inline_serializer("AuthTokenResponse", {"token": serializers.CharField()}),
-        400: OpenApiResponse(description="Wrong or missing credentials."),
-    },
-)
-class AuthTokenView(ObtainAuthToken):
-    authentication_classes = ()  # credentials are in the body; no session, so no CSRF check
-    throttle_classes = (AuthTokenThrottle,)
 
 
 @extend_schema_view(
@@ -86,6 +68,13 @@ class GenerationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         if self.action == "stream":
             return [JSONRenderer(), EventStreamRenderer()]
         return super().get_renderers()
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if self.action == "stream":  # an error is one JSON body, not an event stream, whatever was asked for
+            self.request.accepted_renderer = JSONRenderer()
+            self.request.accepted_media_type = JSONRenderer.media_type
+        return response
 
     def get_throttles(self) -> list[BaseThrottle]:
         throttles: list[BaseThrottle] = [ApiUserThrottle()]

@@ -22,7 +22,7 @@ class Command(BaseCommand):
     help = (
         "Create (or top up) N load-test users named PREFIX1..PREFIXN, placed round-robin on every shard of the "
         "current map, each with finished generations to list and open, and an API token when "
-        "rest_framework.authtoken is installed. Safe to re-run: existing users and data are kept."
+        "the API token app is installed. Safe to re-run: existing users and data are kept."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         self.stdout.write(
             "API tokens: would be ensured for every user."
             if tokens
-            else "API tokens: rest_framework.authtoken is not installed; none would be created."
+            else "API tokens: the API token app (apps.security) is not installed; none would be created."
         )
 
     def _seed(self, prefix: str, users: int, password: str, generations: int, tokens: bool, verbosity: int) -> None:
@@ -98,7 +98,7 @@ class Command(BaseCommand):
                 last_report = now
                 self.stdout.write(self._progress(done, users, now - started))
         placement = ", ".join(f"{alias}: {n}" for alias, n in sorted(per_alias.items()))
-        token_note = f"{created_tokens} API tokens created" if tokens else "no API tokens (authtoken not installed)"
+        token_note = f"{created_tokens} API tokens created" if tokens else "no API tokens (token app not installed)"
         self.stdout.write(
             self.style.SUCCESS(
                 f"{users} load users ready ({created_users} created, {users - created_users} existing; "
