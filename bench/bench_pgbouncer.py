@@ -97,12 +97,13 @@ def _client_backends(stack: Stack) -> dict[str, int]:
 
 def _tokens() -> dict[int, str]:
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from apps.security.tokens import api_token_create
 
     tokens = {}
     for user_id in USER_IDS:
-        user, _ = User.objects.get_or_create(id=user_id, defaults={"username": f"bench{user_id}"})
-        tokens[user_id] = Token.objects.get_or_create(user=user)[0].key
+        User.objects.get_or_create(id=user_id, defaults={"username": f"bench{user_id}"})
+        tokens[user_id] = api_token_create(user_id=user_id, name="bench").key
     return tokens
 
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connections
-from rest_framework.authtoken.models import Token
 
+from apps.security.tokens import api_token_create
 from quantumquill.devstack.pgbouncer import PgBouncer
 from quantumquill.devstack.stack import free_port, stack_from_state
 from shardrouter.control import control_connection
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(databases=ALL_DATABASES, t
 
 
 def token_for(user: Any) -> str:
-    return str(Token.objects.create(user=user).key)
+    return api_token_create(user_id=user.pk, name="pgbouncer test").key
 
 
 def test_an_exhausted_pool_answers_503_with_retry_after_instead_of_hanging(make_user: Any, tmp_path: Path) -> None:
