@@ -69,3 +69,15 @@ if _control_socket:
     control_socket = _control_socket
 else:
     control_socket_disable = True
+
+# Metrics of every worker summed on /metrics (docs/observability.md): with PROMETHEUS_MULTIPROC_DIR set, the
+# folder is emptied when the server starts and a dead worker's live-gauge files are dropped.
+from quantumquill.observability import exposition  # noqa: E402
+
+
+def on_starting(server: object) -> None:
+    exposition.prepare_multiprocess_dir()
+
+
+def child_exit(server: object, worker: object) -> None:
+    exposition.process_exited(worker.pid)  # type: ignore[attr-defined]
