@@ -35,6 +35,7 @@ from migrations_tooling.selectors import move_status, moves_to_show
 from quantumquill.celery import app as celery_app
 
 from .probes import database_probe, run_probes
+from .readiness import readiness_probes
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Snapshot:
     taken_at: float
     took_seconds: float
     databases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
     queues: dict[str, int | None] = field(default_factory=dict)
     moves: list[MoveSnapshot] = field(default_factory=list)
     moves_by_phase: dict[str, int] = field(default_factory=dict)
@@ -90,9 +92,14 @@ def snapshot_take() -> Snapshot:
     """Measure the cluster now (read-only). Each part fails on its own: a down shard is a 0, not an error."""
     started = time.monotonic()
     snap = Snapshot(taken_at=time.time(), took_seconds=0.0)
-    probes = {alias: database_probe(alias, measure_size=True) for alias in settings.DATABASES}
-    for alias, result in run_probes(probes).items():
-        snap.databases[alias] = {"up": result.ok, "seconds": result.seconds, "size_bytes": result.value}
+    probes = {f"database:{alias}": database_probe(alias, measure_size=True) for alias in settings.DATABASES}
+    probes.update({name: probe for name, probe in readiness_probes().items() if not name.startswith("database:")})
+    for name, result in run_probes(probes).items():
+        if name.startswith("database:"):
+            alias = name.removeprefix("database:")
+            snap.databases[alias] = {"up": result.ok, "seconds": result.seconds, "size_bytes": result.value}
+        else:
+            snap.dependencies[name] = {"up": result.ok, "seconds": result.seconds}
     for queue in QUEUES:
         snap.queues[queue] = _queue_length(queue, snap.errors)
     if snap.databases.get("default", {}).get("up"):
@@ -192,13 +199,22 @@ def render_snapshot(snap: Snapshot, *, now: float) -> Iterable[Metric]:
             size.add_metric([alias], db["size_bytes"])
     yield from (up, latency, size)
 
+    dep_up = GaugeMetricFamily(
+        "qq_dependency_up", "1 if the dependency answered its probe (under 1 s), else 0.", labels=["dependency"]
+    )
+    dep_latency = GaugeMetricFamily(
+        "qq_dependency_probe_seconds", "Time of the dependency probe.", labels=["dependency"]
+    )
+    for name, dep in sorted(snap.dependencies.items()):
+        dep_up.add_metric([name], 1.0 if dep["up"] else 0.0)
+        dep_latency.add_metric([name], dep["seconds"])
+    yield from (dep_up, dep_latency)
+
     queue = GaugeMetricFamily("qq_queue_messages", "Messages waiting in the broker queue.", labels=["queue"])
-    broker_up = GaugeMetricFamily("qq_broker_up", "1 if the broker answered the queue-depth read, else 0.")
     for name, length in sorted(snap.queues.items()):
         if length is not None:
             queue.add_metric([name], float(length))
-    broker_up.add_metric([], 1.0 if all(v is not None for v in snap.queues.values()) else 0.0)
-    yield from (queue, broker_up)
+    yield queue
 
     by_phase = GaugeMetricFamily("qq_moves", "Moves by phase (every move ever started).", labels=["phase"])
     for phase_name, count in sorted(snap.moves_by_phase.items()):
@@ -207,7 +223,9 @@ def render_snapshot(snap: Snapshot, *, now: float) -> Iterable[Metric]:
 
     labels = ["move", "source", "target"]
     phase = GaugeMetricFamily("qq_move_phase", "1 for the phase an active move is in.", labels=[*labels, "phase"])
-    phase_age = GaugeMetricFamily("qq_move_phase_seconds", "Time an active move has spent in its phase.", labels=labels)
+    phase_age = GaugeMetricFamily(
+        "qq_move_phase_seconds", "Time an active move has spent in its phase.", labels=[*labels, "phase"]
+    )
     copied = GaugeMetricFamily("qq_move_rows_copied", "Rows copied so far by an active move.", labels=labels)
     total = GaugeMetricFamily("qq_move_rows_total", "Rows an active move has to copy (estimate).", labels=labels)
     lag_bytes = GaugeMetricFamily(
@@ -225,7 +243,7 @@ def render_snapshot(snap: Snapshot, *, now: float) -> Iterable[Metric]:
     for move in snap.moves:
         values = [str(move.id), move.source, move.target]
         phase.add_metric([*values, move.phase], 1.0)
-        phase_age.add_metric(values, move.phase_seconds)
+        phase_age.add_metric([*values, move.phase], move.phase_seconds)
         copied.add_metric(values, float(move.rows_copied))
         total.add_metric(values, float(move.rows_total))
         if move.lag_bytes is not None:

@@ -27,6 +27,13 @@ def multiprocess_dir() -> Path | None:
     return Path(value) if value else None
 
 
+def ensure_multiprocess_dir() -> None:
+    """Create the multi-process folder if it is missing: metrics write there from their first value."""
+    folder = multiprocess_dir()
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def prepare_multiprocess_dir() -> None:
     """Empty (and create) the multi-process folder: call once when a server starts, before its workers fork.
 

@@ -1,7 +1,8 @@
 """JSON log lines for every Django process (web, Celery worker, commands), carrying the request ID.
 
 One object per line: ``ts``, ``level``, ``logger``, ``message``, ``request_id``
-(the web request that caused the work, also inside Celery jobs it queued) and
+(the web request that caused the work, also inside Celery jobs it queued), ``pid`` (which worker
+process) and
 any structured fields passed as ``extra={"fields": {...}}``. The generation
 service writes the same shape (``contentgen_service.logs``).
 """
@@ -21,6 +22,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
+            "pid": record.process,
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
