@@ -7,19 +7,25 @@ shard and no other; a live move's phase, lag and freeze reach Prometheus.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import yaml
 from django.db import connections
+from rest_framework.authtoken.models import Token
 
 from migrations_tooling.models import MoveRange
-from quantumquill.devstack.stack import stack_from_state
-from tests.conftest import ALL_DATABASES
+from quantumquill.devstack.prometheus import PrometheusQueryError
+from quantumquill.devstack.stack import REPO_ROOT, stack_from_state
+from tests.conftest import ALL_DATABASES, raw_rows
 from tests.moves.conftest import drop_all_move_objects
 from tests.moves.support import Ledger, latest_move, seed, shardmove, wait_for_phase
+from tests.observe import test_alert_rules
 from tests.observe.conftest import Platform
 from tests.support import wait_until
 
@@ -125,3 +131,87 @@ def test_a_live_moves_phase_lag_and_freeze_series_appear_during_the_move(
     finally:
         with django_db_blocker.unblock():
             drop_all_move_objects()
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "quantumquill.json").read_text())
+    exprs = []
+    for panel in dashboard["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            exprs += [target["expr"] for target in inner.get("targets", [])]
+    return exprs
+
+
+def rule_expressions() -> list[str]:
+    groups = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus" / "rules" / "quantumquill.rules.yml").read_text())
+    return [rule["expr"] for group in groups["groups"] for rule in group["rules"]]
+
+
+def test_every_dashboard_and_rule_expression_runs_on_the_real_prometheus(platform: Platform) -> None:
+    exprs = dashboard_expressions() + rule_expressions()
+    assert len(dashboard_expressions()) >= 20
+    failures = {}
+    for expr in exprs:
+        try:
+            platform.prometheus.query(expr)
+        except PrometheusQueryError as exc:
+            failures[expr] = str(exc)
+    assert failures == {}
+    # The rules Prometheus loaded are the ones in the repository.
+    loaded = [r["name"] for g in platform.prometheus.api("rules")["groups"] for r in g["rules"]]
+    assert sorted(loaded) == sorted(test_alert_rules.alert_names())
+    # And the golden-signal panels have data from the running platform.
+    get(f"{platform.web.url}/")
+    wait_until(
+        lambda: platform.prometheus.query("sum by (status) (rate(qq_http_requests_total[1m]))"),
+        timeout=20,
+        what="request rate data",
+    )
+    assert platform.prometheus.query("max by (alias) (qq_database_up)")
+    assert platform.prometheus.query("sum by (job) (up)")
+
+
+def test_one_generations_request_id_is_in_the_web_worker_and_service_logs(platform: Platform, make_user: Any) -> None:
+    user = make_user(1200, "followed")
+    token, _ = Token.objects.get_or_create(user=user)
+    request_id = f"follow-{uuid.uuid4().hex}"
+    request = urllib.request.Request(
+        f"{platform.web.url}/api/v1/generations/",
+        data=json.dumps({"prompt": "follow this request", "max_tokens": 8}).encode(),
+        headers={"Authorization": f"Token {token.key}", "Content-Type": "application/json", "X-Request-ID": request_id},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+        generation_id = int(json.loads(response.read())["id"])
+
+    web = wait_until(
+        lambda: [
+            line
+            for line in platform.web_log_lines()
+            if line.get("request_id") == request_id and line.get("message") == "request"
+        ],
+        timeout=10,
+        what="the web request's log line",
+    )
+    assert web[0]["status"] == 201 and web[0]["user_id"] == user.id and web[0]["shards"] == ["shard2"]
+    assert web[0]["queries"] > 0 and web[0]["view"].startswith("api")
+    task = wait_until(
+        lambda: [
+            line
+            for line in platform.worker_log_lines()
+            if line.get("request_id") == request_id and line.get("message") == "task"
+        ],
+        timeout=30,
+        what="the worker's log line for the generation's job",
+    )
+    assert task[-1]["task"] == "content.generation_run" and task[-1]["state"] == "SUCCESS"
+    rpc = wait_until(
+        lambda: [line for line in platform.contentgen_log_lines() if line.get("origin_request_id") == request_id],
+        timeout=10,
+        what="the generation service's log line",
+    )
+    assert rpc[0]["message"] == "rpc" and rpc[0]["status"] == "OK" and rpc[0]["user_id"] == user.id
+    assert raw_rows("shard2", "SELECT status FROM content_generation WHERE id = %s", [generation_id]) == [
+        ("succeeded",)
+    ]
