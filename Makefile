@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | cksum | cut -d'
 STAMP := $(VENV)/.installed-$(REQS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test system-deps lint typecheck check clean-stack
+.PHONY: run observe test system-deps lint typecheck check clean-stack
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## run: start PostgreSQL x3 and Redis (embedded unless configured), migrate, seed demo users, serve :8000
 run: $(STAMP)
 	$(BIN)/python -m quantumquill.devstack run
+
+## observe: Prometheus (when installed) scraping what `make run` started, alert rules loaded; prints its URL
+observe: $(STAMP)
+	$(BIN)/python -m quantumquill.devstack observe
 
 ## test: the whole suite against private, real servers started for the run
 test: $(STAMP) system-deps

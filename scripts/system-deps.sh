@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages the end-to-end tests drive: nginx (load balancer) and Chromium (browser tests),
-# plus the font and PDF tools of the export tests.
+# the font and PDF tools of the export tests, and Prometheus (with promtool) for the observability tests.
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
@@ -8,6 +8,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # PDF exports: a Unicode font to render with, and pdftotext for the tests to read the result back.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+# Observability: Prometheus and promtool (alert-rule unit tests, the Prometheus tests, `make observe`).
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "Missing system packages: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and re-run." >&2
