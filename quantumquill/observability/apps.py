@@ -11,7 +11,8 @@ class ObservabilityConfig(AppConfig):
     verbose_name = "Observability"
 
     def ready(self) -> None:
-        from . import hooks, metrics
+        from . import hooks, metrics, tracing
 
         metrics.prime()
         hooks.connect()
+        tracing.configure_django_tracing()

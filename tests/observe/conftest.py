@@ -22,6 +22,7 @@ from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer
 from tests.contentgen.conftest import TOKEN, ServerProcess, _factory, model_cache_dir  # noqa: F401
 from tests.generation.conftest import TUNING, Worker, start_worker
+from tests.observe.otlp import OtlpReceiver
 
 # Measured once per second, so an alert needs only its `for:` plus a couple of seconds.
 CLUSTER_INTERVAL = "1"
@@ -35,6 +36,7 @@ class Platform:
     contentgen: ServerProcess
     prometheus: PrometheusServer
     log_dir: Path
+    traces: OtlpReceiver
 
     def web_log_lines(self) -> list[dict[str, Any]]:
         return json_lines(self.web.log_file)
@@ -68,15 +70,21 @@ def platform(
 
     log_dir = tmp_path_factory.mktemp("observe")
     servers: list[ServerProcess] = []
-    started: list[Any] = []
+    traces = OtlpReceiver().start()
+    started: list[Any] = [traces]
+    # Every process exports its spans to the receiver, quickly (the batch delay is 5 s by default).
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     try:
-        contentgen = _factory(model_cache_dir, log_dir, servers)(token_interval_ms=5)
+        contentgen = _factory(model_cache_dir, log_dir, servers)(
+            token_interval_ms=5, env={**tracing, "OTEL_SERVICE_NAME": "contentgen"}
+        )
         with django_db_blocker.unblock():
             base = child_env(
                 CONTENTGEN_TARGET=contentgen.target,
                 CONTENTGEN_TOKEN=TOKEN,
                 QQ_METRICS_CLUSTER_INTERVAL=CLUSTER_INTERVAL,
                 **TUNING,
+                **tracing,
             )
         worker_port = free_port()
         worker = start_worker(
@@ -85,13 +93,19 @@ def platform(
                 **base,
                 "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "worker-metrics"),
                 "QQ_WORKER_METRICS_PORT": str(worker_port),
+                "OTEL_SERVICE_NAME": "quantumquill-worker",
             },
         )
         started.append(worker)
         web = GunicornServer(
             "observe-web",
             free_port(),
-            {**base, "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "web-metrics"), "GUNICORN_ACCESS_LOG": ""},
+            {
+                **base,
+                "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "web-metrics"),
+                "GUNICORN_ACCESS_LOG": "",
+                "OTEL_SERVICE_NAME": "quantumquill-web",
+            },
             log_dir,
             workers=2,
             threads=4,
@@ -110,7 +124,7 @@ def platform(
         )
         prometheus.start()
         started.append(prometheus)
-        yield Platform(web, worker, worker_port, contentgen, prometheus, log_dir)
+        yield Platform(web, worker, worker_port, contentgen, prometheus, log_dir, traces)
     finally:
         for item in reversed(started):
             item.stop()

@@ -171,10 +171,8 @@ def test_every_dashboard_and_rule_expression_runs_on_the_real_prometheus(platfor
     assert platform.prometheus.query("sum by (job) (up)")
 
 
-def test_one_generations_request_id_is_in_the_web_worker_and_service_logs(platform: Platform, make_user: Any) -> None:
-    user = make_user(1200, "followed")
+def create_generation(platform: Platform, user: Any, request_id: str) -> int:
     token, _ = Token.objects.get_or_create(user=user)
-    request_id = f"follow-{uuid.uuid4().hex}"
     request = urllib.request.Request(
         f"{platform.web.url}/api/v1/generations/",
         data=json.dumps({"prompt": "follow this request", "max_tokens": 8}).encode(),
@@ -184,6 +182,21 @@ def test_one_generations_request_id_is_in_the_web_worker_and_service_logs(platfo
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 201
         generation_id = int(json.loads(response.read())["id"])
+    wait_until(
+        lambda: (
+            raw_rows("shard2", "SELECT status FROM content_generation WHERE id = %s", [generation_id])
+            == [("succeeded",)]
+        ),
+        timeout=30,
+        what="the generation to succeed",
+    )
+    return generation_id
+
+
+def test_one_generations_request_id_is_in_the_web_worker_and_service_logs(platform: Platform, make_user: Any) -> None:
+    user = make_user(1200, "followed")
+    request_id = f"follow-{uuid.uuid4().hex}"
+    create_generation(platform, user, request_id)
 
     web = wait_until(
         lambda: [
@@ -212,6 +225,27 @@ def test_one_generations_request_id_is_in_the_web_worker_and_service_logs(platfo
         what="the generation service's log line",
     )
     assert rpc[0]["message"] == "rpc" and rpc[0]["status"] == "OK" and rpc[0]["user_id"] == user.id
-    assert raw_rows("shard2", "SELECT status FROM content_generation WHERE id = %s", [generation_id]) == [
-        ("succeeded",)
-    ]
+
+
+def test_one_generation_is_one_trace_across_web_worker_and_service(platform: Platform, make_user: Any) -> None:
+    user = make_user(1300, "traced")
+    request_id = f"trace-{uuid.uuid4().hex}"
+    create_generation(platform, user, request_id)
+    services = {"quantumquill-web", "quantumquill-worker", "contentgen"}
+
+    def one_trace_over_every_process() -> str | None:
+        by_trace: dict[str, set[str]] = {}
+        for span in platform.traces.snapshot():
+            by_trace.setdefault(span.trace_id, set()).add(span.service)
+        # The web request's own trace: the one whose web span is the API POST (other traces are scrapes).
+        for trace_id, seen in by_trace.items():
+            if services <= seen:
+                return trace_id
+        return None
+
+    trace_id = wait_until(one_trace_over_every_process, timeout=30, what="one trace with spans from all three")
+    spans = [span for span in platform.traces.snapshot() if span.trace_id == trace_id]
+    names = {(span.service, span.name) for span in spans}
+    assert any(service == "quantumquill-web" and "POST" in name for service, name in names), names
+    assert any(service == "quantumquill-worker" and "generation_run" in name for service, name in names), names
+    assert ("contentgen", "/contentgen.v1.ContentGeneration/Generate") in names, names
