@@ -339,8 +339,8 @@ if QQ_METRICS["ENABLED"]:
         MIDDLEWARE.index("apps.platform.middleware.RequestIdMiddleware") + 1,
         "quantumquill.observability.middleware.RequestMetricsMiddleware",
     )
-for _config in DATABASES.values():
-    _config["ENGINE"] = "quantumquill.db.postgresql"
+    for _config in DATABASES.values():
+        _config["ENGINE"] = "quantumquill.db.postgresql"
 QQ_LOG_FORMAT = (env_str("QQ_LOG_FORMAT", "json", environ=_env) or "json").strip().lower()
 if QQ_LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"QQ_LOG_FORMAT={QQ_LOG_FORMAT!r} is not a log format; expected 'json' or 'plain'.")
