@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connections
 from django.test import Client
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.content.models import Generation
 from apps.content.services import generation_create
 from quantumquill.devstack.stack import stack_from_state
+from quantumquill.observability import cluster
+from shardrouter.control import control_connection
+from shardrouter.errors import ShardWriteUnavailable
+from shardrouter.writes import run_sharded_write
 from tests.conftest import ALL_DATABASES
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
@@ -88,3 +95,71 @@ def test_requests_are_counted_by_view_and_status_and_queries_by_alias(make_user:
     assert delta('qq_db_queries_total{alias="shard2"}') >= 3
     assert delta('qq_db_queries_total{alias="shard1"}') == 0
     assert after['qq_database_up{alias="shard2"}'] == 1
+
+
+def test_control_database_down_makes_the_server_unready_with_503() -> None:
+    server = stack_from_state().postgres("pg0")
+    server.stop(mode="fast")
+    try:
+        response = Client().get("/readyz")
+    finally:
+        server.start()
+        connections["default"].close()
+        control_connection.close()
+    assert response.status_code == 503
+    assert response.json()["checks"]["database:default"]["status"] == "down"
+    assert response.json()["checks"]["database:shard1"]["status"] == "ok"
+
+
+FREEZE_SHARD2 = """
+CREATE OR REPLACE FUNCTION test_refuse_frozen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'frozen' USING ERRCODE = 'QQ001';
+END $$;
+CREATE TRIGGER test_refuse_frozen BEFORE INSERT ON content_generation
+    FOR EACH ROW EXECUTE FUNCTION test_refuse_frozen();
+"""
+
+
+def test_writes_held_by_a_frozen_range_are_counted_per_alias() -> None:
+    counted = ("qq_shard_write_retries_total", {"alias": "shard2", "reason": "frozen"})
+    before = REGISTRY.get_sample_value(*counted) or 0.0
+    with connections["shard2"].cursor() as cursor:
+        cursor.execute(FREEZE_SHARD2)
+    try:
+        with pytest.raises(ShardWriteUnavailable):
+            run_sharded_write(
+                user_id=1500,
+                work=lambda: Generation.objects.for_user(1500).create(user_id=1500, prompt="held"),
+                max_wait=0.2,
+            )
+    finally:
+        with connections["shard2"].cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_refuse_frozen ON content_generation")
+            cursor.execute("DROP FUNCTION IF EXISTS test_refuse_frozen()")
+    assert (REGISTRY.get_sample_value(*counted) or 0.0) - before >= 2
+    assert REGISTRY.get_sample_value("qq_shard_write_retries_total", {"alias": "shard1", "reason": "frozen"}) in (
+        None,
+        0.0,
+    )
+
+
+def test_the_cluster_is_measured_once_per_interval_whoever_scrapes(settings: Any) -> None:
+    settings.QQ_METRICS = {**settings.QQ_METRICS, "CLUSTER_INTERVAL": 5.0}
+    cache.delete(cluster.SNAPSHOT_KEY)
+    cache.delete(cluster.LOCK_KEY)
+    first = cluster.snapshot_current()
+    assert first is not None and first.databases["shard1"]["up"]
+    # Every scrape within the interval (any worker, any server: the snapshot is in the shared cache) reuses it.
+    for _ in range(5):
+        again = cluster.snapshot_current(now=first.taken_at + 4.0)
+        assert again is not None and again.taken_at == first.taken_at
+    # While another process holds the lock, a stale snapshot is shown rather than measured twice.
+    cache.add(cluster.LOCK_KEY, "1", timeout=30)
+    try:
+        held = cluster.snapshot_current(now=first.taken_at + 6.0)
+        assert held is not None and held.taken_at == first.taken_at
+    finally:
+        cache.delete(cluster.LOCK_KEY)
+    fresh = cluster.snapshot_current(now=first.taken_at + 6.0)
+    assert fresh is not None and fresh.taken_at > first.taken_at
