@@ -3,7 +3,8 @@
 Two gunicorn workers (one app server), a Celery worker, the generation service,
 and Prometheus with the alert rules of deploy/prometheus/rules loaded. Started
 once per module: the tests only add requests, generations and faults, each
-measured as a difference or waited for by label.
+measured as a difference or waited for by label. PROMETHEUS_MULTIPROC_DIR is
+left unset: gunicorn and the Celery worker must sum their processes by default.
 """
 
 from __future__ import annotations
@@ -91,7 +92,6 @@ def platform(
             log_dir / "worker.log",
             {
                 **base,
-                "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "worker-metrics"),
                 "QQ_WORKER_METRICS_PORT": str(worker_port),
                 "OTEL_SERVICE_NAME": "quantumquill-worker",
             },
@@ -102,7 +102,6 @@ def platform(
             free_port(),
             {
                 **base,
-                "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "web-metrics"),
                 "GUNICORN_ACCESS_LOG": "",
                 "OTEL_SERVICE_NAME": "quantumquill-web",
             },
