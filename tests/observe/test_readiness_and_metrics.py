@@ -42,6 +42,7 @@ def test_readyz_is_ok_with_every_dependency_listed_and_timed(settings: Any) -> N
     checks = body["checks"]
     assert {"database:default", "database:shard1", "database:shard2", "session_store", "cache", "broker"} <= set(checks)
     assert checks["database:shard1"]["status"] == "ok" and checks["database:shard1"]["latency_ms"] < 1000
+    assert [checks[name]["status"] for name in ("database:default", "session_store", "cache", "broker")] == ["ok"] * 4
     assert checks["contentgen"]["status"] == "down" and checks["contentgen"]["latency_ms"] < 1000
     assert body["status"] == "degraded"
 
@@ -163,3 +164,18 @@ def test_the_cluster_is_measured_once_per_interval_whoever_scrapes(settings: Any
         cache.delete(cluster.LOCK_KEY)
     fresh = cluster.snapshot_current(now=first.taken_at + 6.0)
     assert fresh is not None and fresh.taken_at > first.taken_at
+
+
+def test_cache_and_broker_down_is_degraded_not_unready() -> None:
+    server = stack_from_state().redis()
+    server.stop()
+    try:
+        response = Client().get("/readyz")
+    finally:
+        server.start()
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "degraded"
+    assert body["checks"]["cache"]["status"] == "down" and body["checks"]["broker"]["status"] == "down"
+    assert body["checks"]["cache"]["latency_ms"] < 1000 and body["checks"]["broker"]["latency_ms"] < 1000
+    assert body["checks"]["session_store"]["status"] == "ok"
