@@ -25,6 +25,7 @@ import argparse
 import http.client
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._django import setup_django
+from bench._django import REPO, setup_django
 from bench.bench_sessions import Sample, _load, _manage, _percentile, _session_cookie
 from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer
@@ -67,6 +68,41 @@ def _scrape_times(port: int, count: int) -> list[float]:
         time.sleep(0.1)
     conn.close()
     return times
+
+
+# What "on" adds to one request of the page, timed without the server: the HTTP counter and histogram, three
+# queries' counter and histogram (multi-process mode: memory-mapped files), and the JSON request line.
+_PER_REQUEST = """
+import io, logging, sys, time
+from quantumquill.observability import metrics
+from quantumquill.observability.logs import JsonFormatter
+handler = logging.StreamHandler(io.StringIO())
+handler.setFormatter(JsonFormatter())
+log = logging.getLogger("bench.request")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+n = 20000
+started = time.perf_counter()
+for _ in range(n):
+    metrics.http_requests.labels("content:list", "GET", "200").inc()
+    metrics.http_request_duration.labels("content:list").observe(0.02)
+    for _ in range(3):
+        metrics.db_queries.labels("shard1").inc()
+        metrics.db_query_duration.labels("shard1").observe(0.001)
+    log.info("request", extra={"fields": {"method": "GET", "path": "/generations/", "view": "content:list",
+             "status": 200, "duration_ms": 20.1, "user_id": 1, "shards": ["shard1"], "queries": 3, "query_ms": 2.0}})
+print((time.perf_counter() - started) / n * 1e6)
+"""
+
+
+def _per_request_microseconds(folder: Path) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    out = subprocess.run(
+        [sys.executable, "-c", _PER_REQUEST], cwd=REPO, env=env, check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         _load(scraped.port, cookie, 2, args.concurrency)  # every worker has series to sum
         _scrape_times(scraped.port, 5)
         scrape_times = _scrape_times(scraped.port, args.scrapes)
+        per_request_us = _per_request_microseconds(log_dir / "per-request-metrics")
     finally:
         for server in (*servers.values(), scraped):
             server.stop(timeout=10)
@@ -174,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         f"\n/metrics, 4 workers, 10 moves in history, {args.scrapes} scrapes: median "
         f"{_percentile(scrape_times, 50):.1f} ms, p95 {_percentile(scrape_times, 95):.1f} ms, max "
         f"{max(scrape_times) * 1000:.1f} ms"
+    )
+    off_ms = 1000 / statistics.median(sample.rate for sample in samples["off"])
+    print(
+        f"metrics + JSON line of one request, timed alone: {per_request_us:.0f} us "
+        f"({per_request_us / 1000 / off_ms:.2%} of the off server's {off_ms:.1f} ms per request on one CPU)"
     )
     return 0 if all(sample.errors == 0 for mode in MODES for sample in samples[mode]) else 1
 
