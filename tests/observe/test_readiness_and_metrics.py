@@ -179,3 +179,38 @@ def test_cache_and_broker_down_is_degraded_not_unready() -> None:
     assert body["checks"]["cache"]["status"] == "down" and body["checks"]["broker"]["status"] == "down"
     assert body["checks"]["cache"]["latency_ms"] < 1000 and body["checks"]["broker"]["latency_ms"] < 1000
     assert body["checks"]["session_store"]["status"] == "ok"
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_503s_are_counted_by_cause_session_store_and_database(make_user: Any) -> None:
+    user = make_user(1600, "outages")
+    client = Client()
+    client.force_login(user)
+    sessions_before = sample("qq_session_store_errors_total")
+    by_session = sample("qq_unavailable_responses_total", cause="session_store")
+    by_database = sample("qq_unavailable_responses_total", cause="database")
+
+    sessions = stack_from_state().redis_sessions()
+    sessions.stop()
+    try:
+        assert client.get("/generations/").status_code == 503
+    finally:
+        sessions.start()
+    assert sample("qq_session_store_errors_total") - sessions_before == 1
+    assert sample("qq_unavailable_responses_total", cause="session_store") - by_session == 1
+
+    shard2 = stack_from_state().postgres("pg2")
+    shard2.stop(mode="fast")
+    try:
+        response = client.get("/generations/")
+    finally:
+        shard2.start()
+        connections["shard2"].close()
+    assert response.status_code == 503
+    assert sample("qq_unavailable_responses_total", cause="database") - by_database == 1
+    # The session 503 is given before the URL is resolved; the database one by the view's request.
+    assert sample("qq_http_requests_total", view="<unmatched>", method="GET", status="503") >= 1
+    assert sample("qq_http_requests_total", view="content:list", method="GET", status="503") >= 1
