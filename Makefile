@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | cksum | cut -d'
 STAMP := $(VENV)/.installed-$(REQS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test system-deps lint typecheck check clean-stack dist
+.PHONY: run observe test system-deps lint typecheck check clean-stack dist
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## (PGBOUNCER=1: the app goes through one PgBouncer per server in transaction mode; docs/connections.md)
 run: $(STAMP)
 	$(BIN)/python -m quantumquill.devstack run $(if $(PGBOUNCER),--pgbouncer)
+
+## observe: Prometheus (when installed) scraping what `make run` started, alert rules loaded; prints its URL
+observe: $(STAMP)
+	$(BIN)/python -m quantumquill.devstack observe
 
 ## test: the whole suite against private, real servers started for the run
 test: $(STAMP) system-deps

@@ -14,6 +14,7 @@ from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 from contentgen_service.metrics import ServiceMetrics
 
 logger = logging.getLogger("contentgen.access")
+ORIGIN_REQUEST_ID_KEY = "x-request-id"
 
 
 class CallRecord:
@@ -37,6 +38,10 @@ class CallRecord:
         self.request_id = request.request_id if isinstance(request, pb.GenerateRequest) else ""
         self.user_id = request.user_id if isinstance(request, pb.GenerateRequest) else 0
         self.peer = context.peer()
+        # The caller's request ID (a web request, or the job it queued), to follow one request across logs.
+        self.origin_request_id = next(
+            (str(value) for key, value in context.invocation_metadata() or () if key == ORIGIN_REQUEST_ID_KEY), ""
+        )
         self.status = grpc.StatusCode.OK
         self.detail = ""
         self.completion_tokens = 0
@@ -79,6 +84,8 @@ class CallRecord:
             "tokens": self.completion_tokens,
             "peer": self.peer,
         }
+        if self.origin_request_id:
+            fields["origin_request_id"] = self.origin_request_id
         if self.finish_reason:
             fields["finish_reason"] = self.finish_reason
         if self.detail:

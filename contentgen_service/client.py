@@ -25,7 +25,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -299,16 +299,19 @@ class ContentGenClient:
             ) from None
         return connection
 
-    def generate(self, params: GenerationParams, *, timeout: float | None = None) -> GenerateResult:
+    def generate(
+        self, params: GenerationParams, *, timeout: float | None = None, metadata: Sequence[tuple[str, str]] = ()
+    ) -> GenerateResult:
         """Generate text and return it when complete.
 
-        ``timeout`` (seconds) defaults to ``config.timeout_seconds``.
+        ``timeout`` (seconds) defaults to ``config.timeout_seconds``; ``metadata`` is sent with the call
+        (``x-request-id``: the caller's request ID, which the service's log line carries).
         """
         request = params.to_proto()  # before taking a breaker slot: this may raise on bad types
         connection = self._begin()
         try:
             response = connection.stub.Generate(
-                request, timeout=timeout or self.config.timeout_seconds, metadata=self._metadata
+                request, timeout=timeout or self.config.timeout_seconds, metadata=(*self._metadata, *metadata)
             )
         except grpc.RpcError as error:
             raise _failed(connection.breaker, error) from None
@@ -321,7 +324,9 @@ class ContentGenClient:
             model=response.model,
         )
 
-    def generate_stream(self, params: GenerationParams, *, timeout: float | None = None) -> GenerationStream:
+    def generate_stream(
+        self, params: GenerationParams, *, timeout: float | None = None, metadata: Sequence[tuple[str, str]] = ()
+    ) -> GenerationStream:
         """Start a streaming generation; iterate the result for text chunks.
 
         Closing the stream (``close()``, leaving its ``with`` block, or
@@ -330,7 +335,7 @@ class ContentGenClient:
         request = params.to_proto()
         connection = self._begin()
         call = connection.stub.GenerateStream(
-            request, timeout=timeout or self.config.timeout_seconds, metadata=self._metadata
+            request, timeout=timeout or self.config.timeout_seconds, metadata=(*self._metadata, *metadata)
         )
         return GenerationStream(call, connection.breaker, params.request_id)
 

@@ -22,6 +22,7 @@ from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
 from contentgen_service.metrics import ServiceMetrics, serve_metrics
 from contentgen_service.service import GenerationService
 from contentgen_service.servicer import SERVICE_NAME, ContentGenerationServicer
+from contentgen_service.tracing import configure_tracing, flush_traces, instrument_grpc_server
 
 logger = logging.getLogger("contentgen.server")
 
@@ -134,6 +135,7 @@ def serve(config: ServerConfig) -> int:
     A second signal during draining ends running generations at once.
     """
     started = time.monotonic()
+    configure_tracing("contentgen", instrument_grpc_server)
     generator = build_generator(
         config.backend,
         cache_dir=config.cache_dir,
@@ -179,4 +181,5 @@ def serve(config: ServerConfig) -> int:
         # Its thread is a daemon; closing the socket is enough at exit (a
         # shutdown() would wait for the next 0.5 s poll).
         metrics_server.server_close()
+    flush_traces()
     return 0

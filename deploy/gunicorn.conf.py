@@ -19,6 +19,8 @@ GUNICORN_LOG_LEVEL       error log level                                  info
 GUNICORN_CONTROL_SOCKET  gunicornc control socket path; unset: disabled   (disabled)
 FORWARDED_ALLOW_IPS      proxies trusted for X-Forwarded-*                127.0.0.1,::1
 QQ_INSTANCE_NAME         names this server in X-Served-By and the logs    host name
+PROMETHEUS_MULTIPROC_DIR where the workers' metrics are summed from;     a temporary
+                         one folder per server, emptied at start         folder
 
 Graceful restart: SIGHUP starts new workers and lets old ones finish within
 GUNICORN_GRACEFUL_TIMEOUT; SIGTERM does the same on shutdown. The access log
@@ -28,13 +30,24 @@ carries the request ID nginx assigned and the instance that answered.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, whatever the cwd
 
-from quantumquill.env import env_int, env_list, env_str
+# Metrics of every worker summed on /metrics (docs/observability.md): the workers write their samples to
+# PROMETHEUS_MULTIPROC_DIR (a private temporary folder unless set, removed at exit), emptied when the server
+# starts; a dead worker's live-gauge files are dropped. Set before prometheus_client is first imported: it picks
+# its mode at import, and anything imported from quantumquill/ imports it.
+_own_metrics_dir = ""
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="qq-metrics-")
+
+from quantumquill.env import env_int, env_list, env_str  # noqa: E402
+from quantumquill.observability import exposition  # noqa: E402
 
 _cpus = os.cpu_count() or 1
 
@@ -69,3 +82,16 @@ if _control_socket:
     control_socket = _control_socket
 else:
     control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    exposition.prepare_multiprocess_dir()
+
+
+def child_exit(server: object, worker: object) -> None:
+    exposition.process_exited(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

@@ -9,6 +9,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+from quantumquill.observability import metrics
 from shardrouter.errors import ShardMapError, ShardWriteUnavailable
 
 logger = logging.getLogger(__name__)
@@ -47,5 +48,8 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, (OperationalError, InterfaceError, ShardMapError, ShardWriteUnavailable)):
             return None
         logger.warning("Database unavailable for %s %s: %s", request.method, request.path, exception)
+        if isinstance(exception, (ShardMapError, ShardWriteUnavailable)):
+            metrics.shard_routing_errors.labels(type(exception).__name__).inc()
+        metrics.unavailable_responses.labels("database").inc()
         retry_after = POOL_RETRY_AFTER_SECONDS if POOL_EXHAUSTED_MARKER in str(exception) else RETRY_AFTER_SECONDS
         return unavailable_response(request, template="errors/503_database.html", retry_after=retry_after)

@@ -397,3 +397,25 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "apps.security.schema.document_error_responses",
 ]
+
+# --- Observability: metrics, readiness, JSON request logs, traces (docs/observability.md) ---------------
+# /metrics and /readyz, per-request metrics and one JSON log line per request; every database alias is
+# measured by the instrumented backend (quantumquill.db.postgresql).
+INSTALLED_APPS.append("quantumquill.observability")
+QQ_METRICS: dict[str, Any] = {
+    "ENABLED": env_bool("QQ_METRICS_ENABLED", True, environ=_env),
+    # Cluster state that costs queries (shards, queue depth, moves) is measured at most this often, by one process.
+    "CLUSTER_INTERVAL": env_float("QQ_METRICS_CLUSTER_INTERVAL", 5.0, minimum=0.5, maximum=300, environ=_env),
+}
+if QQ_METRICS["ENABLED"]:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("apps.platform.middleware.RequestIdMiddleware") + 1,
+        "quantumquill.observability.middleware.RequestMetricsMiddleware",
+    )
+    for _config in DATABASES.values():
+        _config["ENGINE"] = "quantumquill.db.postgresql"
+QQ_LOG_FORMAT = (env_str("QQ_LOG_FORMAT", "json", environ=_env) or "json").strip().lower()
+if QQ_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"QQ_LOG_FORMAT={QQ_LOG_FORMAT!r} is not a log format; expected 'json' or 'plain'.")
+LOGGING["formatters"]["json"] = {"()": "quantumquill.observability.logs.JsonFormatter"}
+LOGGING["handlers"]["console"]["formatter"] = QQ_LOG_FORMAT

@@ -5,12 +5,16 @@ from django.views.generic import TemplateView
 
 from apps.platform.views import healthz
 from apps.security.views import favicon
+from quantumquill.observability.views import metrics_view, readyz
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("accounts/", include("apps.accounts.urls")),
     path("generations/", include("apps.content.urls")),
     path("healthz", healthz, name="healthz"),  # apps.platform: liveness for nginx/supervisors
+    # Observability (docs/observability.md): readiness with every dependency, Prometheus metrics.
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     # Files: exports of generations, and local media behind signed links (QQ_STORAGE=local).
     path("generations/", include("apps.exports.urls")),
     path("media/", include("apps.storage.urls")),

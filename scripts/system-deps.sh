@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages the end-to-end tests drive: nginx (load balancer), Chromium (browser tests), PgBouncer,
-# plus the font and PDF tools of the export tests, and what the security tests use.
+# the font and PDF tools of the export tests, what the security tests use, and Prometheus (with promtool).
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
@@ -13,6 +13,8 @@ command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 # Security: a fallback PDF font for emoji and symbols; npm fetches axe-core for the accessibility test.
 [ -f /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf ] || missing+=(fonts-symbola)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Observability: Prometheus and promtool (alert-rule unit tests, the Prometheus tests, `make observe`).
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "Missing system packages: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and re-run." >&2

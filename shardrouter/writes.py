@@ -36,6 +36,7 @@ from .context import pinned_write_alias, shard_for, validate_shard_key
 from .errors import ShardWriteUnavailable
 from .router import note_write
 from .shardmap import shard_map_cache
+from .signals import write_retried
 
 FROZEN_SQLSTATE = "QQ001"
 MOVED_SQLSTATE = "QQ002"
@@ -117,6 +118,9 @@ def run_sharded_write(*, user_id: int, work: Callable[[], T], max_wait: float | 
             if code is None:
                 raise
             attempt += 1
+            write_retried.send(
+                sender=run_sharded_write, alias=alias, reason="frozen" if code == FROZEN_SQLSTATE else "moved"
+            )
             if time.monotonic() >= deadline:
                 raise ShardWriteUnavailable(
                     f"Writes for user {key} were refused by {alias!r} ({'frozen' if code == FROZEN_SQLSTATE else 'moved'}) "

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
 from contentgen_service.client import GenerateResult
+from quantumquill.observability import metrics
 from shardrouter.writes import run_sharded_write
 
 from .models import Generation, UsageEvent
@@ -42,6 +43,9 @@ class Claim:
     token: uuid.UUID
     attempt: int
     """How many claims the generation has had, this one included."""
+    created_at: datetime | None = None
+    claimed_at: datetime | None = None
+    """When the generation was created and claimed: the pipeline's latency metrics start there."""
 
 
 def claim_lease() -> timedelta:
@@ -69,9 +73,12 @@ def generation_claim(*, user_id: int, generation_id: int) -> tuple[Claim, Genera
         if updated != 1:
             return None
         generation = rows.get()
-        return Claim(user_id, generation_id, token, generation.attempts), generation
+        return Claim(user_id, generation_id, token, generation.attempts, generation.created_at, now), generation
 
-    return run_sharded_write(user_id=user_id, work=work)
+    claimed = run_sharded_write(user_id=user_id, work=work)
+    if claimed is not None:
+        metrics.generation_events.labels("started").inc()
+    return claimed
 
 
 def _held(claim: Claim):  # type: ignore[no-untyped-def]
@@ -111,7 +118,9 @@ def generation_complete(*, claim: Claim, result: GenerateResult) -> bool:
         return True
 
     stored = run_sharded_write(user_id=claim.user_id, work=work)
-    if not stored:
+    if stored:
+        _observe_success(claim, now, usage.time_to_first_token_ms)
+    else:
         logger.warning("generation %s: claim %s was lost; result not stored", claim.generation_id, claim.token)
     return stored
 
@@ -128,7 +137,20 @@ def generation_fail(*, claim: Claim, message: str) -> bool:
             == 1
         )
 
-    return run_sharded_write(user_id=claim.user_id, work=work)
+    failed = run_sharded_write(user_id=claim.user_id, work=work)
+    if failed:
+        metrics.generation_events.labels("failed").inc()
+    return failed
+
+
+def _observe_success(claim: Claim, now: datetime, time_to_first_token_ms: float | None) -> None:
+    metrics.generation_events.labels("succeeded").inc()
+    if claim.created_at is None:
+        return
+    metrics.generation_latency.observe(max((now - claim.created_at).total_seconds(), 0.0))
+    if claim.claimed_at is not None and time_to_first_token_ms is not None:
+        waited = (claim.claimed_at - claim.created_at).total_seconds()
+        metrics.generation_time_to_first_token.observe(max(waited + time_to_first_token_ms / 1000, 0.0))
 
 
 def generation_release(
@@ -162,4 +184,7 @@ def generation_release(
             )
         return released
 
-    return run_sharded_write(user_id=claim.user_id, work=work)
+    released = run_sharded_write(user_id=claim.user_id, work=work)
+    if released and count_attempt:
+        metrics.generation_events.labels("retried").inc()
+    return released

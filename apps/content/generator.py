@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 
+from apps.platform.request_id import current_request_id
 from contentgen_service.client import (
     ClientConfig,
     ContentGenCircuitOpen,
@@ -93,6 +94,12 @@ def _reset_on_setting_change(*, setting: str, **_kwargs: object) -> None:
 
 
 setting_changed.connect(_reset_on_setting_change, dispatch_uid="content.generator.reset")
+
+
+def call_metadata() -> tuple[tuple[str, str], ...]:
+    """gRPC metadata of a generation call: the request ID being served, so the service logs it too."""
+    request_id = current_request_id.get()
+    return () if request_id == "-" else (("x-request-id", request_id),)
 
 
 def call_timeout() -> float:

@@ -11,7 +11,15 @@ from django.utils import timezone
 from contentgen_service.client import ContentGenError
 
 from .claims import Claim, claim_lease, generation_claim, generation_complete, generation_fail, generation_release
-from .generator import Failure, call_timeout, contentgen_client, describe_failure, generation_params, retry_delay
+from .generator import (
+    Failure,
+    call_metadata,
+    call_timeout,
+    contentgen_client,
+    describe_failure,
+    generation_params,
+    retry_delay,
+)
 from .models import Generation
 
 logger = logging.getLogger(__name__)
@@ -79,7 +87,9 @@ def generation_run_job(*, user_id: int, generation_id: int) -> Outcome:
         generation_fail(claim=claim, message=message)
         return Outcome(Generation.Status.FAILED, message)
     try:
-        result = contentgen_client().generate(generation_params(generation), timeout=call_timeout())
+        result = contentgen_client().generate(
+            generation_params(generation), timeout=call_timeout(), metadata=call_metadata()
+        )
     except ContentGenError as error:
         return generation_after_failure(claim=claim, failure=describe_failure(error), enqueue=False)
     except BaseException:

@@ -8,6 +8,7 @@ from functools import partial
 
 from django.db import router, transaction
 
+from quantumquill.observability import metrics
 from shardrouter.writes import run_sharded_write
 
 from .models import Generation, UsageEvent
@@ -81,6 +82,7 @@ def _send_job(*, user_id: int, generation_id: int, countdown: float) -> None:
     generation_run.apply_async(
         kwargs={"generation_id": generation_id, "user_id": user_id}, countdown=countdown if countdown > 0 else None
     )
+    metrics.generation_events.labels("queued").inc()
 
 
 def generation_delete(*, user_id: int, generation_id: int) -> None:

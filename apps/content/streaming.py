@@ -29,7 +29,7 @@ from django.utils import timezone
 from contentgen_service.client import ContentGenError
 
 from .claims import Claim, claim_lease, generation_claim, generation_complete, generation_release
-from .generator import call_timeout, contentgen_client, describe_failure, generation_params
+from .generator import call_metadata, call_timeout, contentgen_client, describe_failure, generation_params
 from .jobs import generation_after_failure
 from .models import Generation
 
@@ -96,7 +96,9 @@ def _relay(claim: Claim, generation: Generation) -> Iterator[bytes]:
     """Run the claimed generation over GenerateStream, relaying each chunk, then store the result."""
     settled = False  # the claim's fate is decided (stored, failed or given back)
     try:
-        stream = contentgen_client().generate_stream(generation_params(generation), timeout=call_timeout())
+        stream = contentgen_client().generate_stream(
+            generation_params(generation), timeout=call_timeout(), metadata=call_metadata()
+        )
         with stream:  # leaving it early (reader gone) cancels the call: the service stops generating
             for chunk in stream:
                 yield sse_event("chunk", {"text": chunk.text, "completion_tokens": chunk.completion_tokens})

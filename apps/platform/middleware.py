@@ -11,6 +11,7 @@ from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessio
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from quantumquill.middleware import unavailable_response
+from quantumquill.observability import metrics
 
 from .request_id import REQUEST_ID_HEADER, current_request_id, request_id_from_header
 from .session_store import SessionStoreUnavailable
@@ -88,6 +89,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     def _unavailable(self, request: HttpRequest, exc: SessionStoreUnavailable) -> HttpResponse:
         setattr(request, _STORE_FAILED, True)
+        metrics.session_store_errors.inc()
+        metrics.unavailable_responses.labels("session_store").inc()
         logger.warning("Session store unavailable for %s %s: %s", request.method, request.path, exc)
         # Rendered without the request: its lazy user and session must not be touched again.
         return unavailable_response(

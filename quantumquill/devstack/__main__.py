@@ -1,4 +1,4 @@
-"""Command line for the embedded stack: ``python -m quantumquill.devstack {run,up,down,env,exec}``."""
+"""Command line for the embedded stack: ``python -m quantumquill.devstack {run,observe,up,down,env,exec}``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+from .observe import PROMETHEUS_PORT, observe
 from .run import run
 from .stack import PROFILES, Stack, stack_from_state
 
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the app reaches each PostgreSQL server through PgBouncer (transaction mode)",
     )
+    ob = sub.add_parser("observe", help="start Prometheus scraping the platform `run` started, with the alert rules")
+    ob.add_argument("--port", type=int, default=PROMETHEUS_PORT, help=f"Prometheus's port (default {PROMETHEUS_PORT})")
     for name, text in (("up", "start the servers and print their env"), ("down", "stop the servers")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--profile", choices=sorted(PROFILES), default="dev", help="dev (kept) or test (fresh)")
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         return run(pgbouncer=args.pgbouncer)
+    if args.command == "observe":
+        return observe(port=args.port)
     if args.command == "up":
         env = Stack(PROFILES[args.profile]).up()
         for key, value in env.items():

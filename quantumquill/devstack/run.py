@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .pgbouncer import pooled_env, start_dev_poolers
 from .session_cluster import session_mode, start_session_cluster
@@ -18,6 +18,12 @@ from .stack import PROFILES, REPO_ROOT, Stack
 class AppProcess:
     name: str
     argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's env
+
+
+# Metrics ports of `make run` (the web server's is :8000/metrics); `make observe` scrapes them.
+WORKER_METRICS_PORT = 55808
+CONTENTGEN_METRICS_PORT = 55464
 
 
 # Pause after each generated token, so that text visibly streams into the page in the demo.
@@ -43,6 +49,7 @@ def app_processes(env: dict[str, str] | None = None, *, celery_concurrency: int 
                 env.get("CONTENTGEN_TARGET", "127.0.0.1:50051"),
                 "--token-interval-ms",
                 str(DEMO_TOKEN_INTERVAL_MS),
+                *("--metrics-port", str(CONTENTGEN_METRICS_PORT)),
             ),
         ),
         AppProcess(
@@ -51,6 +58,11 @@ def app_processes(env: dict[str, str] | None = None, *, celery_concurrency: int 
                 *(py, "-m", "celery", "-A", "quantumquill", "worker", "--pool=prefork"),
                 *(f"--concurrency={celery_concurrency}", "-l", "INFO"),
             ),
+            # Every pool process's metrics summed on the worker's own port.
+            {
+                "QQ_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
+                "PROMETHEUS_MULTIPROC_DIR": str(PROFILES["dev"].data_dir / "worker-metrics"),
+            },
         ),
     ]
 
@@ -83,7 +95,7 @@ def run(*, pgbouncer: bool = False) -> int:
         _manage(env, "migrate_shards")
         _manage(env, "bootstrap_embedded")
         for proc in app_processes(app_env):
-            children.append((proc, subprocess.Popen(proc.argv, cwd=REPO_ROOT, env=app_env)))
+            children.append((proc, subprocess.Popen(proc.argv, cwd=REPO_ROOT, env={**app_env, **proc.env})))
         print("\nQuantumQuill is up: http://127.0.0.1:8000  (Ctrl-C stops everything)\n", flush=True)
         while not stopping:
             for proc, child in children:

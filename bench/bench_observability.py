@@ -1,0 +1,224 @@
+"""What observability costs: a signed-in page with metrics + JSON logs (and tracing) on vs off; /metrics scrape time.
+
+    python -m quantumquill.devstack exec --profile test -- .venv/bin/python bench/bench_observability.py
+
+Three gunicorn servers with identical settings (1 worker x 4 threads, pinned
+to CPU 0) run side by side:
+
+- ``off``: QQ_METRICS_ENABLED=0 (no metrics middleware, Django's own database
+  backend), LOG_LEVEL=WARNING (no request lines);
+- ``on``: metrics in multi-process mode, the measured database backend and one
+  JSON log line per request (written to the server's log file);
+- ``tracing``: ``on`` plus OpenTelemetry exporting every span over OTLP/HTTP
+  to a local receiver in this process.
+
+A threaded keep-alive client (pinned to CPU 1) GETs /generations/ as a
+signed-in user, one server at a time, rotating the order every round; the
+result is the median of the per-round ratios against ``off``. Then a fourth
+server with 4 workers and 10 moves in the history answers /metrics scrapes,
+timed one after another (every fifth one or so also takes the cluster snapshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._django import REPO, setup_django
+from bench.bench_sessions import Sample, _load, _manage, _percentile, _session_cookie
+from quantumquill.devstack.stack import free_port
+from quantumquill.devstack.web import GunicornServer
+from tests.observe.otlp import OtlpReceiver
+
+MODES = ("off", "on", "tracing")
+
+
+def _moves_in_history(count: int) -> None:
+    """``count`` finished moves, each with a cut-over in its journal (what the freeze histogram reads)."""
+    setup_django(migrate=False)
+    from migrations_tooling.models import MoveEvent, MoveRange, Phase
+
+    MoveRange.objects.filter(lo__gte=10_000_000).delete()
+    for n in range(count):
+        move = MoveRange.objects.create(
+            lo=10_000_000 + n * 10, hi=10_000_000 + n * 10 + 10, source="shard1", target="shard3", phase=Phase.COMPLETE
+        )
+        MoveEvent.objects.create(move=move, kind="cut-over", message="bench", data={"freeze": 0.05 + n / 100})
+
+
+def _scrape_times(port: int, count: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200 and b"qq_http_requests_total" in body
+        times.append(time.perf_counter() - started)
+        time.sleep(0.1)
+    conn.close()
+    return times
+
+
+# What "on" adds to one request of the page, timed without the server: the HTTP counter and histogram, three
+# queries' counter and histogram (multi-process mode: memory-mapped files), and the JSON request line.
+_PER_REQUEST = """
+import io, logging, sys, time
+from quantumquill.observability import metrics
+from quantumquill.observability.logs import JsonFormatter
+handler = logging.StreamHandler(io.StringIO())
+handler.setFormatter(JsonFormatter())
+log = logging.getLogger("bench.request")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+n = 20000
+started = time.perf_counter()
+for _ in range(n):
+    metrics.http_requests.labels("content:list", "GET", "200").inc()
+    metrics.http_request_duration.labels("content:list").observe(0.02)
+    for _ in range(3):
+        metrics.db_queries.labels("shard1").inc()
+        metrics.db_query_duration.labels("shard1").observe(0.001)
+    log.info("request", extra={"fields": {"method": "GET", "path": "/generations/", "view": "content:list",
+             "status": 200, "duration_ms": 20.1, "user_id": 1, "shards": ["shard1"], "queries": 3, "query_ms": 2.0}})
+print((time.perf_counter() - started) / n * 1e6)
+"""
+
+
+def _per_request_microseconds(folder: Path) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    out = subprocess.run(
+        [sys.executable, "-c", _PER_REQUEST], cwd=REPO, env=env, check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3, help="measured seconds per mode per round")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds; the order of the modes rotates")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads / keep-alive connections")
+    parser.add_argument("--scrapes", type=int, default=100, help="timed /metrics scrapes")
+    args = parser.parse_args(argv)
+
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpus = frozenset(cpus[:1])
+    client_cpus = set(cpus[1:]) or set(cpus)
+    _manage("migrate_shards")
+    _manage("bootstrap_embedded")
+    _moves_in_history(10)
+    receiver = OtlpReceiver().start()
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-observability-"))
+    base_env = {**os.environ, "DJANGO_DEBUG": "0", "GUNICORN_ACCESS_LOG": "", "GUNICORN_MAX_REQUESTS": "0"}
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "PROMETHEUS_MULTIPROC_DIR"):
+        base_env.pop(name, None)
+    on = {"QQ_METRICS_ENABLED": "1", "LOG_LEVEL": "INFO", "QQ_LOG_FORMAT": "json"}
+    envs = {
+        "off": {"QQ_METRICS_ENABLED": "0", "LOG_LEVEL": "WARNING", "QQ_LOG_FORMAT": "plain"},
+        "on": {**on, "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "on-metrics")},
+        "tracing": {
+            **on,
+            "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "tracing-metrics"),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_SERVICE_NAME": "quantumquill-web",
+        },
+    }
+    servers = {
+        mode: GunicornServer(
+            f"bench-{mode}", free_port(), {**base_env, **envs[mode]}, log_dir, workers=1, threads=4, cpus=server_cpus
+        )
+        for mode in MODES
+    }
+    scraped = GunicornServer(
+        "bench-scrape",
+        free_port(),
+        {
+            **base_env,
+            **on,
+            "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "scrape-metrics"),
+            "QQ_METRICS_CLUSTER_INTERVAL": "1",
+        },
+        log_dir,
+        workers=4,
+        threads=4,
+    )
+    samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
+    ratios: dict[str, list[float]] = {"on": [], "tracing": []}
+    try:
+        for server in servers.values():
+            server.start()
+        os.sched_setaffinity(0, client_cpus)
+        cookies = {mode: _session_cookie(server.port) for mode, server in servers.items()}
+        for mode, server in servers.items():  # warm-up: imports, connections, template caches
+            _load(server.port, cookies[mode], 2, args.concurrency)
+        for round_number in range(args.rounds):
+            order = MODES[round_number % 3 :] + MODES[: round_number % 3]
+            for mode in order:
+                sample = _load(servers[mode].port, cookies[mode], args.seconds, args.concurrency)
+                samples[mode].append(sample)
+                print(
+                    f"round {round_number + 1} {mode:<8} {sample.rate:8.1f} req/s  errors {sample.errors}", flush=True
+                )
+            for mode in ("on", "tracing"):
+                ratios[mode].append(samples[mode][-1].rate / samples["off"][-1].rate)
+        for server in servers.values():
+            server.stop(timeout=10)
+        scraped.start()
+        cookie = _session_cookie(scraped.port)
+        _load(scraped.port, cookie, 2, args.concurrency)  # every worker has series to sum
+        _scrape_times(scraped.port, 5)
+        scrape_times = _scrape_times(scraped.port, args.scrapes)
+        per_request_us = _per_request_microseconds(log_dir / "per-request-metrics")
+    finally:
+        for server in (*servers.values(), scraped):
+            server.stop(timeout=10)
+        receiver.stop()
+
+    print(
+        f"\n{os.cpu_count()} CPUs (shared with other work); server pinned to {sorted(server_cpus)}, client to "
+        f"{sorted(client_cpus)}; gunicorn 1 worker x 4 threads; {args.concurrency} connections; "
+        f"{args.rounds} x {args.seconds:.0f}s per mode; load average at the end {os.getloadavg()[0]:.2f}; "
+        f"{len(receiver.snapshot())} spans received"
+    )
+    print(
+        "| observability | requests/s (median of rounds) | p50 ms | p99 ms | errors | ratio to off (median of rounds) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for mode in MODES:
+        latencies = [value for sample in samples[mode] for value in sample.latencies]
+        rate = statistics.median(sample.rate for sample in samples[mode])
+        errors = sum(sample.errors for sample in samples[mode])
+        ratio = f"{statistics.median(ratios[mode]):.3f}" if mode in ratios else "1"
+        print(
+            f"| {mode} | {rate:.0f} | {_percentile(latencies, 50):.1f} | {_percentile(latencies, 99):.1f} | "
+            f"{errors} | {ratio} |"
+        )
+    for mode, values in ratios.items():
+        print(f"ratio {mode}/off per round: {', '.join(f'{value:.2f}' for value in values)}")
+    print(
+        f"\n/metrics, 4 workers, 10 moves in history, {args.scrapes} scrapes: median "
+        f"{_percentile(scrape_times, 50):.1f} ms, p95 {_percentile(scrape_times, 95):.1f} ms, max "
+        f"{max(scrape_times) * 1000:.1f} ms"
+    )
+    off_ms = 1000 / statistics.median(sample.rate for sample in samples["off"])
+    print(
+        f"metrics + JSON line of one request, timed alone: {per_request_us:.0f} us "
+        f"({per_request_us / 1000 / off_ms:.2%} of the off server's {off_ms:.1f} ms per request on one CPU)"
+    )
+    return 0 if all(sample.errors == 0 for mode in MODES for sample in samples[mode]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Django's PostgreSQL backend, measured: every statement and every failed connect counted per alias.
+
+Set as each database's ENGINE by the settings, so every alias (the control
+database and each shard) reports ``qq_db_queries_total{alias}``, its latency
+histogram, its errors and its failed connects without touching the queries
+themselves. An execute wrapper is Django's documented hook for this; the
+connect override catches what a wrapper cannot see (a server that is down
+fails before any statement runs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db.backends.postgresql import base
+
+from quantumquill.observability import metrics
+from quantumquill.observability.context import current_stats
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execute_wrappers.append(_measure(self.alias))
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        try:
+            return super().get_new_connection(conn_params)
+        except Exception:
+            metrics.db_connection_errors.labels(self.alias).inc()
+            raise
+
+
+def _measure(alias: str) -> Callable[..., Any]:
+    queries = metrics.db_queries.labels(alias)
+    duration = metrics.db_query_duration.labels(alias)
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        except Exception as exc:
+            metrics.db_query_errors.labels(alias, type(exc).__name__).inc()
+            raise
+        finally:
+            queries.inc()
+            seconds = time.perf_counter() - started
+            duration.observe(seconds)
+            stats = current_stats.get()
+            if stats is not None:
+                stats.add(alias, seconds)
+
+    return wrapper
