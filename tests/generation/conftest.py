@@ -42,6 +42,8 @@ TUNING = {
     "CONTENTGEN_BREAKER_RESET_SECONDS": "1",
     "CONTENTGEN_STREAM_POLL_SECONDS": "0.1",
     "CONTENTGEN_JOB_MAX_ATTEMPTS": "10",
+    # The sweeper is off unless a test turns it on (it would re-send what a test leaves queued on purpose).
+    "CONTENTGEN_SWEEP_INTERVAL_SECONDS": "0",
 }
 # Token pacing that keeps a short generation in flight for a second or two.
 PACED_MS = 40

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition", poll: float = 0.05) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition", poll: float = 0.05
+) -> Any:
     """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
