@@ -254,7 +254,7 @@ def test_a_live_stream_that_fails_while_a_job_awaits_the_generation_starts_no_se
 def test_a_worker_killed_mid_job_is_healed_by_the_sweeper_without_an_operator(stack: GenerationStack, gus: Any) -> None:
     server = stack.server(token_interval_ms=PACED_MS)
     doomed = stack.worker(**SWEEPER)
-    generation_id = create_via_api(api_client_for(gus), max_tokens=200)  # 8 s of tokens
+    generation_id = create_via_api(api_client_for(gus), max_tokens=40)  # 1.6 s of tokens, within the 3 s deadline
     wait_until(lambda: server.metric("contentgen_generations_in_flight") == 1, what="the job to be generating")
 
     for process in [*doomed.pool_processes(), psutil.Process(doomed.process.pid)]:
@@ -265,7 +265,7 @@ def test_a_worker_killed_mid_job_is_healed_by_the_sweeper_without_an_operator(st
 
     # The claim lease is 13 s here (70 s by default): the sweeper re-sends the job once it has expired.
     row = assert_succeeded_once(gus.id, [generation_id], timeout=60)[0]
-    assert row["attempts"] == 2 and row["completion_tokens"] == 200
+    assert row["attempts"] == 2 and row["completion_tokens"] == 40
 
 
 def test_a_job_cut_short_by_a_graceful_restart_is_retried_never_stored_as_a_truncated_success(
@@ -273,7 +273,7 @@ def test_a_job_cut_short_by_a_graceful_restart_is_retried_never_stored_as_a_trun
 ) -> None:
     old = stack.server(token_interval_ms=PACED_MS, grace_seconds=1)
     stack.worker(**SWEEPER)
-    generation_id = create_via_api(api_client_for(gus), max_tokens=100)  # 4 s of tokens, longer than the grace
+    generation_id = create_via_api(api_client_for(gus), max_tokens=60)  # 2.4 s of tokens, longer than the grace
     wait_until(lambda: old.metric("contentgen_generations_in_flight") == 1, what="the job to be generating")
 
     old.send_signal(signal.SIGTERM)
@@ -288,4 +288,4 @@ def test_a_job_cut_short_by_a_graceful_restart_is_retried_never_stored_as_a_trun
     stack.server(token_interval_ms=PACED_MS)
 
     row = assert_succeeded_once(gus.id, [generation_id])[0]
-    assert row["completion_tokens"] == 100 and row["finish_reason"] == "length"
+    assert row["completion_tokens"] == 60 and row["finish_reason"] == "length"
