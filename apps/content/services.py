@@ -11,6 +11,7 @@ succeeded whatever the broker was doing.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ def generation_send_job(*, user_id: int, generation_id: int, dispatch: uuid.UUID
                 "user_id": user_id,
                 "dispatch": str(dispatch) if dispatch else None,
             },
-            countdown=countdown if countdown > 0 else None,
+            countdown=job_countdown(countdown),
             retry=False,  # fail fast: the row is the outbox, the sweeper re-sends
         )
     except Exception as exc:
@@ -154,6 +155,14 @@ def generation_send_job(*, user_id: int, generation_id: int, dispatch: uuid.UUID
         )
         return False
     return True
+
+
+def job_countdown(seconds: float) -> int | None:
+    """A job's countdown in whole seconds (at least 1), or None to run now.
+
+    RabbitMQ's native delayed delivery (quorum queues) routes by whole seconds and refuses 0.
+    """
+    return max(1, math.ceil(seconds)) if seconds > 0 else None
 
 
 def generation_redispatch(

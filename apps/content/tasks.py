@@ -13,6 +13,7 @@ from shardrouter.context import shard_for
 from shardrouter.errors import ShardMapError, ShardWriteUnavailable
 
 from .generator import retry_delay
+from .services import job_countdown
 
 # Infrastructure trouble (not the service's answer): the claim was given back, retry the whole job.
 _RETRY_ON = (SoftTimeLimitExceeded, DatabaseError, ShardWriteUnavailable, ShardMapError)
@@ -43,9 +44,9 @@ def generation_run(self: Task, generation_id: int, user_id: int, dispatch: str |
         with shard_for(user_id):
             outcome = generation_run_job(user_id=user_id, generation_id=generation_id, dispatch=token)
     except _RETRY_ON as exc:
-        raise self.retry(exc=exc, countdown=retry_delay(attempt=self.request.retries + 1)) from exc
+        raise self.retry(exc=exc, countdown=job_countdown(retry_delay(attempt=self.request.retries + 1))) from exc
     if outcome.retry_in is not None:
         chain = str(outcome.dispatch) if outcome.dispatch else None
         kwargs = {"generation_id": generation_id, "user_id": user_id, "dispatch": chain}
-        raise self.retry(countdown=outcome.retry_in, kwargs=kwargs, max_retries=_UNBOUNDED)
+        raise self.retry(countdown=job_countdown(outcome.retry_in), kwargs=kwargs, max_retries=_UNBOUNDED)
     return outcome.status

@@ -46,7 +46,7 @@ def queue_types(vhost: str) -> dict[str, str]:
 
 
 def test_jobs_run_through_a_rabbitmq_quorum_queue_and_retry_with_a_countdown_until_the_service_is_back(
-    stack: GenerationStack, rabbitmq_url: str, make_user: Any
+    rabbitmq_url: str, stack: GenerationStack, make_user: Any
 ) -> None:
     user = make_user(1080, "ivy")
     generation = generation_create(user_id=user.id, prompt="The socket module", max_tokens=10, job_delay=None)
