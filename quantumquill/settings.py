@@ -214,7 +214,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any]
-if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+if (CELERY_BROKER_URL or "").startswith(("amqp://", "amqps://", "pyamqp://")):
     # RabbitMQ at scale (docs/generation.md, "Broker"): a replicated quorum queue, publisher confirms (a
     # job is sent once the broker has stored it), countdowns by RabbitMQ's native delayed delivery.
     CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"

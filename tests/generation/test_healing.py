@@ -8,9 +8,7 @@ interval here (1 s, jobs overdue by 2 s) so that healing takes seconds.
 
 from __future__ import annotations
 
-import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -20,15 +18,16 @@ from django.test import Client
 from apps.content.jobs import generation_run_job
 from apps.content.services import generation_create
 from quantumquill.devstack.redis import RedisServer
-from quantumquill.devstack.stack import stack_from_state
 from tests.conftest import ALL_DATABASES, raw_rows
 from tests.generation.conftest import (
     PACED_MS,
+    SWEEPER,
     GenerationStack,
     api_client_for,
     completion_events,
     contentgen_settings,
     generation_row,
+    kill_redis,
     parse_sse,
     shard_of,
     wait_for_row,
@@ -37,8 +36,6 @@ from tests.generation.conftest import (
 )
 
 pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
-
-SWEEPER = {"CONTENTGEN_SWEEP_INTERVAL_SECONDS": "1", "CONTENTGEN_SWEEP_OVERDUE_SECONDS": "2"}
 
 
 @pytest.fixture
@@ -49,22 +46,6 @@ def gus(make_user: Any) -> Any:
 @pytest.fixture
 def hal(make_user: Any) -> Any:
     return make_user(61, "hal")  # shard1
-
-
-@pytest.fixture
-def redis_servers() -> Iterator[dict[str, RedisServer]]:
-    """The test stack's cache, broker and session Redis; all running again after the test."""
-    stack = stack_from_state()
-    servers = {"cache": stack.redis(), "broker": stack.redis_broker(), "sessions": stack.redis_sessions()}
-    yield servers
-    for server in servers.values():
-        server.start()
-
-
-def kill_redis(server: RedisServer) -> None:
-    """SIGKILL: no shutdown save, only what the append-only file already holds survives."""
-    os.kill(int(server.pid_file.read_text().strip()), signal.SIGKILL)
-    wait_until(lambda: not server.is_running(), what=f"{server.name} to die")
 
 
 def create_via_api(client: Any, *, max_tokens: int = 10, **headers: str) -> int:
