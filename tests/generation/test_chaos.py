@@ -23,7 +23,8 @@ from rest_framework.authtoken.models import Token
 
 from quantumquill.devstack.redis import RedisServer
 from tests.conftest import ALL_DATABASES, raw_rows
-from tests.generation.conftest import SWEEPER, GenerationStack, kill_redis, shard_of, wait_until
+from tests.generation.conftest import SWEEPER, GenerationStack, kill_redis, shard_of
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
