@@ -8,11 +8,15 @@ interval here (1 s, jobs overdue by 2 s) so that healing takes seconds.
 
 from __future__ import annotations
 
+import json
 import signal
+from io import StringIO
 from typing import Any
 
 import psutil
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 from django.test import Client
 
 from apps.content.jobs import generation_run_job
@@ -247,6 +251,7 @@ def test_a_worker_killed_mid_job_is_healed_by_the_sweeper_without_an_operator(st
     # The claim lease is 13 s here (70 s by default): the sweeper re-sends the job once it has expired.
     row = assert_succeeded_once(gus.id, [generation_id], timeout=60)[0]
     assert row["attempts"] == 2 and row["completion_tokens"] == 40
+    assert "generation sweeper: every 1 s" in stack.workers[-1].log()  # it runs inside every worker
 
 
 def test_a_job_cut_short_by_a_graceful_restart_is_retried_never_stored_as_a_truncated_success(
@@ -270,3 +275,21 @@ def test_a_job_cut_short_by_a_graceful_restart_is_retried_never_stored_as_a_trun
 
     row = assert_succeeded_once(gus.id, [generation_id])[0]
     assert row["completion_tokens"] == 60 and row["finish_reason"] == "length"
+
+
+def test_the_requeue_command_is_one_sweeper_pass_with_the_sweepers_defaults(stack: GenerationStack, hal: Any) -> None:
+    lost = generation_create(user_id=hal.id, prompt="The socket module", max_tokens=5)
+    raw_rows(
+        shard_of(hal.id),
+        "UPDATE content_generation SET dispatch_due_at = now() - interval '31 seconds' WHERE id = %s RETURNING id",
+        [lost.id],
+    )
+    recent = generation_create(user_id=hal.id, prompt="The socket module", max_tokens=5)
+
+    out = StringIO()
+    call_command("generations_requeue", "--dry-run", "--format", "json", stdout=out)
+
+    report = json.loads(out.getvalue())
+    assert settings.CONTENTGEN["SWEEP_OVERDUE_SECONDS"] == 30  # the default --queued-for
+    assert [item["id"] for item in report["stalled"]] == [str(lost.id)] and str(recent.id) not in out.getvalue()
+    assert report["dry_run"] is True and report["queued"] == 0
