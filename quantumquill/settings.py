@@ -214,17 +214,20 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any]
+# A publish that finds the broker down gives up after one quick retry (the row is the outbox and the sweeper
+# re-sends), so creating a generation never waits seconds for the broker; workers reconnect on their own.
+_PUBLISH_FAILS_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 if (CELERY_BROKER_URL or "").startswith(("amqp://", "amqps://", "pyamqp://")):
     # RabbitMQ at scale (docs/generation.md, "Broker"): a replicated quorum queue, publisher confirms (a
     # job is sent once the broker has stored it), countdowns by RabbitMQ's native delayed delivery.
     CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
     CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True, **_PUBLISH_FAILS_FAST}
 else:
     # Redis redelivers a message not acknowledged within this time; it must exceed the longest retry
     # countdown. A message a killed worker held is re-sent by the sweeper long before that.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, **_PUBLISH_FAILS_FAST}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 

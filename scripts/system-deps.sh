@@ -8,6 +8,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # PDF exports: a Unicode font to render with, and pdftotext for the tests to read the result back.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+# The RabbitMQ broker tests: rabbitmqctl creates and removes each test's vhost (the server runs on 127.0.0.1:5672).
+command -v rabbitmqctl >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmqctl ] || missing+=(rabbitmq-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "Missing system packages: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and re-run." >&2
