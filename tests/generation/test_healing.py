@@ -107,6 +107,7 @@ def test_with_broker_and_cache_down_creating_succeeds_and_each_generation_runs_o
 
     assert from_page.status_code == 302  # the user lands on the generation's page, not on a 500
     page_id = int(from_page["Location"].rstrip("/").rsplit("/", 1)[-1])
+    assert page.get(from_page["Location"]).status_code == 200
     assert replay.status_code == 200 and int(replay.json()["id"]) == from_api  # a retry creates nothing
     assert replay["Idempotent-Replayed"] == "true"
     assert shown.status_code == 200 and shown.json()["status"] == "queued"
