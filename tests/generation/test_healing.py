@@ -172,6 +172,7 @@ def test_jobs_waiting_in_the_broker_survive_its_restart_and_complete_once(
     ids = [create_via_api(api) for _ in range(3)]  # no worker yet: the messages wait in the broker
 
     kill_redis(redis_servers["broker"])
+    assert api.get(f"/api/v1/generations/{ids[0]}/").json()["status"] == "queued"  # the user sees it waiting
     redis_servers["broker"].start()
     stack.worker()  # the sweeper is off: only the broker's own copies can run them
 
@@ -240,13 +241,15 @@ def test_a_live_stream_that_fails_while_a_job_awaits_the_generation_starts_no_se
 def test_a_worker_killed_mid_job_is_healed_by_the_sweeper_without_an_operator(stack: GenerationStack, gus: Any) -> None:
     server = stack.server(token_interval_ms=PACED_MS)
     doomed = stack.worker(**SWEEPER)
-    generation_id = create_via_api(api_client_for(gus), max_tokens=40)  # 1.6 s of tokens, within the 3 s deadline
+    api = api_client_for(gus)
+    generation_id = create_via_api(api, max_tokens=40)  # 1.6 s of tokens, within the 3 s deadline
     wait_until(lambda: server.metric("contentgen_generations_in_flight") == 1, what="the job to be generating")
 
     for process in [*doomed.pool_processes(), psutil.Process(doomed.process.pid)]:
         process.kill()
     doomed.process.wait()
     assert generation_row(gus.id, generation_id)["status"] == "running"  # stranded under a dead claim
+    assert api.get(f"/api/v1/generations/{generation_id}/").json()["status"] == "running"
     stack.worker(**SWEEPER)
 
     # The claim lease is 13 s here (70 s by default): the sweeper re-sends the job once it has expired.
@@ -260,7 +263,8 @@ def test_a_job_cut_short_by_a_graceful_restart_is_retried_never_stored_as_a_trun
 ) -> None:
     old = stack.server(token_interval_ms=PACED_MS, grace_seconds=1)
     stack.worker(**SWEEPER)
-    generation_id = create_via_api(api_client_for(gus), max_tokens=60)  # 2.4 s of tokens, longer than the grace
+    api = api_client_for(gus)
+    generation_id = create_via_api(api, max_tokens=60)  # 2.4 s of tokens, longer than the grace
     wait_until(lambda: old.metric("contentgen_generations_in_flight") == 1, what="the job to be generating")
 
     old.send_signal(signal.SIGTERM)
@@ -272,6 +276,8 @@ def test_a_job_cut_short_by_a_graceful_restart_is_retried_never_stored_as_a_trun
         what="the drained call to come back",
     )
     assert drained["status"] == "queued" and "Retrying" in drained["error"]
+    shown = api.get(f"/api/v1/generations/{generation_id}/").json()
+    assert shown["status"] in {"queued", "running"} and shown["output"] == ""  # no truncated text is shown
     stack.server(token_interval_ms=PACED_MS)
 
     row = assert_succeeded_once(gus.id, [generation_id])[0]
