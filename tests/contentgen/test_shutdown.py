@@ -36,6 +36,7 @@ def test_sigterm_lets_a_running_stream_finish_while_health_reports_not_serving(
     assert server.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_a_stream_still_running_when_the_grace_period_ends_is_reported_as_drained_never_as_a_result(
     start_server, auth, make_request
 ):
@@ -54,6 +55,7 @@ def test_a_stream_still_running_when_the_grace_period_ends_is_reported_as_draine
     assert server.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_a_unary_call_cut_short_by_the_drain_fails_unavailable_instead_of_returning_partial_text(
     start_server, auth, make_request, wait_until
 ):

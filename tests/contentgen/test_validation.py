@@ -99,6 +99,7 @@ def test_the_prompt_limit_is_a_server_setting(start_server, auth, make_request):
     assert "max_tokens must be between 1 and 5, got 6" in error.value.details()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
 def test_undecodable_request_bytes_are_refused_with_invalid_argument_on_both_methods(start_server, auth, method):
     server = start_server()
