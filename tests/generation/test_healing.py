@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+import yaml
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
@@ -300,3 +301,11 @@ def test_the_requeue_command_is_one_sweeper_pass_with_the_sweepers_defaults(stac
     assert settings.CONTENTGEN["SWEEP_OVERDUE_SECONDS"] == 30  # the default --queued-for
     assert [item["id"] for item in report["stalled"]] == [str(lost.id)] and str(recent.id) not in out.getvalue()
     assert report["dry_run"] is True and report["queued"] == 0
+
+
+def test_the_openapi_schema_documents_the_idempotency_key_and_the_replay(gus: Any) -> None:
+    schema = yaml.safe_load(api_client_for(gus).get("/api/v1/schema/").content)
+
+    create = schema["paths"]["/api/v1/generations/"]["post"]
+    assert {"name": "Idempotency-Key", "in": "header"}.items() <= create["parameters"][0].items()
+    assert {"200", "201"} <= set(create["responses"])
