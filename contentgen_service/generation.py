@@ -29,7 +29,7 @@ class CallSignal(StopSignal, Protocol):
 
 
 class GenerationInterrupted(Exception):
-    """Nobody is waiting for the rest of the text (the client left or its deadline passed)."""
+    """The text was cut short: the client left, its deadline passed, or the server is draining."""
 
     def __init__(self, reason: StopReason, completion_tokens: int) -> None:
         super().__init__(f"generation stopped ({reason}) after {completion_tokens} tokens")
@@ -85,9 +85,9 @@ def generate_text(
     ``started`` is the ``clock()`` reading when the call began (timings in the
     summary count from it). ``token_interval`` seconds are waited after each
     token: pacing for demos and tests, 0 in production. When ``signal`` fires
-    for a server shutdown the generation ends normally with
-    FinishReason.CANCELLED; when the client left or its deadline passed,
-    GenerationInterrupted is raised since nobody reads a summary. The backend's
+    (the client left, its deadline passed, or the server is draining)
+    GenerationInterrupted is raised: a cut-short text never gets a summary, so
+    nobody can mistake it for a finished one. The backend's
     iterator is always closed, which stops its work.
     """
     stops = StopSequenceFilter(request.stop)
@@ -123,10 +123,7 @@ def generate_text(
     finally:
         tokens.close()
     if finish is None:
-        reason = signal.reason() or "cancelled"
-        if reason != "shutdown":
-            raise GenerationInterrupted(reason, completion_tokens)
-        finish = FinishReason.CANCELLED
+        raise GenerationInterrupted(signal.reason() or "cancelled", completion_tokens)
     rest = stops.flush()  # empty after a stop sequence: it cleared what it held
     if rest:
         yield TextChunk(text=rest, tokens=unsent_tokens, completion_tokens=completion_tokens)

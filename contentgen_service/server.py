@@ -18,7 +18,7 @@ from contentgen_service.admission import Admission
 from contentgen_service.auth import BearerTokenInterceptor
 from contentgen_service.backends import TextGenerator, build_generator
 from contentgen_service.config import ConfigError, ServerConfig
-from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
+from contentgen_service.decoding import add_servicer
 from contentgen_service.metrics import ServiceMetrics, serve_metrics
 from contentgen_service.service import GenerationService
 from contentgen_service.servicer import SERVICE_NAME, ContentGenerationServicer
@@ -30,7 +30,7 @@ logger = logging.getLogger("contentgen.server")
 # the immediate refusals of excess calls always find a free thread.
 _SPARE_THREADS = 16
 # Of the grace period, the part kept for ending the streams still running
-# when it is nearly over (they finish with FinishReason.CANCELLED).
+# when it is nearly over (they end with UNAVAILABLE, so that clients retry them).
 _FINAL_SECONDS = 1.0
 
 
@@ -50,7 +50,8 @@ class RunningServer:
         1. Health turns NOT_SERVING (load balancers stop sending calls) and new
            generations are refused with UNAVAILABLE (clients retry elsewhere).
         2. Running generations get the grace period to finish; streams still
-           running near its end are ended cleanly with FinishReason.CANCELLED.
+           running near its end are ended with UNAVAILABLE ("drained"), which
+           clients retry: a cut-short text is never handed over as a result.
         3. The gRPC server stops, cutting whatever remains at the deadline.
         """
         deadline = time.monotonic() + grace_seconds
@@ -106,7 +107,7 @@ def start_server(config: ServerConfig, generator: TextGenerator, metrics: Servic
         # Without this, a second server on the same port would start silently.
         options=[("grpc.so_reuseport", 0)],
     )
-    pb_grpc.add_ContentGenerationServicer_to_server(ContentGenerationServicer(service, metrics), server)
+    add_servicer(ContentGenerationServicer(service, metrics), server)
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="contentgen-health"),

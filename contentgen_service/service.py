@@ -16,12 +16,15 @@ from contentgen_service.errors import RpcFailure
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 from contentgen_service.generation import GenerationInterrupted, generate_text
 from contentgen_service.metrics import ServiceMetrics
-from contentgen_service.results import FinishReason, GenerationSummary, TextChunk
+from contentgen_service.results import GenerationSummary, TextChunk
 from contentgen_service.validation import RequestLimits, validated_request
 
 _INTERRUPTED_STATUS = {
     "deadline": (grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed"),
     "cancelled": (grpc.StatusCode.CANCELLED, "the client cancelled the call"),
+    # Drained: the server stopped before the text was complete. UNAVAILABLE is what clients retry (on
+    # another replica, or on this one once it is back); a partial text is never reported as a result.
+    "shutdown": (grpc.StatusCode.UNAVAILABLE, "the server is shutting down (drained); retry the call"),
 }
 
 
@@ -100,5 +103,3 @@ class GenerationService:
         self._metrics.prompt_tokens.inc(summary.usage.prompt_tokens)
         if summary.usage.completion_tokens:
             self._metrics.time_to_first_token.observe(summary.usage.time_to_first_token_ms / 1000.0)
-        if summary.finish_reason is FinishReason.CANCELLED:
-            self._metrics.interrupted.labels("shutdown").inc()

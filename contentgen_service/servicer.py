@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import grpc
 
 from contentgen_service.access_log import CallRecord
+from contentgen_service.decoding import UndecodableRequest
 from contentgen_service.errors import RpcFailure, aborting_on_failure
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
@@ -35,8 +36,12 @@ class ContentGenerationServicer(pb_grpc.ContentGenerationServicer):
         self._service = service
         self._metrics = metrics
 
-    def Generate(self, request: pb.GenerateRequest, context: grpc.ServicerContext) -> pb.GenerateResponse:
+    def Generate(
+        self, request: pb.GenerateRequest | UndecodableRequest, context: grpc.ServicerContext
+    ) -> pb.GenerateResponse:
         """Run a generation to the end and return all of its text."""
+        if isinstance(request, UndecodableRequest):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
         with (
             aborting_on_failure(context),
             CallRecord(self._metrics, "Generate", request, context) as record,
@@ -60,9 +65,11 @@ class ContentGenerationServicer(pb_grpc.ContentGenerationServicer):
             )
 
     def GenerateStream(
-        self, request: pb.GenerateRequest, context: grpc.ServicerContext
+        self, request: pb.GenerateRequest | UndecodableRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.GenerateStreamResponse]:
         """Stream a generation's text as it is produced, then its summary."""
+        if isinstance(request, UndecodableRequest):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
         with (
             aborting_on_failure(context),
             CallRecord(self._metrics, "GenerateStream", request, context) as record,

@@ -1,4 +1,8 @@
-"""The Celery application; tasks live in each app's ``tasks.py``."""
+"""The Celery application; tasks live in each app's ``tasks.py``.
+
+Every worker also runs the generation sweeper (``apps.content.sweeper``) in
+its main process, so that stranded generations heal wherever workers run.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import tempfile
 from logging.config import dictConfig
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from django.conf import settings
 
 # The worker's /metrics (every pool process summed): QQ_WORKER_METRICS_PORT. Its pool processes write their
@@ -47,3 +51,28 @@ def _serve_worker_metrics(**_: Any) -> None:
 def _remove_own_metrics_dir(**_: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+
+
+class GenerationSweeperStep(bootsteps.StartStopStep):
+    """Starts the sweeper thread with the worker and stops it on shutdown (interval 0: off)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.sweeper: Any = None
+
+    def start(self, worker: Any) -> None:
+        from apps.content.sweeper import Sweeper, sweep_interval
+
+        interval = sweep_interval()
+        if interval > 0:
+            self.sweeper = Sweeper(interval)
+            self.sweeper.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
+
+
+app.steps["worker"].add(GenerationSweeperStep)

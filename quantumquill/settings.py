@@ -71,6 +71,8 @@ MIDDLEWARE = [
     # header on every response; sessions that answer 503 instead of logging users out when Redis is down.
     "apps.platform.middleware.RequestIdMiddleware",
     "apps.platform.middleware.ServedByMiddleware",
+    # Errors under /api/v1/ in JSON (404 for malformed IDs, 413, 503), never the HTML pages.
+    "apps.platform.api_errors.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "apps.platform.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -199,7 +201,10 @@ CONTENTGEN: dict[str, Any] = {
     "BREAKER_RESET_SECONDS": env_float("CONTENTGEN_BREAKER_RESET_SECONDS", 10.0, minimum=0.1, environ=_env),
     # Job-level retries: claims a generation may use before a retryable failure becomes final, and the
     # exponential backoff (with jitter) between them.
-    "JOB_MAX_ATTEMPTS": env_int("CONTENTGEN_JOB_MAX_ATTEMPTS", 6, minimum=1, maximum=100, environ=_env),
+    # Retries are budgeted by time from creation (capped exponential backoff with jitter); the attempt cap
+    # is a safety net. A call refused by the client's open circuit is not an attempt.
+    "RETRY_BUDGET_SECONDS": env_float("CONTENTGEN_RETRY_BUDGET_SECONDS", 600.0, minimum=1, environ=_env),
+    "JOB_MAX_ATTEMPTS": env_int("CONTENTGEN_JOB_MAX_ATTEMPTS", 30, minimum=1, maximum=1000, environ=_env),
     "RETRY_BACKOFF_SECONDS": env_float("CONTENTGEN_RETRY_BACKOFF_SECONDS", 2.0, minimum=0.05, environ=_env),
     "RETRY_BACKOFF_MAX_SECONDS": env_float("CONTENTGEN_RETRY_BACKOFF_MAX_SECONDS", 60.0, minimum=0.05, environ=_env),
     # Celery time limits follow the call deadline; a claim older than the hard limit is abandoned
@@ -212,14 +217,31 @@ CONTENTGEN: dict[str, Any] = {
     "PAGE_JOB_DELAY_SECONDS": env_float("CONTENTGEN_PAGE_JOB_DELAY_SECONDS", 3.0, minimum=0, environ=_env),
     # A stream waiting on a generation running elsewhere re-reads it this often.
     "STREAM_POLL_SECONDS": env_float("CONTENTGEN_STREAM_POLL_SECONDS", 0.5, minimum=0.05, maximum=10, environ=_env),
+    # The sweeper in every worker (apps.content.sweeper): how often it looks (0: off), and how late a
+    # queued row's job must be before it is sent again. Also the defaults of `generations_requeue`.
+    "SWEEP_INTERVAL_SECONDS": env_float("CONTENTGEN_SWEEP_INTERVAL_SECONDS", 30.0, minimum=0, environ=_env),
+    "SWEEP_OVERDUE_SECONDS": env_float("CONTENTGEN_SWEEP_OVERDUE_SECONDS", 30.0, minimum=0, environ=_env),
 }
 # Generation jobs: acknowledged only once done (a worker killed mid-job leaves the message to be delivered
 # again), one message reserved per worker process at a time; claims make a second delivery harmless.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Redis redelivers a message not acknowledged within this time; it must exceed the longest retry countdown.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any]
+# A publish that finds the broker down gives up after one quick retry (the row is the outbox and the sweeper
+# re-sends), so creating a generation never waits seconds for the broker; workers reconnect on their own.
+_PUBLISH_FAILS_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+if (CELERY_BROKER_URL or "").startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ at scale (docs/generation.md, "Broker"): a replicated quorum queue, publisher confirms (a
+    # job is sent once the broker has stored it), countdowns by RabbitMQ's native delayed delivery.
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True, **_PUBLISH_FAILS_FAST}
+else:
+    # Redis redelivers a message not acknowledged within this time; it must exceed the longest retry
+    # countdown. A message a killed worker held is re-sent by the sweeper long before that.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, **_PUBLISH_FAILS_FAST}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 

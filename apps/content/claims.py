@@ -43,28 +43,39 @@ class Claim:
     token: uuid.UUID
     attempt: int
     """How many claims the generation has had, this one included."""
-    created_at: datetime | None = None
+    created_at: datetime
+    """When the generation was created: retries are budgeted by time from there, and latency metrics start there."""
     claimed_at: datetime | None = None
-    """When the generation was created and claimed: the pipeline's latency metrics start there."""
+    """When this claim was taken (time to first token as the user saw it)."""
 
 
 def claim_lease() -> timedelta:
     return timedelta(seconds=settings.CONTENTGEN["CLAIM_LEASE_SECONDS"])
 
 
-def generation_claim(*, user_id: int, generation_id: int) -> tuple[Claim, Generation] | None:
-    """Claim a queued generation (or one whose claim expired); None if someone else has it or it is done."""
+def generation_claim(
+    *, user_id: int, generation_id: int, dispatch: uuid.UUID | None = None, by: str = "stream"
+) -> tuple[Claim, Generation] | None:
+    """Claim a queued generation (or one whose claim expired); None if someone else has it or it is done.
+
+    A job (``by="job"``) passes its ``dispatch`` token: it may claim only while
+    the row still names its chain (a newer dispatch supersedes it). A live
+    stream passes none.
+    """
     token = uuid.uuid4()
     now = timezone.now()
     claimable = Q(status=Generation.Status.QUEUED) | Q(
         status=Generation.Status.RUNNING, claimed_at__lt=now - claim_lease()
     )
+    if dispatch is not None:
+        claimable &= Q(dispatch_token=dispatch)
 
     def work() -> tuple[Claim, Generation] | None:
         rows = Generation.objects.for_user(user_id).filter(id=generation_id)
         updated = rows.filter(claimable).update(
             status=Generation.Status.RUNNING,
             claim_token=token,
+            claimed_by=by,
             claimed_at=now,
             started_at=now,
             attempts=F("attempts") + 1,
@@ -104,6 +115,8 @@ def generation_complete(*, claim: Claim, result: GenerateResult) -> bool:
             total_ms=usage.total_ms,
             model_name=result.model[:200],
             claim_token=None,
+            dispatch_token=None,
+            dispatch_due_at=None,
             completed_at=now,
             updated_at=now,
         )
@@ -132,7 +145,13 @@ def generation_fail(*, claim: Claim, message: str) -> bool:
     def work() -> bool:
         return (
             _held(claim).update(
-                status=Generation.Status.FAILED, error=message, claim_token=None, completed_at=now, updated_at=now
+                status=Generation.Status.FAILED,
+                error=message,
+                claim_token=None,
+                dispatch_token=None,
+                dispatch_due_at=None,
+                completed_at=now,
+                updated_at=now,
             )
             == 1
         )
@@ -145,8 +164,6 @@ def generation_fail(*, claim: Claim, message: str) -> bool:
 
 def _observe_success(claim: Claim, now: datetime, time_to_first_token_ms: float | None) -> None:
     metrics.generation_events.labels("succeeded").inc()
-    if claim.created_at is None:
-        return
     metrics.generation_latency.observe(max((now - claim.created_at).total_seconds(), 0.0))
     if claim.claimed_at is not None and time_to_first_token_ms is not None:
         waited = (claim.claimed_at - claim.created_at).total_seconds()
@@ -154,19 +171,32 @@ def _observe_success(claim: Claim, now: datetime, time_to_first_token_ms: float 
 
 
 def generation_release(
-    *, claim: Claim, note: str = "", enqueue_after: float | None = None, count_attempt: bool = True
-) -> bool:
+    *,
+    claim: Claim,
+    note: str = "",
+    retry_after: float | None = None,
+    chain: bool = False,
+    count_attempt: bool = True,
+) -> uuid.UUID | None:
     """Give the generation back (``running`` -> ``queued``), if the claim still holds.
 
-    ``note`` is kept in ``error`` so that readers see why it is waiting. With
-    ``enqueue_after`` a job is queued, after the commit, to run it that many
-    seconds later. ``count_attempt=False`` (a viewer closed the live stream:
-    nothing failed) does not count this claim towards ``JOB_MAX_ATTEMPTS``.
+    ``note`` is kept in ``error`` so that readers see why it is waiting.
+    ``count_attempt=False`` (a viewer closed the live stream, or the client's
+    circuit breaker refused the call without reaching the service) does not
+    count this claim as an attempt.
+
+    With ``retry_after`` the row gets a job due that many seconds later, in the
+    same transaction: ``chain=True`` (a job retrying itself) always takes a new
+    dispatch token, which supersedes any other message; ``chain=False`` (a live
+    stream) dispatches only when no job awaits the row already, so a stream
+    that fails never starts a second chain. Returns the token of the job to
+    run: a job retries itself with it; for a stream the job was already queued
+    after the commit. None: released with no new job (or not released).
     """
     now = timezone.now()
     attempts = F("attempts") if count_attempt else F("attempts") - 1
 
-    def work() -> bool:
+    def work() -> uuid.UUID | None:
         released = (
             _held(claim).update(
                 status=Generation.Status.QUEUED,
@@ -178,13 +208,42 @@ def generation_release(
             )
             == 1
         )
-        if released and enqueue_after is not None:
+        if not released or retry_after is None:
+            return None
+        dispatch = uuid.uuid4()
+        rows = Generation.objects.for_user(claim.user_id).filter(id=claim.generation_id)
+        if not chain:
+            rows = rows.filter(dispatch_token__isnull=True)
+        due = now + timedelta(seconds=retry_after)
+        if rows.update(dispatch_token=dispatch, dispatch_due_at=due) != 1:
+            return None  # a job awaits the row: it runs it
+        if not chain:
             generation_enqueue_on_commit(
-                user_id=claim.user_id, generation_id=claim.generation_id, countdown=enqueue_after
+                user_id=claim.user_id, generation_id=claim.generation_id, dispatch=dispatch, countdown=retry_after
             )
-        return released
+        return dispatch
 
     released = run_sharded_write(user_id=claim.user_id, work=work)
     if released and count_attempt:
         metrics.generation_events.labels("retried").inc()
     return released
+
+
+def generation_drop_dispatch(*, user_id: int, generation_id: int, dispatch: uuid.UUID) -> bool:
+    """A job found the row held by someone else: it ends its chain, and the row no longer awaits a job.
+
+    Only while the row is still ``running`` and still names this job's chain:
+    if the holder gives it back (a failed stream), it then dispatches a job of
+    its own; a dead holder's expired claim is the sweeper's to re-dispatch.
+    """
+    now = timezone.now()
+
+    def work() -> bool:
+        return (
+            Generation.objects.for_user(user_id)
+            .filter(id=generation_id, status=Generation.Status.RUNNING, dispatch_token=dispatch)
+            .update(dispatch_token=None, dispatch_due_at=None, updated_at=now)
+            == 1
+        )
+
+    return run_sharded_write(user_id=user_id, work=work)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.utils import timezone
 
 from apps.platform.request_id import current_request_id
 from contentgen_service.client import (
@@ -133,6 +135,8 @@ class Failure:
     """The final message once the retries are used up (retryable failures only)."""
     retry_after: float | None = None
     """The least wait the service asked for (circuit breaker cool-down), in seconds."""
+    attempted: bool = True
+    """False when the call never reached the service (circuit open): not counted as an attempt."""
 
 
 def _detail(error: ContentGenError) -> str:
@@ -150,6 +154,7 @@ def describe_failure(error: ContentGenError) -> Failure:
             "The generation service is unreachable (recent calls failed, so calls pause briefly).",
             "The generation service could not be reached; please try again later.",
             retry_after=error.retry_after,
+            attempted=False,
         )
     if isinstance(error, ContentGenUnavailable):
         return Failure(
@@ -180,6 +185,27 @@ def describe_failure(error: ContentGenError) -> Failure:
             "",
         )
     return Failure(False, f"The generation service failed: {error}", "")
+
+
+def drained_failure() -> Failure:
+    """A result the service cut short on its own (drained, restarted): retried, never stored as a success."""
+    return Failure(
+        True,
+        "The generation service stopped before the text was complete (it was restarting).",
+        "The generation service kept stopping before the text was complete; please try again later.",
+    )
+
+
+def is_cut_short(finish_reason: object) -> bool:
+    """A result whose text the server ended without the user asking (an older service's drain)."""
+    return str(finish_reason) == "cancelled"
+
+
+def retry_budget_left(*, created_at: datetime, delay: float, now: datetime | None = None) -> bool:
+    """Whether a retry ``delay`` seconds from now still starts within the generation's time budget."""
+    budget = float(contentgen_settings()["RETRY_BUDGET_SECONDS"])
+    elapsed = ((now or timezone.now()) - created_at).total_seconds()
+    return elapsed + delay <= budget
 
 
 def retry_delay(*, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:

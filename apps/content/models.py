@@ -52,6 +52,14 @@ class Generation(ShardedModel):
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Claims so far (jobs and live streams).")
+    claimed_by = models.CharField(max_length=8, blank=True, default="", help_text="job or stream")
+    # The outbox: the job chain that owns the row's future. Each dispatch (creation, a retry, the sweeper)
+    # records its token and when its job is due; a job carrying another token is stale and does nothing,
+    # so one generation never has two chains. NULL: no job awaits it (a live stream holds it, or none).
+    dispatch_token = models.UUIDField(null=True, blank=True, editable=False)
+    dispatch_due_at = models.DateTimeField(null=True, blank=True)
+    # Idempotency-Key of the API request that created it: the same key from the same user returns this row.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
     # Reported by the generation service with the result.
     model_name = models.CharField(max_length=200, blank=True)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
@@ -59,10 +67,23 @@ class Generation(ShardedModel):
 
     class Meta(ShardedModel.Meta):
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user_id", "-created_at", "-id"], name="generation_user_recent")]
+        indexes = [
+            models.Index(fields=["user_id", "-created_at", "-id"], name="generation_user_recent"),
+            # The sweeper's read every interval: only unfinished rows, a small part of the table.
+            models.Index(
+                fields=["status", "dispatch_due_at"],
+                name="generation_unfinished",
+                condition=models.Q(status__in=["queued", "running"]),
+            ),
+        ]
         constraints = [
             *ShardedModel.Meta.constraints,
             models.UniqueConstraint(fields=["user_id", "request_id"], name="generation_unique_request"),
+            models.UniqueConstraint(
+                fields=["user_id", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="generation_unique_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:

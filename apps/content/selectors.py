@@ -36,18 +36,29 @@ class StalledGeneration:
     status: str
 
 
-def generations_stalled(*, queued_for: timedelta, claim_lease: timedelta, limit: int) -> list[StalledGeneration]:
-    """Generations no job will pick up by itself, on every shard (an operator read, scatter-gather).
+def generations_stalled(
+    *, overdue_for: timedelta, claim_lease: timedelta, limit: int, allow_partial: bool = False
+) -> list[StalledGeneration]:
+    """Generations no job will pick up by itself, on every shard (scatter-gather; the sweeper's read).
 
-    Queued for longer than ``queued_for`` (its job was lost, e.g. the broker
-    was down at creation), or running under a claim older than ``claim_lease``
-    (its holder was killed and its message is gone).
+    Queued with a job due more than ``overdue_for`` ago (its message was lost:
+    broker down at creation, broker restarted, worker killed while holding it),
+    or running under a claim older than ``claim_lease`` (its holder was killed)
+    and not re-sent within ``overdue_for``. ``allow_partial`` skips shards that
+    do not answer instead of raising ``ScatterGatherError``.
     """
     now = timezone.now()
+    overdue = Q(dispatch_due_at__lt=now - overdue_for)
     stalled = Generation.objects.filter(
-        Q(status=Generation.Status.QUEUED, updated_at__lt=now - queued_for)
+        Q(status=Generation.Status.QUEUED)
+        & (overdue | Q(dispatch_due_at__isnull=True, updated_at__lt=now - overdue_for))
         | Q(status=Generation.Status.RUNNING, claimed_at__lt=now - claim_lease)
+        & (overdue | Q(dispatch_due_at__isnull=True))
     )
-    found = scatter(stalled, lambda qs: list(qs.order_by("updated_at").values_list("id", "user_id", "status")[:limit]))
+    found = scatter(
+        stalled,
+        lambda qs: list(qs.order_by("updated_at").values_list("id", "user_id", "status")[:limit]),
+        allow_partial=allow_partial,
+    )
     rows = sorted(row for rows in found.results.values() for row in rows)
     return [StalledGeneration(generation_id, user_id, status) for generation_id, user_id, status in rows[:limit]]

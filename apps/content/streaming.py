@@ -29,7 +29,15 @@ from django.utils import timezone
 from contentgen_service.client import ContentGenError
 
 from .claims import Claim, claim_lease, generation_claim, generation_complete, generation_release
-from .generator import call_metadata, call_timeout, contentgen_client, describe_failure, generation_params
+from .generator import (
+    call_metadata,
+    call_timeout,
+    contentgen_client,
+    describe_failure,
+    drained_failure,
+    generation_params,
+    is_cut_short,
+)
 from .jobs import generation_after_failure
 from .models import Generation
 
@@ -103,6 +111,11 @@ def _relay(claim: Claim, generation: Generation) -> Iterator[bytes]:
             for chunk in stream:
                 yield sse_event("chunk", {"text": chunk.text, "completion_tokens": chunk.completion_tokens})
         result = stream.result()  # raises ContentGenError rather than hand over a partial text
+        if is_cut_short(result.finish_reason):
+            outcome = generation_after_failure(claim=claim, failure=drained_failure(), chain=False)
+            settled = True
+            yield _error(outcome.status, outcome.message, outcome.retry_in)
+            return
         generation_complete(claim=claim, result=result)
         settled = True
         stored = _reload(claim)
@@ -113,7 +126,7 @@ def _relay(claim: Claim, generation: Generation) -> Iterator[bytes]:
         else:
             yield from _finished(stored)
     except ContentGenError as error:
-        outcome = generation_after_failure(claim=claim, failure=describe_failure(error), enqueue=True)
+        outcome = generation_after_failure(claim=claim, failure=describe_failure(error), chain=False)
         settled = True
         yield _error(outcome.status, outcome.message, outcome.retry_in)
     finally:
@@ -124,8 +137,8 @@ def _relay(claim: Claim, generation: Generation) -> Iterator[bytes]:
 
 def _hand_back(claim: Claim) -> None:
     try:
-        if generation_release(claim=claim, note="", enqueue_after=0.0, count_attempt=False):
-            logger.info("generation %s: stream closed early; handed to a background job", claim.generation_id)
+        generation_release(claim=claim, note="", retry_after=0.0, count_attempt=False)
+        logger.info("generation %s: stream closed early; handed to a background job", claim.generation_id)
     except Exception:
         # The claim then expires after the lease and a job's retry takes it over.
         logger.exception("generation %s: could not hand back claim %s", claim.generation_id, claim.token)

@@ -16,6 +16,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
+from apps.content.api.views import FailOpenThrottle
+
 from .authentication import ApiTokenAuthentication
 from .models import ApiToken
 from .schema import ERROR_RESPONSES, error_response
@@ -23,11 +25,11 @@ from .serializers import RejectUnknownFieldsMixin
 from .tokens import NAME_MAX_CHARS, IssuedToken, api_token_create, api_token_revoke, api_token_rotate, api_tokens_of
 
 
-class AuthTokenThrottle(AnonRateThrottle):
+class AuthTokenThrottle(FailOpenThrottle, AnonRateThrottle):
     scope = "auth_token"
 
 
-class TokenUserThrottle(UserRateThrottle):
+class TokenUserThrottle(FailOpenThrottle, UserRateThrottle):
     scope = "api_user"
 
 

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 
-from .errors import api_error, is_api_request
+from apps.platform.api_errors import api_error_response, is_api_request
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -50,5 +50,5 @@ class NulByteMiddleware:
 
 def _bad_request(request: HttpRequest, *, code: str, detail: str) -> HttpResponse:
     if is_api_request(request):
-        return api_error(status=400, code=code, detail=detail)
+        return api_error_response(400, code=code, detail=detail)
     return render(request, "400.html", {"detail": detail}, status=400)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
-from .errors import api_error, is_api_request
+from apps.platform.api_errors import api_error_response, is_api_request
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def lockout_response(request: HttpRequest, original_response: Any = None, creden
     )
     headers = {"Retry-After": str(seconds)}
     if is_api_request(request):
-        return api_error(status=429, code="login_locked_out", detail=detail, headers=headers)
+        return api_error_response(429, code="login_locked_out", detail=detail, headers=headers)
     response = render(request, "accounts/locked_out.html", {"detail": detail}, status=429)
     response["Retry-After"] = str(seconds)
     return response

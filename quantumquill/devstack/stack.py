@@ -8,8 +8,9 @@ in a fault test while the others keep serving.
     pg1  qq_shard1     -> alias shard1
     pg1  qq_shard3     -> alias shard3 (spare: the target of shard splits)
     pg2  qq_shard2     -> alias shard2
-    redis              -> cache and the Celery broker (separate DB numbers)
+    redis              -> cache
     redis-sessions     -> sessions only: never evicts, keeps its data across a restart
+    redis-broker       -> the Celery broker: append-only file, so queued jobs survive a restart
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ PROFILES = {
             "pg2": 55434,
             "redis": 56379,
             "redis-sessions": 56380,
+            "redis-broker": 56381,
             "contentgen": 55051,
         },
     ),
@@ -98,6 +100,12 @@ class Stack:
             appendonly=True,
         )
 
+    def redis_broker(self) -> RedisServer:
+        """The Celery broker: its own server with an append-only file, so a restart keeps the queue."""
+        return RedisServer(
+            "redis-broker", self.profile.data_dir / "redis-broker", self.ports["redis-broker"], appendonly=True
+        )
+
     def env(self) -> dict[str, str]:
         def url(alias: str) -> str:
             server, dbname = DATABASES[alias]
@@ -111,7 +119,7 @@ class Stack:
             "SHARD_DATABASE_URLS": shards,
             "REDIS_URL": redis_server.url(0),
             "SESSION_REDIS_URL": sessions_server.url(0),
-            "CELERY_BROKER_URL": redis_server.url(1),
+            "CELERY_BROKER_URL": self.redis_broker().url(0),
             "DJANGO_SECRET_KEY": self._secret_key(),
             "DJANGO_DEBUG": "1",
             "QQ_EMBEDDED_SHARD_MAP": EMBEDDED_SHARD_MAP,
@@ -147,6 +155,7 @@ class Stack:
             self.postgres(server_name).ensure_database(dbname)
         self.redis().start()
         self.redis_sessions().start()
+        self.redis_broker().start()
         env = self.env()
         self.state_file.write_text(json.dumps({"ports": self.ports, "env": env}, indent=2))
         return env
@@ -157,7 +166,7 @@ class Stack:
     def _choose_ports(self) -> dict[str, int]:
         if self.profile.fixed_ports:
             return dict(self.profile.fixed_ports)
-        return {name: free_port() for name in (*SERVER_NAMES, "redis", "redis-sessions", "contentgen")}
+        return {name: free_port() for name in (*SERVER_NAMES, "redis", "redis-sessions", "redis-broker", "contentgen")}
 
     def _stop_from_state(self) -> None:
         if not self.state_file.exists():
@@ -166,6 +175,8 @@ class Stack:
         self.redis().stop()
         if "redis-sessions" in self.ports:  # state files written before the session store had its own server
             self.redis_sessions().stop()
+        if "redis-broker" in self.ports:  # state files written before the broker had its own server
+            self.redis_broker().stop()
         for name in SERVER_NAMES:
             self.postgres(name).stop()
 

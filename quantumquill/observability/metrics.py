@@ -81,7 +81,7 @@ generation_time_to_first_token = Histogram(
     "From a generation's creation to its first token, as the user saw it (queue time included).",
     buckets=(*_LATENCY_BUCKETS, 30.0, 60.0),
 )
-# The recovery sweep re-dispatches queued rows no live job holds; whoever implements it increments this.
+# The recovery sweep (apps.content.sweeper) re-dispatches rows that no live job holds.
 generation_sweeper_redispatched = Counter(
     "qq_generation_sweeper_redispatched",
     "Stranded generations (no live claim, no job in flight) found and dispatched again by the recovery sweep.",

@@ -36,20 +36,41 @@ def test_sigterm_lets_a_running_stream_finish_while_health_reports_not_serving(
     assert server.wait(timeout=30) == 0
 
 
-def test_a_stream_still_running_when_the_grace_period_ends_is_closed_cleanly_as_cancelled(
+@pytest.mark.slow
+def test_a_stream_still_running_when_the_grace_period_ends_is_reported_as_drained_never_as_a_result(
     start_server, auth, make_request
 ):
     server = start_server(token_interval_ms=40, grace_seconds=1.5)
     stream = server.stub().GenerateStream(make_request(max_tokens=1000), metadata=auth, timeout=60)
-    next(stream)
+    received = [next(stream)]
 
     server.send_signal(signal.SIGTERM)
 
-    summary = list(stream)[-1].summary
-    assert summary.finish_reason == pb.FINISH_REASON_CANCELLED
-    assert 0 < summary.usage.completion_tokens < 1000
+    with pytest.raises(grpc.RpcError) as drained:
+        for message in stream:
+            received.append(message)
+    assert drained.value.code() == grpc.StatusCode.UNAVAILABLE  # what clients retry
+    assert "drained" in drained.value.details()
+    assert not any(message.HasField("summary") for message in received)  # a cut-short text has no summary
     assert server.wait(timeout=30) == 0
-    assert '"finish_reason": "cancelled"' in server.log()
+
+
+@pytest.mark.slow
+def test_a_unary_call_cut_short_by_the_drain_fails_unavailable_instead_of_returning_partial_text(
+    start_server, auth, make_request, wait_until
+):
+    server = start_server(token_interval_ms=40, grace_seconds=1.5)
+    call = server.stub().Generate.future(make_request(max_tokens=1000), metadata=auth, timeout=60)
+    wait_until(lambda: server.metric("contentgen_tokens_generated_total") > 0, what="the call to be generating")
+
+    server.send_signal(signal.SIGTERM)
+
+    with pytest.raises(grpc.RpcError) as drained:
+        call.result(timeout=30)
+    assert drained.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "drained" in drained.value.details()
+    assert server.wait(timeout=30) == 0
+    assert '"status": "UNAVAILABLE"' in server.log()
 
 
 def test_an_idle_server_exits_zero_on_sigterm(start_server):

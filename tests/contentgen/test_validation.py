@@ -97,3 +97,19 @@ def test_the_prompt_limit_is_a_server_setting(start_server, auth, make_request):
 
     assert "prompt is 15 characters; the limit is 10" in error.value.details()
     assert "max_tokens must be between 1 and 5, got 6" in error.value.details()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
+def test_undecodable_request_bytes_are_refused_with_invalid_argument_on_both_methods(start_server, auth, method):
+    server = start_server()
+    raw = server.channel().unary_unary if method == "Generate" else server.channel().unary_stream
+    call = raw(f"/contentgen.v1.ContentGeneration/{method}", request_serializer=None, response_deserializer=None)
+
+    with pytest.raises(grpc.RpcError) as refused:
+        result = call(b"\xff\xff\xff\xff not a protobuf", metadata=auth, timeout=10)
+        if method == "GenerateStream":
+            list(result)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid contentgen.v1.GenerateRequest" in refused.value.details()

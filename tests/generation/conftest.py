@@ -8,6 +8,7 @@ them too, through ``settings.CONTENTGEN``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from quantumquill.devstack.stack import REPO_ROOT
+from quantumquill.devstack.redis import RedisServer
+from quantumquill.devstack.stack import REPO_ROOT, stack_from_state
 from tests.conftest import child_env, raw_rows
 from tests.contentgen.conftest import (
     TOKEN,
@@ -41,7 +43,11 @@ TUNING = {
     "CONTENTGEN_BREAKER_RESET_SECONDS": "1",
     "CONTENTGEN_STREAM_POLL_SECONDS": "0.1",
     "CONTENTGEN_JOB_MAX_ATTEMPTS": "10",
+    # The sweeper is off unless a test turns it on (it would re-send what a test leaves queued on purpose).
+    "CONTENTGEN_SWEEP_INTERVAL_SECONDS": "0",
 }
+# The sweeper, for the tests that turn it on: every second, jobs overdue by 2 s.
+SWEEPER = {"CONTENTGEN_SWEEP_INTERVAL_SECONDS": "1", "CONTENTGEN_SWEEP_OVERDUE_SECONDS": "2"}
 # Token pacing that keeps a short generation in flight for a second or two.
 PACED_MS = 40
 
@@ -259,3 +265,19 @@ def access_log(server: ServerProcess, method: str) -> list[dict[str, Any]]:
         if entry.get("message") == "rpc" and entry.get("method") == method:
             lines.append(entry)
     return lines
+
+
+@pytest.fixture
+def redis_servers() -> Iterator[dict[str, RedisServer]]:
+    """The test stack's cache, broker and session Redis; all running again after the test."""
+    stack = stack_from_state()
+    servers = {"cache": stack.redis(), "broker": stack.redis_broker(), "sessions": stack.redis_sessions()}
+    yield servers
+    for server in servers.values():
+        server.start()
+
+
+def kill_redis(server: RedisServer) -> None:
+    """SIGKILL: no shutdown save, only what the append-only file already holds survives."""
+    os.kill(int(server.pid_file.read_text().strip()), signal.SIGKILL)
+    wait_until(lambda: not server.is_running(), what=f"{server.name} to die")
