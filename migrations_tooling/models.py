@@ -169,3 +169,21 @@ class VerifyChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.table} chunk {self.seq} ({self.outcome})"
+
+
+class LagSample(models.Model):
+    """Replication lag of a move as a command that drives it saw it (the console draws these over time)."""
+
+    move = models.ForeignKey(MoveRange, on_delete=models.CASCADE, related_name="lag_samples")
+    at = models.DateTimeField(auto_now_add=True)
+    phase = models.CharField(max_length=20)
+    lag_bytes = models.BigIntegerField(null=True, blank=True)
+    lag_seconds = models.FloatField(null=True, blank=True)
+    rows_copied = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["move", "id"]
+        indexes = [models.Index(fields=["move", "at"], name="lagsample_move_at")]
+
+    def __str__(self) -> str:
+        return f"lag of move {self.move_id} at {self.at:%H:%M:%S}: {self.lag_bytes} B"

@@ -11,20 +11,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import psycopg
 from django.db import connections, transaction
 from django.utils import timezone
 from psycopg import sql
 
 from shardrouter.conf import get_settings as shardrouter_settings
 
-from . import cutover, fence, phases, replication
+from . import cutover, fence, phases, replication, selectors
 from .conf import get_settings
 from .copying import refresh_copy_state
 from .errors import MoveError
 from .hooks import pause_point
 from .maps import route_range
-from .models import MoveEvent, MoveRange, MoveTable, VerifyRun
-from .pgconn import pool
+from .models import LagSample, MoveEvent, MoveRange, MoveTable, VerifyRun
+from .pgconn import Pool, pool
 from .phases import require_phase
 from .planning import MovePlan, check_servers, label, overlapping_moves, validate_request
 from .progress import Meter, Reporter
@@ -138,16 +139,36 @@ def move_refresh(move: MoveRange) -> MoveRange:
     move.refresh_from_db()
     with pool() as db:
         refresh_copy_state(move, db[move.target])
+        _record_lag_sample(move, db)
     return move
+
+
+LAG_SAMPLE_EVERY_SECONDS = 1.0
+
+
+def _record_lag_sample(move: MoveRange, db: Pool) -> None:
+    """Keep the lag the publisher reports now, at most once a second per move (the console charts them)."""
+    channel = selectors.channel_for(move)
+    if channel is None:
+        return
+    last = LagSample.objects.filter(move=move).order_by("-id").values_list("at", flat=True).first()
+    if last is not None and (timezone.now() - last).total_seconds() < LAG_SAMPLE_EVERY_SECONDS:
+        return
+    try:
+        lag = replication.lag(db[channel.publisher], channel)
+    except psycopg.Error:
+        return  # a server that does not answer now; status says so, the chart has a gap
+    rows = sum(MoveTable.objects.filter(move=move).values_list("rows_copied", flat=True))
+    LagSample.objects.create(
+        move=move, phase=move.phase, lag_bytes=lag.bytes, lag_seconds=lag.seconds, rows_copied=rows
+    )
 
 
 def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> MoveRange:
     """Report copy progress until the copy is done (``start --wait``); the servers do the work."""
-    from .selectors import move_status
-
     while True:
         move = move_refresh(move)
-        status = move_status(move)
+        status = selectors.move_status(move)
         if status.phase != phases.INITIAL:
             reporter.info(f"Move {move.id} copied; now {status.phase}.")
             return move

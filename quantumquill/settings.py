@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Live data moves: `manage.py shardmove`.
     "migrations_tooling",
+    "apps.ops",  # the operator console under /ops/ (staff only, read-only)
 ]
 
 MIDDLEWARE = [
