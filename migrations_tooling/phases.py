@@ -221,6 +221,6 @@ def next_steps(move: MoveRange) -> list[str]:
     """The exact commands an operator would run next for ``move``, most likely first."""
     step = move.step or ""
     for ending in ("complete", "cancel"):
-        if move.phase in (p for p in NEXT_STEPS if p not in FINAL) and step.startswith(ending):
+        if Phase(move.phase) not in FINAL and step.startswith(ending):
             return [f"manage.py shardmove {ending} {move.id}"]  # an interrupted ending is finished by re-running it
     return [command.format(id=move.id) for command in NEXT_STEPS[Phase(move.phase)]]

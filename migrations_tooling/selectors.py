@@ -18,6 +18,7 @@ from . import fence, phases, replication
 from .copying import copy_finished, observe_copy
 from .errors import MoveError
 from .maps import traffic
+from .mirror import mirror_summary
 from .models import ACTIVE_PHASES, MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
 from .pgconn import Pool, pool
 from .planning import collision_message, id_collisions, label
@@ -87,6 +88,7 @@ class MoveStatus:
     events: list[str] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
     age_seconds: float = 0.0
+    mirrored_reads: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -131,6 +133,13 @@ class MoveStatus:
             f"  last error {self.last_error or '-'}",
         ]
         out += [f"  ! {w}" for w in self.warnings]
+        if self.mirrored_reads.get("reads") or self.mirrored_reads.get("dropped"):
+            m = self.mirrored_reads
+            ratio = f"{m['latency_ratio']:.2f}" if m["latency_ratio"] is not None else "?"
+            out.append(
+                f"  mirrored  {m['reads']:,} read(s), {m['mismatches']} mismatch(es) ({m['recent_mismatches']} recent), "
+                f"{m['dropped']:,} dropped, latency target/source {ratio}"
+            )
         if self.events:
             out.append("  recent:")
             out += [f"    {e}" for e in self.events]
@@ -296,6 +305,7 @@ def move_status(move: MoveRange) -> MoveStatus:
         warnings=seen.warnings,
         events=events,
         next_steps=_next_steps(move, seen),
+        mirrored_reads=asdict(mirror_summary(move)),
         age_seconds=round((timezone.now() - move.created_at).total_seconds(), 3),
     )
 

@@ -24,7 +24,8 @@ from .copying import refresh_copy_state
 from .errors import MoveError
 from .hooks import pause_point
 from .maps import route_range
-from .models import LagSample, MoveEvent, MoveRange, MoveTable, VerifyRun
+from .mirror import mirror_summary
+from .models import LagSample, MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
 from .pgconn import Pool, pool
 from .phases import require_phase
 from .planning import MovePlan, check_servers, label, overlapping_moves, validate_request
@@ -179,10 +180,34 @@ def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> Mo
         time.sleep(poll)
 
 
-def move_switch_reads(move: MoveRange, *, reporter: Reporter, back: bool, max_lag: float, dry_run: bool) -> bool:
+def move_switch_reads(
+    move: MoveRange, *, reporter: Reporter, back: bool, max_lag: float, dry_run: bool, force: bool = False
+) -> bool:
     with driving(move, reporter) as work:
         refresh_copy_state(work.move, work.target)
+        if not back and work.move.phase in (Phase.CATCHING_UP, Phase.ROLLED_BACK):
+            _refuse_on_mirror_mismatches(work.move, reporter, force=force)
         return cutover.switch_reads(work, back=back, max_lag=max_lag, dry_run=dry_run)
+
+
+def _refuse_on_mirror_mismatches(move: MoveRange, reporter: Reporter, *, force: bool) -> None:
+    """Mirrored reads that differed (after replication caught up) within the window block the switch."""
+    found = mirror_summary(move)
+    if not found.recent_mismatches:
+        return
+    sites = "; ".join(found.call_sites[:5])
+    message = (
+        f"{found.recent_mismatches} mirrored read(s) of move {move.id} returned different rows on {move.target} "
+        f"than on {move.source} in the last {get_settings().mirror_mismatch_window:.0f} s, after replication had "
+        f"caught up (call sites: {sites})."
+    )
+    if force:
+        reporter.warning(message + " Switching anyway (--force).")
+        return
+    raise MoveError(
+        message + f" Run `shardmove verify {move.id} --restart` to find the rows that differ and fix them; "
+        "switch reads once no new mismatch shows, or pass --force to switch anyway."
+    )
 
 
 def move_switch_writes(

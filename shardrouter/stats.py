@@ -22,7 +22,12 @@ WEIGHTS = ("rows", "bytes", "writes")
 
 
 def _table_names() -> list[tuple[str, str]]:
-    return [(m._meta.db_table, m._meta.get_field(require_shard_key(m)).column) for m in sharded_models()]
+    """(table, shard key column) of every sharded model."""
+    out = []
+    for model in sharded_models():
+        key = model._meta.get_field(require_shard_key(model))
+        out.append((model._meta.db_table, str(getattr(key, "column", key.name))))
+    return out
 
 
 def user_weights(

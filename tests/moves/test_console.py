@@ -143,4 +143,3 @@ def test_a_move_page_follows_a_whole_move_live_with_the_numbers_of_the_journal(
         page.goto(f"{app_server.url}/ops/")
         expect(page.locator("#ranges")).to_contain_text("shard3")
         connections.close_all()  # opened while Playwright's loop ran: Django's teardown would not see them
-

@@ -140,6 +140,9 @@ class Command(BaseCommand):
         reads.add_argument("--back", action="store_true", help="route reads back to the source")
         reads.add_argument("--max-lag", type=float, default=config.max_lag, help="refuse above this lag (seconds)")
         reads.add_argument("--dry-run", action="store_true", help="show what would change")
+        reads.add_argument(
+            "--force", action="store_true", help="switch even though mirrored reads found rows that differ"
+        )
 
         for name, text in (
             ("switch-writes", "cut writes over to the target (short database-enforced freeze)"),
@@ -333,9 +336,13 @@ class Command(BaseCommand):
             )
         self.stdout.write(self.style.SUCCESS("Both sides hold the same rows."))
 
-    def handle_switch_reads(self, *, move: str | None, back: bool, max_lag: float, dry_run: bool, **_: Any) -> None:
+    def handle_switch_reads(
+        self, *, move: str | None, back: bool, max_lag: float, dry_run: bool, force: bool = False, **_: Any
+    ) -> None:
         record = selectors.move_get(move)
-        if services.move_switch_reads(record, reporter=self.reporter, back=back, max_lag=max_lag, dry_run=dry_run):
+        if services.move_switch_reads(
+            record, reporter=self.reporter, back=back, max_lag=max_lag, dry_run=dry_run, force=force
+        ):
             self.stdout.write(self.style.SUCCESS("Done; processes pick up the new map within about a second."))
 
     def handle_switch_writes(self, **options: Any) -> None:
