@@ -7,10 +7,12 @@ queue drops the sample and counts it. One background thread per process runs
 each sampled query on the target, times it and compares ordered row checksums.
 
 A difference may be a row written a moment ago that replication has not
-applied yet. So before calling it a mismatch the thread waits (up to
-``CATCH_UP_SECONDS``) until the target has confirmed the source's current WAL
-position, then reads both sides again; only a difference that survives that is
-recorded, with the query's call site and row counts, never row data.
+applied yet. So before calling it a mismatch the thread reads the source again
+in one snapshot, waits (up to ``CATCH_UP_SECONDS``) until the target has
+applied the source's WAL up to that snapshot, reads the target and compares
+row by row, leaving out the rows the fence's change log shows were written
+after the snapshot (in flux, as ``verify`` does); only a difference that
+survives that is recorded, with the query's call site and row counts, never row data.
 ``switch-reads`` refuses while recent mismatches exist.
 """
 
@@ -29,7 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from django.db import connections, models
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -171,30 +173,93 @@ def _run_on(queryset: models.QuerySet[Any], alias: str) -> tuple[str, int, float
     return rows_checksum(rows), len(rows), time.perf_counter() - started
 
 
-def _caught_up(move: _Mirrored) -> tuple[bool, int | None]:
-    """Wait until the target confirmed the source's current WAL position; (caught up, lag bytes at the start)."""
+def _row_hashes(rows: list[Any]) -> dict[Any, str]:
+    return {getattr(row, "pk", n): rows_checksum([row]) for n, row in enumerate(rows)}
+
+
+def _source_snapshot(queryset: models.QuerySet[Any], alias: str) -> tuple[str, str, dict[Any, str]]:
+    """The rows as of one snapshot of the source: (pg_snapshot, WAL position after it, pk -> row hash)."""
+    with transaction.atomic(using=alias):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT pg_current_snapshot()::text")
+            snapshot = cursor.fetchone()[0]  # type: ignore[index]
+            rows = list(queryset.using(alias))
+            cursor.execute("SELECT pg_current_wal_lsn()::text")
+            position = cursor.fetchone()[0]  # type: ignore[index]
+    return snapshot, position, _row_hashes(rows)
+
+
+def _wait_for(move: _Mirrored, position: str) -> bool:
+    """Wait (up to CATCH_UP_SECONDS) until the target confirmed the source's WAL up to ``position``."""
     channel = forward(move.move_id, move.source, move.target)
     deadline = time.monotonic() + CATCH_UP_SECONDS
     with pool() as db:
-        conn = db[move.source]
-        row = conn.execute(
-            "SELECT pg_current_wal_lsn(), pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
-            "FROM pg_replication_slots WHERE slot_name = %s",
-            [channel.name],
-        ).fetchone()
-        if row is None:
-            return False, None
-        position, lag = row
         while True:
-            done = conn.execute(
-                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
-                [str(position), channel.name],
-            ).fetchone()
-            if done and done[0]:
-                return True, int(lag or 0)
+            done = (
+                db[move.source]
+                .execute(
+                    "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                    [position, channel.name],
+                )
+                .fetchone()
+            )
+            if done is None:
+                return False  # no slot: the move went on; no verdict
+            if done[0]:
+                return True
             if time.monotonic() > deadline:
-                return False, int(lag or 0)
+                return False
             time.sleep(0.02)
+
+
+def _changed_since(move: _Mirrored, table: str, ids: list[Any], snapshot: str) -> set[Any]:
+    """Rows of ``ids`` written on the source after ``snapshot`` (the fence's change log has every such write)."""
+    with pool() as db:
+        rows = (
+            db[move.source]
+            .execute(
+                "SELECT DISTINCT row_id FROM qq_move_change WHERE move_id = %s AND table_name = %s "
+                "AND row_id = ANY(%s) AND NOT pg_visible_in_snapshot(xid, %s::pg_snapshot)",
+                [move.move_id, table, ids, snapshot],
+            )
+            .fetchall()
+        )
+    return {row[0] for row in rows}
+
+
+def _recheck(job: _Job) -> MirrorMismatch | None:
+    """Compare the rows exactly as of one snapshot of the source, ignoring the rows written since.
+
+    Reads the source in one REPEATABLE READ snapshot, waits until the target
+    has applied everything up to it, reads the target, and compares row by row.
+    A row that differs but was written on the source after the snapshot is in
+    flux (the target may simply be newer), as ``verify`` treats it; any other
+    difference is a mismatch. A query with a LIMIT whose rows are in flux gets
+    no verdict (new rows shift its window).
+    """
+    move = job.move
+    table = job.queryset.model._meta.db_table
+    snapshot, position, source = _source_snapshot(job.queryset, move.source)
+    if not _wait_for(move, position):
+        return None  # replication lags (status shows it): no verdict on the rows
+    target = _row_hashes(list(job.queryset.using(move.target)))
+    differing = [pk for pk in source.keys() | target.keys() if source.get(pk) != target.get(pk)]
+    if not differing:
+        return None
+    in_flux = _changed_since(move, table, differing, snapshot)
+    if in_flux and (job.queryset.query.low_mark or job.queryset.query.high_mark is not None):
+        return None
+    if not set(differing) - in_flux:
+        return None
+    return MirrorMismatch(
+        move_id=move.move_id,
+        table=table,
+        call_site=job.call_site[:500],
+        source_rows=len(source),
+        target_rows=len(target),
+        lag_bytes=None,
+    )
 
 
 def compare(job: _Job, state: Mirror) -> None:
@@ -204,23 +269,9 @@ def compare(job: _Job, state: Mirror) -> None:
     mismatch: MirrorMismatch | None = None
     if checksum != job.checksum:
         try:
-            caught_up, lag = _caught_up(move)
-        except psycopg.Error as exc:
-            logger.warning("Mirrored read of move %s: cannot check replication: %s", move.move_id, exc)
-            caught_up, lag = False, None
-        if caught_up:
-            source_checksum, source_rows, _ = _run_on(job.queryset, move.source)
-            target_checksum, target_rows, _ = _run_on(job.queryset, move.target)
-            if source_checksum != target_checksum:
-                mismatch = MirrorMismatch(
-                    move_id=move.move_id,
-                    table=job.queryset.model._meta.db_table,
-                    call_site=job.call_site[:500],
-                    source_rows=source_rows,
-                    target_rows=target_rows,
-                    lag_bytes=lag,
-                )
-        # Not caught up within CATCH_UP_SECONDS: replication lags, which status shows; no verdict on the rows.
+            mismatch = _recheck(job)
+        except (psycopg.Error, DatabaseError) as exc:
+            logger.warning("Mirrored read of move %s: cannot re-check it: %s", move.move_id, exc)
     MirrorStats.objects.get_or_create(move_id=move.move_id)
     MirrorStats.objects.filter(move_id=move.move_id).update(
         reads=F("reads") + 1,
