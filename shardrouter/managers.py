@@ -54,11 +54,12 @@ class ShardedQuerySet(models.QuerySet[_M]):
         seconds = time.perf_counter() - started
         key = self._hints.get("shard_key")  # type: ignore[attr-defined]
         key = current_shard_key() if key is None else key
-        if key is None:
+        rows = self._result_cache  # type: ignore[attr-defined]
+        if key is None or rows is None:
             return
         for observer in observers:
             try:
-                observer(self, self.db, key, self._result_cache, seconds)  # type: ignore[attr-defined]
+                observer(self, self.db, key, list(rows), seconds)
             except Exception:  # an observer never fails the read it watches
                 logger.exception("Read observer %r failed", observer)
 

@@ -32,11 +32,11 @@ def staff(make_user: Any) -> Any:
 
 
 def test_the_console_is_for_staff_only(make_user: Any, staff: Any) -> None:
+    member = Client()
+    member.force_login(make_user(8, "member"))
     for path in ("/ops/", "/ops/moves/", "/ops/advice/", "/ops/moves/1/", "/ops/moves/1/live"):
         anonymous = Client().get(path)
         assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/"), path
-        member = Client()
-        member.force_login(make_user(8 + len(path), f"member{len(path)}"))
         assert member.get(path).status_code == 403, path
     operator = Client()
     operator.force_login(staff)

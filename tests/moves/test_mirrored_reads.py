@@ -77,13 +77,14 @@ def test_a_row_altered_on_the_target_is_caught_and_blocks_switch_reads(caplog: p
     assert MoveRange.objects.get(id=move.id).phase == "reads_switched"
 
 
-def test_a_clean_move_under_write_load_has_no_mismatch() -> None:
+def test_a_clean_move_under_write_load_has_no_mismatch(settings: Any) -> None:
+    settings.SHARDMOVE = {"MIRROR_READS_SHARE": 0.3}
     ledger = Ledger()
     users = [10, 20, 30, 40, 50, 60]
     seed(ledger, "shard1", users, per_user=5)
     move = catching_up_move()
     with Load(ledger, users, threads=2, pause=0.005) as load:
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             read_users(users, rounds=1)
         load.wait_for_writes(20)
