@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .advisor import Advice, advise, choose_databases
-from .conf import get_settings
 from .errors import ShardMapError
 from .keyspace import ShardMap, ShardRange, assign_range, describe_diff, format_key, split_by_range
 from .router import require_shard_key, sharded_models
 from .shardmap import apply_map, load_map_from_database
-from .stats import user_weights
 
 # A guard gets (lo, hi) of a planned edit and raises ShardMapError if the edit must wait
 # (for example while a live move owns the range). Configured in SHARDROUTER["MAP_EDIT_GUARDS"].
@@ -84,12 +81,3 @@ def shardmap_apply_edit(*, edit: MapEdit, reason: str, allow_stranded_rows: bool
             "Move them with `manage.py shardmove` instead, or pass --allow-stranded-rows if they are disposable."
         )
     return apply_map(edit.ranges, expected_version=edit.base.version, reason=reason)
-
-
-def shardmap_advise(*, shards: int | None, by: str, window_seconds: float = 3600) -> Advice:
-    """Moves that would even the load by ``by`` over ``shards`` databases; reads only, changes nothing."""
-    base = load_map_from_database()
-    config = get_settings()
-    databases = choose_databases(base.ranges, sorted(config.shard_databases), shards, control=config.control_database)
-    weights = user_weights(base.ranges, by=by, window_seconds=window_seconds)
-    return advise(ranges=base.ranges, weights=weights, databases=databases, by=by)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -130,6 +131,8 @@ def test_a_move_page_follows_a_whole_move_live_with_the_numbers_of_the_journal(
         event = MoveEvent.objects.filter(move=move, kind="cut-over").exclude(data={}).get()
         freeze_ms = round(event.data["freeze"] * 1000, 1)
         expect(page.locator("#freezes .freeze-ms")).to_have_text(f"{freeze_ms} ms", timeout=15_000)
+        if os.environ.get("QQ_SCREENSHOTS"):
+            page.screenshot(path=os.path.join(os.environ["QQ_SCREENSHOTS"], "ops-move.png"), full_page=True)
 
         shardmove("complete", str(move.id))
         expect(page.locator("#phase")).to_have_text("complete", timeout=15_000)
@@ -142,4 +145,6 @@ def test_a_move_page_follows_a_whole_move_live_with_the_numbers_of_the_journal(
         expect(page.locator("#moves")).to_contain_text("complete")
         page.goto(f"{app_server.url}/ops/")
         expect(page.locator("#ranges")).to_contain_text("shard3")
+        if os.environ.get("QQ_SCREENSHOTS"):
+            page.screenshot(path=os.path.join(os.environ["QQ_SCREENSHOTS"], "ops-map.png"), full_page=True)
         connections.close_all()  # opened while Playwright's loop ran: Django's teardown would not see them
