@@ -17,6 +17,9 @@ class MoveSettings:
     delete_batch_rows: int
     delete_pause: float
     changed_keys_in_freeze: int
+    mirror_reads_share: float
+    mirror_queue_size: int
+    mirror_mismatch_window: float
 
 
 def get_settings() -> MoveSettings:
@@ -35,4 +38,10 @@ def get_settings() -> MoveSettings:
         delete_pause=float(raw.get("DELETE_PAUSE_SECONDS", 0.02)),
         # Before freezing, re-verify changed rows until at most this many are left for the freeze.
         changed_keys_in_freeze=int(raw.get("CHANGED_KEYS_IN_FREEZE", 500)),
+        # Share (0..1) of routed reads of a catching_up range also run on the target and compared.
+        mirror_reads_share=min(1.0, max(0.0, float(raw.get("MIRROR_READS_SHARE", 0.0)))),
+        # Mirrored reads waiting per process; more are dropped (and counted), never waited for.
+        mirror_queue_size=max(1, int(raw.get("MIRROR_QUEUE_SIZE", 1000))),
+        # switch-reads refuses while a mirrored read mismatched within this many seconds (unless --force).
+        mirror_mismatch_window=float(raw.get("MIRROR_MISMATCH_WINDOW_SECONDS", 600.0)),
     )

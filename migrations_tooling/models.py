@@ -169,3 +169,54 @@ class VerifyChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.table} chunk {self.seq} ({self.outcome})"
+
+
+class LagSample(models.Model):
+    """Replication lag of a move as a command that drives it saw it (the console draws these over time)."""
+
+    move = models.ForeignKey(MoveRange, on_delete=models.CASCADE, related_name="lag_samples")
+    at = models.DateTimeField(auto_now_add=True)
+    phase = models.CharField(max_length=20)
+    lag_bytes = models.BigIntegerField(null=True, blank=True)
+    lag_seconds = models.FloatField(null=True, blank=True)
+    rows_copied = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["move", "id"]
+        indexes = [models.Index(fields=["move", "at"], name="lagsample_move_at")]
+
+    def __str__(self) -> str:
+        return f"lag of move {self.move_id} at {self.at:%H:%M:%S}: {self.lag_bytes} B"
+
+
+class MirrorStats(models.Model):
+    """Mirrored reads of a move (reads of the range also run on the target while catching up), summed."""
+
+    move = models.OneToOneField(MoveRange, on_delete=models.CASCADE, related_name="mirror_stats")
+    reads = models.BigIntegerField(default=0)
+    mismatches = models.BigIntegerField(default=0)
+    dropped = models.BigIntegerField(default=0)  # sampled but not mirrored: the bounded queue was full
+    source_seconds = models.FloatField(default=0.0)
+    target_seconds = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"mirrored reads of move {self.move_id}: {self.reads} ({self.mismatches} mismatching)"
+
+
+class MirrorMismatch(models.Model):
+    """A mirrored read whose rows differed on the target after replication had caught up. No row data is kept."""
+
+    move = models.ForeignKey(MoveRange, on_delete=models.CASCADE, related_name="mirror_mismatches")
+    at = models.DateTimeField(auto_now_add=True)
+    table = models.CharField(max_length=200)
+    call_site = models.CharField(max_length=500)
+    source_rows = models.IntegerField()
+    target_rows = models.IntegerField()
+    lag_bytes = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["move", "id"]
+
+    def __str__(self) -> str:
+        return f"mirror mismatch of move {self.move_id} at {self.call_site}"

@@ -200,3 +200,27 @@ def update_doc(text: str) -> str:
     if not _SECTION.search(text):
         raise MoveError(f"The page has no generated phase diagram: add a line {DOC_BEGIN!r} and one {DOC_END!r}.")
     return _SECTION.sub(lambda _match: doc_section(), text, count=1)
+
+
+# What an operator runs next in each phase ({id}: the move). The console and `--format json` show these.
+NEXT_STEPS: Mapping[Phase, tuple[str, ...]] = {
+    Phase.COPYING: ("manage.py shardmove refresh {id}", "manage.py shardmove status {id} --watch"),
+    Phase.CATCHING_UP: ("manage.py shardmove verify {id}", "manage.py shardmove switch-reads {id}"),
+    Phase.READS_SWITCHED: (
+        "manage.py shardmove switch-writes {id} --dry-run",
+        "manage.py shardmove switch-writes {id}",
+    ),
+    Phase.WRITES_SWITCHED: ("manage.py shardmove complete {id} --dry-run", "manage.py shardmove complete {id}"),
+    Phase.ROLLED_BACK: ("manage.py shardmove switch-reads {id}", "manage.py shardmove cancel {id}"),
+    Phase.COMPLETE: (),
+    Phase.CANCELLED: (),
+}
+
+
+def next_steps(move: MoveRange) -> list[str]:
+    """The exact commands an operator would run next for ``move``, most likely first."""
+    step = move.step or ""
+    for ending in ("complete", "cancel"):
+        if Phase(move.phase) not in FINAL and step.startswith(ending):
+            return [f"manage.py shardmove {ending} {move.id}"]  # an interrupted ending is finished by re-running it
+    return [command.format(id=move.id) for command in NEXT_STEPS[Phase(move.phase)]]

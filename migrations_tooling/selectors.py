@@ -14,10 +14,11 @@ from typing import Any
 import psycopg
 from django.utils import timezone
 
-from . import fence, replication
+from . import fence, phases, replication
 from .copying import copy_finished, observe_copy
 from .errors import MoveError
 from .maps import traffic
+from .mirror import mirror_summary
 from .models import ACTIVE_PHASES, MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
 from .pgconn import Pool, pool
 from .planning import collision_message, id_collisions, label
@@ -85,6 +86,9 @@ class MoveStatus:
     copy_error: str = ""  # why the initial copy keeps failing (it is then not progressing: no ETA)
     warnings: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+    age_seconds: float = 0.0
+    mirrored_reads: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,13 +133,21 @@ class MoveStatus:
             f"  last error {self.last_error or '-'}",
         ]
         out += [f"  ! {w}" for w in self.warnings]
+        if self.mirrored_reads.get("reads") or self.mirrored_reads.get("dropped"):
+            m = self.mirrored_reads
+            ratio = f"{m['latency_ratio']:.2f}" if m["latency_ratio"] is not None else "?"
+            out.append(
+                f"  mirrored  {m['reads']:,} read(s), {m['mismatches']} mismatch(es) ({m['recent_mismatches']} recent), "
+                f"{m['dropped']:,} dropped, latency target/source {ratio}"
+            )
         if self.events:
             out.append("  recent:")
             out += [f"    {e}" for e in self.events]
         return out
 
 
-def _channel_for(move: MoveRange) -> replication.Channel | None:
+def channel_for(move: MoveRange) -> replication.Channel | None:
+    """The replication channel that keeps the move's other side current in its phase (None: there is none)."""
     if _ending(move):
         return None  # cancel and complete drop replication first: no slot is expected any more
     if move.phase in (Phase.COPYING, Phase.CATCHING_UP, Phase.READS_SWITCHED, Phase.ROLLED_BACK):
@@ -167,7 +179,7 @@ class _Observed:
 
 def _observe(move: MoveRange, db: Pool) -> _Observed:
     seen = _Observed()
-    channel = _channel_for(move)
+    channel = channel_for(move)
     try:
         seen.syncs = observe_copy(move, db[move.target])
     except psycopg.Error as exc:
@@ -241,7 +253,7 @@ def move_status(move: MoveRange) -> MoveStatus:
     move.refresh_from_db()
     with pool() as db:
         seen = _observe(move, db)
-    channel = _channel_for(move)
+    channel = channel_for(move)
     tables = _table_statuses(move, seen.syncs)
     copied = sum(t.rows_copied for t in tables)
     total = max(sum(t.rows_total for t in tables), copied)
@@ -292,7 +304,75 @@ def move_status(move: MoveRange) -> MoveStatus:
         copy_error=seen.copy_error,
         warnings=seen.warnings,
         events=events,
+        next_steps=_next_steps(move, seen),
+        mirrored_reads=asdict(mirror_summary(move)),
+        age_seconds=round((timezone.now() - move.created_at).total_seconds(), 3),
     )
+
+
+def _next_steps(move: MoveRange, seen: _Observed) -> list[str]:
+    if move.phase == Phase.COPYING and copy_finished(seen.syncs):
+        return [f"manage.py shardmove refresh {move.id}"]
+    if move.phase == Phase.COPYING and seen.copy_error:
+        return [f"manage.py shardmove status {move.id}", f"manage.py shardmove cancel {move.id}"]
+    return phases.next_steps(move)
+
+
+@dataclass
+class MoveSummary:
+    """One line of ``shardmove list``: every move, with its phase, age and lag."""
+
+    id: int
+    range: str
+    lo: int
+    hi: int
+    source: str
+    target: str
+    phase: str
+    step: str
+    age_seconds: float
+    phase_age_seconds: float
+    lag_bytes: int | None
+    lag_seconds: float | None
+    last_error: str
+    next_steps: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def move_list(*, active_only: bool = False) -> list[MoveSummary]:
+    """Every move (or the active ones), oldest first; the lag is read from the servers for active moves only."""
+    now = timezone.now()
+    out: list[MoveSummary] = []
+    with pool() as db:
+        for move in moves_to_show(all_moves=not active_only):
+            lag = replication.Lag(None, None, False)
+            channel = channel_for(move)
+            if channel is not None:
+                try:
+                    lag = replication.lag(db[channel.publisher], channel)
+                except psycopg.Error:
+                    pass  # shown as unknown (null); `status` names the server that does not answer
+            out.append(
+                MoveSummary(
+                    id=move.id,
+                    range=label(move.lo, move.hi),
+                    lo=move.lo,
+                    hi=move.hi,
+                    source=move.source,
+                    target=move.target,
+                    phase=move.phase,
+                    step=move.step,
+                    age_seconds=round((now - move.created_at).total_seconds(), 3),
+                    phase_age_seconds=round((now - move.phase_changed_at).total_seconds(), 3),
+                    lag_bytes=lag.bytes,
+                    lag_seconds=lag.seconds,
+                    last_error=move.last_error,
+                    next_steps=phases.next_steps(move),
+                )
+            )
+    return out
 
 
 def _fence_warnings(move: MoveRange, db: Any) -> list[str]:

@@ -11,20 +11,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import psycopg
 from django.db import connections, transaction
 from django.utils import timezone
 from psycopg import sql
 
 from shardrouter.conf import get_settings as shardrouter_settings
 
-from . import cutover, fence, phases, replication
+from . import cutover, fence, phases, replication, selectors
 from .conf import get_settings
 from .copying import refresh_copy_state
 from .errors import MoveError
 from .hooks import pause_point
 from .maps import route_range
-from .models import MoveEvent, MoveRange, MoveTable, VerifyRun
-from .pgconn import pool
+from .mirror import mirror_summary
+from .models import LagSample, MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
+from .pgconn import Pool, pool
 from .phases import require_phase
 from .planning import MovePlan, check_servers, label, overlapping_moves, validate_request
 from .progress import Meter, Reporter
@@ -138,16 +140,36 @@ def move_refresh(move: MoveRange) -> MoveRange:
     move.refresh_from_db()
     with pool() as db:
         refresh_copy_state(move, db[move.target])
+        _record_lag_sample(move, db)
     return move
+
+
+LAG_SAMPLE_EVERY_SECONDS = 1.0
+
+
+def _record_lag_sample(move: MoveRange, db: Pool) -> None:
+    """Keep the lag the publisher reports now, at most once a second per move (the console charts them)."""
+    channel = selectors.channel_for(move)
+    if channel is None:
+        return
+    last = LagSample.objects.filter(move=move).order_by("-id").values_list("at", flat=True).first()
+    if last is not None and (timezone.now() - last).total_seconds() < LAG_SAMPLE_EVERY_SECONDS:
+        return
+    try:
+        lag = replication.lag(db[channel.publisher], channel)
+    except psycopg.Error:
+        return  # a server that does not answer now; status says so, the chart has a gap
+    rows = sum(MoveTable.objects.filter(move=move).values_list("rows_copied", flat=True))
+    LagSample.objects.create(
+        move=move, phase=move.phase, lag_bytes=lag.bytes, lag_seconds=lag.seconds, rows_copied=rows
+    )
 
 
 def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> MoveRange:
     """Report copy progress until the copy is done (``start --wait``); the servers do the work."""
-    from .selectors import move_status
-
     while True:
         move = move_refresh(move)
-        status = move_status(move)
+        status = selectors.move_status(move)
         if status.phase != phases.INITIAL:
             reporter.info(f"Move {move.id} copied; now {status.phase}.")
             return move
@@ -158,10 +180,34 @@ def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> Mo
         time.sleep(poll)
 
 
-def move_switch_reads(move: MoveRange, *, reporter: Reporter, back: bool, max_lag: float, dry_run: bool) -> bool:
+def move_switch_reads(
+    move: MoveRange, *, reporter: Reporter, back: bool, max_lag: float, dry_run: bool, force: bool = False
+) -> bool:
     with driving(move, reporter) as work:
         refresh_copy_state(work.move, work.target)
+        if not back and work.move.phase in (Phase.CATCHING_UP, Phase.ROLLED_BACK):
+            _refuse_on_mirror_mismatches(work.move, reporter, force=force)
         return cutover.switch_reads(work, back=back, max_lag=max_lag, dry_run=dry_run)
+
+
+def _refuse_on_mirror_mismatches(move: MoveRange, reporter: Reporter, *, force: bool) -> None:
+    """Mirrored reads that differed (after replication caught up) within the window block the switch."""
+    found = mirror_summary(move)
+    if not found.recent_mismatches:
+        return
+    sites = "; ".join(found.call_sites[:5])
+    message = (
+        f"{found.recent_mismatches} mirrored read(s) of move {move.id} returned different rows on {move.target} "
+        f"than on {move.source} in the last {get_settings().mirror_mismatch_window:.0f} s, after replication had "
+        f"caught up (call sites: {sites})."
+    )
+    if force:
+        reporter.warning(message + " Switching anyway (--force).")
+        return
+    raise MoveError(
+        message + f" Run `shardmove verify {move.id} --restart` to find the rows that differ and fix them; "
+        "switch reads once no new mismatch shows, or pass --force to switch anyway."
+    )
 
 
 def move_switch_writes(

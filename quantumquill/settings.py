@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Live data moves: `manage.py shardmove`.
     "migrations_tooling",
+    "apps.ops",  # the operator console under /ops/ (staff only, read-only)
 ]
 
 MIDDLEWARE = [
@@ -147,6 +148,10 @@ SHARDROUTER: dict[str, Any] = {
 }
 # Live data moves: `shardmap assign` refuses ranges a move owns.
 SHARDROUTER["MAP_EDIT_GUARDS"] = ["migrations_tooling.guards.refuse_ranges_of_active_moves"]
+# Mirrored reads while a move catches up: this share (0..1) of the range's routed reads also runs on the target,
+# compared in the background (docs/data-moves.md); 0 turns it off.
+SHARDROUTER["READ_OBSERVERS"] = ["migrations_tooling.mirror.observe_read"]
+SHARDMOVE = {"MIRROR_READS_SHARE": env_float("QQ_MIRROR_READS_SHARE", 0.0, minimum=0, maximum=1, environ=_env)}
 
 # --- Redis: the general cache ---------------------------------------------------------------------
 

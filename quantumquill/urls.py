@@ -20,6 +20,7 @@ urlpatterns = [
     path("media/", include("apps.storage.urls")),
     path("api/v1/", include("apps.content.api.urls")),
     path("favicon.ico", favicon, name="favicon"),
+    path("ops/", include("apps.ops.urls")),  # the operator console (staff only, read-only)
 ]
 
 # Under /api/ a page that does not exist answers JSON, like every other API error (apps.security).

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from migrations_tooling import phases, selectors, services
 from migrations_tooling.conf import get_settings
 from migrations_tooling.errors import MoveError
-from migrations_tooling.progress import Reporter, format_bytes
+from migrations_tooling.progress import Reporter, format_bytes, format_duration
 from shardrouter.errors import ShardRouterError
 from shardrouter.keyspace import parse_key
 
@@ -49,6 +49,13 @@ class CommandReporter(Reporter):
         return self.stop.is_set()
 
 
+def plan_next_steps(plan: services.MovePlan, start: str) -> list[str]:
+    """What to run after a plan: follow the move that already covers the range, or start it."""
+    if plan.existing:
+        return [f"manage.py shardmove status {plan.existing.id}"]
+    return [start]
+
+
 def _key(text: str) -> int:
     try:
         return parse_key(text)
@@ -59,7 +66,8 @@ def _key(text: str) -> int:
 class Command(BaseCommand):
     help = (
         "Move a user-ID range between databases while the application keeps serving: plan, start, status, "
-        "refresh, verify, switch-reads, switch-writes, rollback, cancel, complete (and phases, the state diagram). "
+        "refresh, verify, switch-reads, switch-writes, rollback, cancel, complete (and list, every move; phases, the "
+        "state diagram). "
         "See docs/data-moves.md."
     )
 
@@ -74,6 +82,15 @@ class Command(BaseCommand):
             p.add_argument("--batch-rows", type=int, default=config.delete_batch_rows, help="rows deleted per batch")
             p.add_argument("--pause", type=float, default=config.delete_pause, help="seconds to sleep between batches")
 
+        def format_args(p: CommandParser) -> None:
+            p.add_argument(
+                "--format",
+                choices=("text", "json"),
+                default="text",
+                help="output format; json fields are documented in docs/data-moves.md",
+            )
+            p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+
         def range_args(p: CommandParser) -> None:
             p.add_argument("lo", help="first user ID of the range (inclusive)")
             p.add_argument("hi", help="end of the range (exclusive), or MAX")
@@ -81,7 +98,7 @@ class Command(BaseCommand):
 
         plan = sub.add_parser("plan", help="validate a move and show what it would copy; changes nothing")
         range_args(plan)
-        plan.add_argument("--json", action="store_true", help="machine-readable output")
+        format_args(plan)
 
         start = sub.add_parser("start", help="set up change capture and start the copy (returns at once)")
         range_args(start)
@@ -91,14 +108,22 @@ class Command(BaseCommand):
         status = sub.add_parser("status", help="phase, copy progress, lag and traffic of moves (only reads)")
         move_arg(status)
         status.add_argument("--all", action="store_true", help="include finished and cancelled moves")
-        status.add_argument("--json", action="store_true", help="machine-readable output (one object per line)")
+        format_args(status)
         status.add_argument("--watch", action="store_true", help="refresh until interrupted (Ctrl-C)")
         status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch")
+
+        listing = sub.add_parser("list", help="every move with its phase, age and lag (only reads)")
+        listing.add_argument("--active", action="store_true", help="only moves in progress")
+        format_args(listing)
 
         refresh = sub.add_parser(
             "refresh", help="record the copy progress the target reports (a finished copy becomes catching_up)"
         )
         move_arg(refresh)
+        refresh.add_argument(
+            "--watch", action="store_true", help="keep recording progress and lag (the console's chart) until Ctrl-C"
+        )
+        refresh.add_argument("--interval", type=float, default=2.0, help="seconds between records with --watch")
 
         diagram = sub.add_parser("phases", help="print the phase diagram (mermaid), drawn from the state machine")
         diagram.add_argument(
@@ -115,6 +140,9 @@ class Command(BaseCommand):
         reads.add_argument("--back", action="store_true", help="route reads back to the source")
         reads.add_argument("--max-lag", type=float, default=config.max_lag, help="refuse above this lag (seconds)")
         reads.add_argument("--dry-run", action="store_true", help="show what would change")
+        reads.add_argument(
+            "--force", action="store_true", help="switch even though mirrored reads found rows that differ"
+        )
 
         for name, text in (
             ("switch-writes", "cut writes over to the target (short database-enforced freeze)"),
@@ -167,9 +195,10 @@ class Command(BaseCommand):
 
     # --- subcommands -------------------------------------------------------------------------------
 
-    def handle_plan(self, *, lo: str, hi: str, target: str, json: bool = False, **_: Any) -> None:
+    def handle_plan(self, *, lo: str, hi: str, target: str, format: str = "text", **_: Any) -> None:
         plan = services.move_plan(lo=_key(lo), hi=_key(hi), target=target)
-        if json:
+        start = f"manage.py shardmove start {lo} {hi} --to {target} --wait"
+        if format == "json":
             self._json(
                 {
                     "lo": plan.lo,
@@ -181,6 +210,9 @@ class Command(BaseCommand):
                         {"table": t.name, "rows": s.rows, "bytes": s.bytes, "exact": s.exact} for t, s in plan.tables
                     ],
                     "checks": plan.checks,
+                    "rows_total": sum(s.rows for _, s in plan.tables),
+                    "bytes_total": sum(s.bytes for _, s in plan.tables),
+                    "next_steps": plan_next_steps(plan, start),
                 }
             )
             return
@@ -217,7 +249,10 @@ class Command(BaseCommand):
         if wait:
             services.follow_copy(move, self.reporter)
 
-    def handle_status(self, *, move: str | None, all: bool, json: bool, watch: bool, interval: float, **_: Any) -> None:
+    def handle_status(
+        self, *, move: str | None, all: bool, format: str, watch: bool, interval: float, **_: Any
+    ) -> None:
+        json = format == "json"
         while True:
             moves = [selectors.move_get(move)] if move else selectors.moves_to_show(all_moves=all)
             statuses = [selectors.move_status(m) for m in moves]
@@ -234,9 +269,33 @@ class Command(BaseCommand):
             if not json:
                 self.stdout.write("")
 
-    def handle_refresh(self, *, move: str | None, **_: Any) -> None:
-        record = services.move_refresh(selectors.move_get(move))
-        self.stdout.write(selectors.move_status(record).copy_line())
+    def handle_list(self, *, active: bool, format: str, **_: Any) -> None:
+        moves = selectors.move_list(active_only=active)
+        if format == "json":
+            self._json([m.to_json() for m in moves])
+            return
+        if not moves:
+            self.stdout.write("No moves yet. Plan one with `manage.py shardmove plan LO HI --to ALIAS`.")
+            return
+        self.stdout.write(f"{'move':>5}  {'range':<24} {'from -> to':<22} {'phase':<16} {'age':>9}  {'lag':>18}  next")
+        for m in moves:
+            lag = "-"
+            if m.lag_bytes is not None:
+                seconds = f"{m.lag_seconds:.2f} s" if m.lag_seconds is not None else "? s"
+                lag = f"{format_bytes(m.lag_bytes)} / {seconds}"
+            route = f"{m.source} -> {m.target}"
+            self.stdout.write(
+                f"{m.id:>5}  {m.range:<24} {route:<22} {m.phase:<16} {format_duration(m.age_seconds):>9}  {lag:>18}  "
+                f"{m.next_steps[0] if m.next_steps else '-'}"
+            )
+
+    def handle_refresh(self, *, move: str | None, watch: bool = False, interval: float = 2.0, **_: Any) -> None:
+        record = selectors.move_get(move)
+        while True:
+            record = services.move_refresh(record)
+            self.stdout.write(selectors.move_status(record).copy_line())
+            if not watch or record.phase in ("complete", "cancelled") or self.reporter.stop.wait(interval):
+                return
 
     def handle_phases(self, *, update_doc: str | None, **_: Any) -> None:
         if not update_doc:
@@ -277,9 +336,13 @@ class Command(BaseCommand):
             )
         self.stdout.write(self.style.SUCCESS("Both sides hold the same rows."))
 
-    def handle_switch_reads(self, *, move: str | None, back: bool, max_lag: float, dry_run: bool, **_: Any) -> None:
+    def handle_switch_reads(
+        self, *, move: str | None, back: bool, max_lag: float, dry_run: bool, force: bool = False, **_: Any
+    ) -> None:
         record = selectors.move_get(move)
-        if services.move_switch_reads(record, reporter=self.reporter, back=back, max_lag=max_lag, dry_run=dry_run):
+        if services.move_switch_reads(
+            record, reporter=self.reporter, back=back, max_lag=max_lag, dry_run=dry_run, force=force
+        ):
             self.stdout.write(self.style.SUCCESS("Done; processes pick up the new map within about a second."))
 
     def handle_switch_writes(self, **options: Any) -> None:
