@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Live data moves: `manage.py shardmove`.
     "migrations_tooling",
+    # Analytics warehouse: `manage.py warehouse`, /analytics/ (docs/analytics.md).
+    "apps.analytics",
 ]
 
 MIDDLEWARE = [
@@ -324,3 +326,14 @@ elif QQ_STORAGE == "s3":
     STORAGES, STATIC_URL = s3_storages_from_env(_env, expire_seconds=QQ_MEDIA_URL_EXPIRE_SECONDS)
 else:
     raise ImproperlyConfigured(f"QQ_STORAGE={QQ_STORAGE!r} is not a storage; expected 'local' or 's3'.")
+
+# --- Analytics warehouse (apps.analytics, docs/analytics.md) ---------------------------------------
+# WAREHOUSE_URL=postgres://... selects a PostgreSQL warehouse; otherwise a DuckDB file (WAREHOUSE_DUCKDB_PATH).
+_warehouse_url = env_str("WAREHOUSE_URL", "", environ=_env) or ""
+if _warehouse_url:
+    parse_database_url(_warehouse_url, variable="WAREHOUSE_URL")  # a malformed URL stops start-up here
+WAREHOUSE = {
+    "URL": _warehouse_url,
+    "DUCKDB_PATH": Path(env_str("WAREHOUSE_DUCKDB_PATH", "", environ=_env) or BASE_DIR / "var" / "warehouse.duckdb"),
+    "POLL_SECONDS": env_float("WAREHOUSE_POLL_SECONDS", 0.5, minimum=0.05, maximum=60, environ=_env),
+}
