@@ -14,4 +14,5 @@ urlpatterns = [
     path("generations/", include("apps.exports.urls")),
     path("media/", include("apps.storage.urls")),
     path("api/v1/", include("apps.content.api.urls")),
+    path("analytics/", include("apps.analytics.urls")),  # staff only; reads the warehouse (docs/analytics.md)
 ]

@@ -80,7 +80,9 @@ def ensure_capture(conn: psycopg.Connection[Any]) -> str:
             "there and restart the server."
         )
     missing = [
-        t for t in CAPTURED_TABLES if conn.execute("SELECT to_regclass(%s)", [t]).fetchone()[0] is None  # type: ignore[index]
+        t
+        for t in CAPTURED_TABLES
+        if conn.execute("SELECT to_regclass(%s)", [t]).fetchone()[0] is None  # type: ignore[index]
     ]
     if missing:
         raise WarehouseError(

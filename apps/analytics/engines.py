@@ -12,6 +12,7 @@ retry for a few seconds while the other holds it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,16 @@ from .conf import WarehouseConfig
 from .errors import WarehouseUnavailable
 
 LOCK_WAIT_SECONDS = 15.0
+
+# One DuckDB connection per file at a time within a process: DuckDB shares one database instance between the
+# connections of a process, where two writers would run concurrent transactions instead of waiting for the lock.
+_duckdb_locks: dict[str, threading.Lock] = {}
+_duckdb_locks_guard = threading.Lock()
+
+
+def _duckdb_lock(path: Path) -> threading.Lock:
+    with _duckdb_locks_guard:
+        return _duckdb_locks.setdefault(str(path.resolve()), threading.Lock())
 
 
 class Warehouse:
@@ -65,11 +76,21 @@ class DuckDBWarehouse(Warehouse):
                 f"The warehouse file {path} does not exist yet; run `manage.py warehouse sync` to create and load it."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _duckdb_lock(path)
+        if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            raise WarehouseUnavailable(f"The warehouse file {path} is busy in this process; try again.")
+        try:
+            self.conn = self._connect(path, read_only=read_only)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @staticmethod
+    def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
-                self.conn = duckdb.connect(str(path), read_only=read_only)
-                break
+                return duckdb.connect(str(path), read_only=read_only)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise WarehouseUnavailable(f"The warehouse file {path} cannot be opened: {exc}") from exc
@@ -122,7 +143,10 @@ class DuckDBWarehouse(Warehouse):
             scratch.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        finally:
+            self._lock.release()
 
 
 class PostgresWarehouse(Warehouse):
@@ -160,7 +184,9 @@ class PostgresWarehouse(Warehouse):
             with cur.copy(f"COPY staging_{table} ({names}) FROM STDIN (FORMAT csv)") as copy:
                 while chunk := source.read(1 << 20):
                     copy.write(chunk)
-            cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM staging_{table} ON CONFLICT (id) DO NOTHING")
+            cur.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM staging_{table} ON CONFLICT (id) DO NOTHING"
+            )
             cur.execute(f"DROP TABLE staging_{table}")
 
     def close(self) -> None:

@@ -183,14 +183,18 @@ class Decoder:
             txn.relations.setdefault(relation.name, relation)
             marker = reader.byte()
             if kind == "I":
-                txn.changes.append(Change("insert", relation.name, dict(zip(relation.columns, reader.tuple_data()))))
+                txn.changes.append(
+                    Change("insert", relation.name, dict(zip(relation.columns, reader.tuple_data(), strict=False)))
+                )
             elif kind == "U":
                 if marker in "KO":  # the old key or row, then the new row
                     reader.tuple_data()
                     marker = reader.byte()
-                txn.changes.append(Change("update", relation.name, dict(zip(relation.columns, reader.tuple_data()))))
+                txn.changes.append(
+                    Change("update", relation.name, dict(zip(relation.columns, reader.tuple_data(), strict=False)))
+                )
             else:
-                values = dict(zip(relation.columns, reader.tuple_data()))
+                values = dict(zip(relation.columns, reader.tuple_data(), strict=False))
                 txn.changes.append(Change("delete", relation.name, {k: v for k, v in values.items() if v is not None}))
         elif kind == "T":
             count = reader.int32()

@@ -33,7 +33,7 @@ class ReportResult:
     until: date
 
     def as_dicts(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, row)) for row in self.rows]
+        return [dict(zip(self.columns, row, strict=False)) for row in self.rows]
 
 
 REPORTS: dict[str, ReportSpec] = {

@@ -77,10 +77,7 @@ def active_users(since: date, until: date) -> list[tuple[Any, ...]]:
     pairs = _gather(
         Generation,
         lambda qs: list(
-            _window(qs, since - timedelta(days=29), until)
-            .annotate(day=_day())
-            .values_list("day", "user_id")
-            .distinct()
+            _window(qs, since - timedelta(days=29), until).annotate(day=_day()).values_list("day", "user_id").distinct()
         ),
     )
     by_day: dict[date, set[int]] = defaultdict(set)

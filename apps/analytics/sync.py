@@ -51,7 +51,8 @@ from .facts import (
     fact_row,
     tombstone,
 )
-from .pgoutput import UNCHANGED, Transaction, parse_lsn
+from .hooks import pause_point
+from .pgoutput import UNCHANGED, Transaction
 from .schema import create_schema
 
 Progress = Callable[[str, int, int], None]  # (what, rows done, rows expected)
@@ -80,6 +81,7 @@ class SourceOutcome:
     error: str | None = None
     more: bool = False  # the read was cut short by the batch limit
     position: int = 0  # lowest position applied over its tables after this cycle
+    commit_times: list[datetime] = field(default_factory=list)  # source commit times of what was applied
 
 
 @dataclass
@@ -198,6 +200,8 @@ class Syncer:
         result.more = not batch.complete
         # Only now, with the warehouse committed: let the source recycle what was applied.
         result.position = min(positions.values())
+        if result.changes:
+            pause_point("apply:committed")
         capture.advance(conn, slot, result.position)
 
     # --- initial load ----------------------------------------------------------------------------
@@ -247,6 +251,7 @@ class Syncer:
                     ).fetchall()
                 )
             aggregates.refresh_days(wh, days)
+            pause_point("load:copied")
             wh.execute(
                 "UPDATE wh_source SET loaded = TRUE, caught_up_at = %s, error = NULL, error_at = NULL WHERE alias = %s",
                 [now_utc(), alias],
@@ -271,6 +276,7 @@ class Syncer:
             for txn in transactions:
                 skip_cleanup = any(prefix == CLEANUP_MESSAGE_PREFIX for prefix, _ in txn.messages)
                 version = micros(txn.commit_time)
+                applied = False
                 for table in KNOWN_COLUMNS:
                     if table not in positions or txn.end_lsn <= positions[table]:
                         continue
@@ -290,8 +296,11 @@ class Syncer:
                                 pending[table][rowid] = (change.op, row, version)
                                 result.changes += 1
                     positions[table] = txn.end_lsn
-                result.transactions += 1
-                last_commit = txn.commit_time.replace(tzinfo=None)
+                    applied = True
+                if applied:
+                    result.transactions += 1
+                    result.commit_times.append(txn.commit_time)
+                    last_commit = txn.commit_time.replace(tzinfo=None)
             days = self._write_facts(wh, pending)
             aggregates.refresh_days(wh, days)
             for table in list(positions):
@@ -307,6 +316,8 @@ class Syncer:
                     "WHERE alias = %s AND source_table = %s",
                     [problem, problem is not None, now_utc(), alias, table],
                 )
+            if result.changes:
+                pause_point("apply:written")
             wh.execute(
                 "UPDATE wh_source SET transactions = transactions + %s, changes = changes + %s, "
                 "last_commit_at = coalesce(%s, last_commit_at), caught_up_at = CASE WHEN %s THEN %s ELSE caught_up_at END, "
@@ -328,30 +339,29 @@ class Syncer:
                 chunk = ids[i : i + 1000]
                 marks = ", ".join(["%s"] * len(chunk))
                 for values in wh.fetchall(f"SELECT {', '.join(columns)} FROM {fact} WHERE id IN ({marks})", chunk):
-                    record = dict(zip(columns, values))
+                    record = dict(zip(columns, values, strict=False))
                     existing[int(record["id"])] = record
                     days.add(record["day"])
-            live, dead = [], []
-
+            inserts, updates = [], []
             for rowid, (op, row, version) in rows.items():
+                before = existing.get(rowid)
+                if before is not None and int(before["version"]) > version:
+                    continue  # an older change arriving after a newer one (another shard): the newer one stands
                 if op == "delete":
-                    dead.append(tombstone(table, row, version=version))
+                    record = tombstone(table, row, version=version)
+                    if before is not None:  # keep the row's values (its day stays counted correctly), mark it
+                        record = {**before, "version": version, "deleted": True}
                 else:
-                    record = fact_row(table, row, version=version, existing=existing.get(rowid))
+                    record = fact_row(table, row, version=version, existing=before)
                     days.add(record["day"])
-                    live.append(record)
+                (updates if before is not None else inserts).append(record)
             names = ", ".join(columns)
             marks = ", ".join(["%s"] * len(columns))
-            updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+            wh.executemany(f"INSERT INTO {fact} ({names}) VALUES ({marks})", [[r[c] for c in columns] for r in inserts])
+            assignments = ", ".join(f"{c} = %s" for c in columns if c != "id")
             wh.executemany(
-                f"INSERT INTO {fact} ({names}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates} "
-                f"WHERE {fact}.version <= excluded.version",
-                [[r[c] for c in columns] for r in live],
-            )
-            wh.executemany(
-                f"INSERT INTO {fact} ({names}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET deleted = TRUE, "
-                f"version = excluded.version WHERE {fact}.version <= excluded.version",
-                [[r[c] for c in columns] for r in dead],
+                f"UPDATE {fact} SET {assignments} WHERE id = %s",
+                [[r[c] for c in columns if c != "id"] + [r["id"]] for r in updates],
             )
         return days
 
@@ -372,7 +382,9 @@ class Syncer:
             return
         if aggregates.meta(wh, "map_version") != str(shard_map.version):
             with wh.transaction():
-                aggregates.replace_shard_ranges(wh, shard_map.version, [(r.lo, r.hi, r.alias) for r in shard_map.ranges])
+                aggregates.replace_shard_ranges(
+                    wh, shard_map.version, [(r.lo, r.hi, r.alias) for r in shard_map.ranges]
+                )
                 aggregates.set_meta(wh, "map_version", shard_map.version)
 
     def _source_down(self, wh: Warehouse, alias: str, exc: Exception) -> None:
@@ -455,7 +467,10 @@ def _column_problem(alias: str, table: str, columns: set[str], known: Iterable[s
     added, removed = sorted(columns - known), sorted(known - columns)
     detail = "; ".join(
         part
-        for part in (f"new column(s) {', '.join(added)}" if added else "", f"missing {', '.join(removed)}" if removed else "")
+        for part in (
+            f"new column(s) {', '.join(added)}" if added else "",
+            f"missing {', '.join(removed)}" if removed else "",
+        )
         if part
     )
     return (

@@ -50,6 +50,8 @@ def app_processes(env: dict[str, str] | None = None, *, celery_concurrency: int 
                 *(f"--concurrency={celery_concurrency}", "-l", "INFO"),
             ),
         ),
+        # The analytics warehouse (docs/analytics.md): loads var/warehouse.duckdb, then follows every shard.
+        AppProcess("warehouse", (py, "manage.py", "warehouse", "sync", "--follow")),
     ]
 
 

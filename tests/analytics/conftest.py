@@ -25,6 +25,7 @@ from shardrouter.control import conninfo_for
 from shardrouter.ids import new_id
 
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
+SINCE_TEXT, UNTIL_TEXT = "2026-11-01", "2026-11-26"  # a window covering every seeded day
 MODELS = ["ngram-small", "ngram-large", ""]
 STATUSES = ["succeeded", "succeeded", "succeeded", "failed", "queued", "cancelled"]
 
@@ -103,7 +104,9 @@ def seed_content(alias: str, users: list[int], per_user: int, *, rng: random.Ran
             )
             if done:
                 events.append(
-                    UsageEvent(user_id=user, kind="generation_completed", generation_id=gid, tokens=50, created_at=created)
+                    UsageEvent(
+                        user_id=user, kind="generation_completed", generation_id=gid, tokens=50, created_at=created
+                    )
                 )
     Generation.objects.using(alias).bulk_create(generations, batch_size=2000)
     UsageEvent.objects.using(alias).bulk_create(events, batch_size=2000)

@@ -26,8 +26,8 @@ UNTIL = SINCE + timedelta(days=25)
 def same(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> bool:
     if len(a) != len(b):
         return False
-    for row_a, row_b in zip(a, b):
-        for x, y in zip(row_a, row_b):
+    for row_a, row_b in zip(a, b, strict=False):
+        for x, y in zip(row_a, row_b, strict=False):
             if isinstance(x, float) or isinstance(y, float):
                 if not math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-6):
                     return False
@@ -64,7 +64,9 @@ def test_every_report_on_the_warehouse_equals_scatter_gather_on_the_shards(
     seed_content("shard1", [5], 10, rng=rng)
     seed_content("shard2", [1500], 10, rng=rng)
     finished = Generation.objects.for_user(999).filter(status="queued")
-    finished.update(status="succeeded", model_name="ngram-large", completion_tokens=77, total_ms=123.5, output="x" * 500)
+    finished.update(
+        status="succeeded", model_name="ngram-large", completion_tokens=77, total_ms=123.5, output="x" * 500
+    )
     gone = [gid for gid in ids[::7]]
     for user in users:
         Generation.objects.for_user(user).filter(id__in=gone).delete()

@@ -90,7 +90,9 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(f"{s.alias}: {s.error}"))
             else:
                 loaded = f"loaded {s.loaded_rows:,} rows, " if s.loaded_rows else ""
-                self.stdout.write(f"{s.alias}: {loaded}{s.transactions:,} transaction(s), {s.changes:,} change(s) applied")
+                self.stdout.write(
+                    f"{s.alias}: {loaded}{s.transactions:,} transaction(s), {s.changes:,} change(s) applied"
+                )
         self.stdout.write(self.style.SUCCESS(f"Synced in {format_duration(elapsed)}."))
 
     def _cycle_line(self, outcome: CycleOutcome) -> None:
@@ -142,14 +144,20 @@ class Command(BaseCommand):
 
     def _table(self, result: ReportResult) -> None:
         def cell(value: Any) -> str:
-            return f"{value:,.1f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else str(value))
+            return (
+                f"{value:,.1f}"
+                if isinstance(value, float)
+                else (f"{value:,}" if isinstance(value, int) else str(value))
+            )
 
         cells = [[cell(v) for v in row] for row in result.rows]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
         self.stdout.write(f"{result.title}, {result.since} to {result.until}")
-        self.stdout.write("  ".join(c.ljust(w) for c, w in zip(result.columns, widths)))
+        self.stdout.write("  ".join(c.ljust(w) for c, w in zip(result.columns, widths, strict=False)))
         for row in cells:
-            self.stdout.write("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))))
+            self.stdout.write(
+                "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths, strict=False)))
+            )
         if not cells:
             self.stdout.write("(no rows in this window)")
 
