@@ -82,6 +82,7 @@ class SourceOutcome:
     more: bool = False  # the read was cut short by the batch limit
     position: int = 0  # lowest position applied over its tables after this cycle
     commit_times: list[datetime] = field(default_factory=list)  # source commit times of what was applied
+    stopped_tables: list[str] = field(default_factory=list)  # tables whose sync is stopped (see wh_position)
 
 
 @dataclass
@@ -156,7 +157,7 @@ class Syncer:
                 try:
                     with capture.source_connection(alias) as conn:
                         self._sync_source(wh, conn, alias, slots[alias], result)
-                except psycopg.OperationalError as exc:
+                except (psycopg.OperationalError, DatabaseError) as exc:
                     self._source_down(wh, alias, exc)
                     result.error = _one_line(exc)
                 except WarehouseError as exc:
@@ -199,10 +200,12 @@ class Syncer:
         positions = self._apply(wh, alias, batch.transactions, batch.upto_lsn if batch.complete else 0, result)
         result.more = not batch.complete
         # Only now, with the warehouse committed: let the source recycle what was applied.
-        result.position = min(positions.values())
+        following = [p for table, p in positions.items() if table not in result.stopped_tables]
+        # Stopped tables hold the slot back, not the answer to "is everything else in?".
+        result.position = min(following) if following else max(positions.values())
         if result.changes:
             pause_point("apply:committed")
-        capture.advance(conn, slot, result.position)
+        capture.advance(conn, slot, min(positions.values()))
 
     # --- initial load ----------------------------------------------------------------------------
 
@@ -309,6 +312,7 @@ class Syncer:
                     "UPDATE wh_position SET position_lsn = %s WHERE alias = %s AND source_table = %s",
                     [positions[table], alias, table],
                 )
+            result.stopped_tables = sorted(errors)
             for table in KNOWN_COLUMNS:
                 problem = errors.get(table)
                 wh.execute(
@@ -424,12 +428,25 @@ class Syncer:
             if not outcome.more:
                 time.sleep(0.05)
 
-    def follow(self, stop: Callable[[], bool], on_cycle: Callable[[CycleOutcome], None] | None = None) -> None:
+    def follow(
+        self,
+        stop: Callable[[], bool],
+        on_cycle: Callable[[CycleOutcome], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Cycle until ``stop()``; a failed cycle (warehouse down, ...) goes to ``on_error`` and is retried."""
         while not stop():
-            outcome = self.cycle()
-            if on_cycle:
-                on_cycle(outcome)
-            if not outcome.more:
+            more = False
+            try:
+                outcome = self.cycle()
+                more = outcome.more
+                if on_cycle:
+                    on_cycle(outcome)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+            if not more:
                 deadline = time.monotonic() + self.config.poll_seconds
                 while time.monotonic() < deadline and not stop():
                     time.sleep(0.05)

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         self._summary(outcome, time.monotonic() - started)
         if follow:
             self.stdout.write("Following changes (Ctrl-C stops).")
-            syncer.follow(stop.is_set, on_cycle=self._cycle_line)
+            syncer.follow(stop.is_set, on_cycle=self._cycle_line, on_error=self._cycle_error)
             self.stdout.write("Stopped.")
         elif any(s.error for s in outcome.sources):
             raise CommandError("Some sources could not be synced (above); `warehouse sync` again once fixed.")
@@ -102,6 +102,9 @@ class Command(BaseCommand):
         for s in outcome.sources:
             if s.error and self.verbosity >= 1:
                 self.stdout.write(self.style.WARNING(f"  {s.alias}: {s.error}"))
+
+    def _cycle_error(self, exc: Exception) -> None:
+        self.stdout.write(self.style.ERROR(f"  sync cycle failed, retrying: {exc}"))
 
     # --- status ------------------------------------------------------------------------------------
 
