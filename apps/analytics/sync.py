@@ -148,12 +148,13 @@ class Syncer:
         with warehouse(self.config) as wh:
             create_schema(wh)
             self._refresh_dimensions(wh)
-            slots = self._ensure_capture(wh)
+            slots, failures = self._ensure_capture(wh)
             for alias in self.aliases:
-                if alias not in slots:
-                    continue
                 result = SourceOutcome(alias)
                 outcome.sources.append(result)
+                if alias not in slots:
+                    result.error = failures.get(alias, f"{alias} is unreachable; retried shortly.")
+                    continue
                 try:
                     with capture.source_connection(alias) as conn:
                         self._sync_source(wh, conn, alias, slots[alias], result)
@@ -165,9 +166,10 @@ class Syncer:
                     result.error = str(exc)
         return outcome
 
-    def _ensure_capture(self, wh: Warehouse) -> dict[str, str]:
-        """Slots of every reachable source, created before any initial load reads a snapshot."""
+    def _ensure_capture(self, wh: Warehouse) -> tuple[dict[str, str], dict[str, str]]:
+        """Slots of every reachable source (created before any initial load reads a snapshot), and the failures."""
         slots: dict[str, str] = {}
+        failures: dict[str, str] = {}
         for alias in self.aliases:
             if self._down_until.get(alias, 0) > time.monotonic():
                 continue
@@ -184,10 +186,11 @@ class Syncer:
                         [alias, table],
                     )
             except psycopg.OperationalError as exc:
-                self._source_down(wh, alias, exc)
+                failures[alias] = self._source_down(wh, alias, exc)
             except WarehouseError as exc:
                 self._record_error(wh, alias, str(exc))
-        return slots
+                failures[alias] = str(exc)
+        return slots, failures
 
     def _sync_source(
         self, wh: Warehouse, conn: psycopg.Connection[Any], alias: str, slot: str, result: SourceOutcome
@@ -346,7 +349,8 @@ class Syncer:
                     record = dict(zip(columns, values, strict=False))
                     existing[int(record["id"])] = record
                     days.add(record["day"])
-            inserts, updates = [], []
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
             for rowid, (op, row, version) in rows.items():
                 before = existing.get(rowid)
                 if before is not None and int(before["version"]) > version:
@@ -391,9 +395,11 @@ class Syncer:
                 )
                 aggregates.set_meta(wh, "map_version", shard_map.version)
 
-    def _source_down(self, wh: Warehouse, alias: str, exc: Exception) -> None:
+    def _source_down(self, wh: Warehouse, alias: str, exc: Exception) -> str:
         self._down_until[alias] = time.monotonic() + self.retry_down_after
-        self._record_error(wh, alias, f"{alias} is unreachable ({_one_line(exc)}); its changes wait in its slot.")
+        message = f"{alias} is unreachable ({_one_line(exc)}); its changes wait in its slot."
+        self._record_error(wh, alias, message)
+        return message
 
     def _record_error(self, wh: Warehouse, alias: str, message: str) -> None:
         wh.execute(
