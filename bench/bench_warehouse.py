@@ -206,8 +206,8 @@ def main() -> None:
     pg_name = f"bench_warehouse_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(conninfo_for("default"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{pg_name}"')
-        info = conn.info
-    pg = WarehouseConfig(url=f"postgres://{info.user}@{info.host}:{info.port}/{pg_name}", duckdb_path=scratch / "x")
+        pg_url = f"postgres://{conn.info.user}@{conn.info.host}:{conn.info.port}/{pg_name}"
+    pg = WarehouseConfig(url=pg_url, duckdb_path=scratch / "x")
     results: dict[str, Any] = {"machine": machine(), "generations": args.generations}
     try:
         copy_s, rows = raw_copy_seconds()

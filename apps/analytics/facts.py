@@ -126,11 +126,11 @@ def tombstone(table: str, row: dict[str, Value], *, version: int) -> dict[str, A
     epoch = datetime(1970, 1, 1)
     if table == "content_generation":
         base.update(
-            status="", model_name=NO_MODEL, prompt_tokens=0, completion_tokens=0, total_ms=None, first_token_ms=None,
+            status="deleted", model_name=NO_MODEL, prompt_tokens=0, completion_tokens=0, total_ms=None, first_token_ms=None,
             created_at=epoch, day=date(1970, 1, 1), completed_at=None, prompt_bytes=0, output_bytes=0, error_bytes=0,
         )  # fmt: skip
     else:
-        base.update(kind="", generation_id=None, tokens=0, created_at=epoch, day=date(1970, 1, 1))
+        base.update(kind="deleted", generation_id=None, tokens=0, created_at=epoch, day=date(1970, 1, 1))
     base.update(version=version, deleted=True)
     return base
 

@@ -99,21 +99,22 @@ class _CopyReader:
 
     def __init__(self, copy: Any, on_rows: Callable[[int], None]) -> None:
         self._chunks = iter(copy)
-        self._buffer = b""
+        self._pending: list[bytes] = []
+        self._size = 0
         self._on_rows = on_rows
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
+        # Whole chunks are handed on (a reader may get a little more than ``size``): no re-slicing of a big buffer.
+        while size < 0 or self._size < size:
             try:
                 chunk = bytes(next(self._chunks))
             except StopIteration:
                 break
             self._on_rows(chunk.count(b"\n"))
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._pending.append(chunk)
+            self._size += len(chunk)
+        data = b"".join(self._pending)
+        self._pending, self._size = [], 0
         return data
 
 
@@ -363,14 +364,8 @@ class Syncer:
                     record = fact_row(table, row, version=version, existing=before)
                     days.add(record["day"])
                 (updates if before is not None else inserts).append(record)
-            names = ", ".join(columns)
-            marks = ", ".join(["%s"] * len(columns))
-            wh.executemany(f"INSERT INTO {fact} ({names}) VALUES ({marks})", [[r[c] for c in columns] for r in inserts])
-            assignments = ", ".join(f"{c} = %s" for c in columns if c != "id")
-            wh.executemany(
-                f"UPDATE {fact} SET {assignments} WHERE id = %s",
-                [[r[c] for c in columns if c != "id"] + [r["id"]] for r in updates],
-            )
+            wh.insert_rows(fact, columns, [[r[c] for c in columns] for r in inserts])
+            wh.update_rows(fact, columns, [[r[c] for c in columns] for r in updates])
         return days
 
     # --- dimensions and bookkeeping ----------------------------------------------------------------

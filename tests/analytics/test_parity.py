@@ -17,7 +17,7 @@ from apps.content.models import Generation
 from tests.analytics.conftest import DAY0, seed_content
 from tests.conftest import ALL_DATABASES
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 SINCE = DAY0.date()
 UNTIL = SINCE + timedelta(days=25)
