@@ -11,8 +11,9 @@ Options: ``--generations`` (default 100000, each with a usage event: 200000 rows
 1. Load: the same rows the loader reads, by a raw ``COPY (SELECT ...) TO STDOUT`` out of every shard (the
    baseline: reading them and nothing else), then ``Syncer.catch_up()`` on an empty DuckDB file and on an empty
    PostgreSQL database (the initial load: read, write, aggregate, commit). Ratio = load rate / COPY rate.
-2. Lag: ``generation_create`` at ``--rate`` per second while the sync follows (DuckDB); for each applied source
-   transaction, the time from its commit on the shard to the warehouse commit that contains it.
+2. Lag: single-row insert transactions at ``--rate`` per second in all (half on each shard) while the sync
+   follows (DuckDB); for each applied source transaction, the time from its commit on the shard to the end of the
+   sync cycle whose warehouse commit contains it.
 3. The cross-shard question "tokens per day per model over all users": scatter-gather over the shards
    (``apps.analytics.shards``, what the platform had) vs the ``generations`` report on each warehouse, and vs a
    GROUP BY over the warehouse's raw facts. Median of 5 runs each; ratio = shards / warehouse.
@@ -52,7 +53,6 @@ from apps.analytics.facts import INITIAL_SELECT  # noqa: E402
 from apps.analytics.reports import run_report  # noqa: E402
 from apps.analytics.shards import run_report_on_shards  # noqa: E402
 from apps.analytics.sync import Syncer  # noqa: E402
-from apps.content.services import generation_create  # noqa: E402
 from bench._django import machine, percentile  # noqa: E402
 from shardrouter.control import conninfo_for  # noqa: E402
 from shardrouter.keyspace import KEYSPACE_END, ShardRange  # noqa: E402
@@ -148,16 +148,41 @@ def follow_lag(config: WarehouseConfig, *, rate: float, seconds: float) -> dict[
 
     follower = threading.Thread(target=syncer.follow, args=(stop.is_set, on_cycle), daemon=True)
     follower.start()
-    writes = 0
+    # Writers: single-row commits straight into the shards (what the application's writes look like in the WAL),
+    # paced to ``rate`` in all, half on each shard.
+    counts = {"writes": 0}
+    lock = threading.Lock()
+
+    def writer(alias: str, user: int, share: float) -> None:
+        with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+            n = 0
+            begin = time.perf_counter()
+            while time.perf_counter() - begin < seconds:
+                delay = begin + n / share - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                gid = 9 * 10**12 + user * 10**6 + n
+                conn.execute(
+                    "INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, "
+                    "stop, status, output, error, finish_reason, prompt_tokens, completion_tokens, created_at, "
+                    "updated_at, attempts, model_name) VALUES (%s, %s, gen_random_uuid(), 'lag', 10, 0.8, 0.95, "
+                    "'[]', 'queued', '', '', '', 5, 0, now(), now(), 0, '')",
+                    [gid, user],
+                )
+                n += 1
+                with lock:
+                    counts["writes"] += 1
+
     started = time.perf_counter()
-    users = [5, 250, 999, 1200, 50_000, 900_000]
-    while time.perf_counter() - started < seconds:
-        target = started + writes / rate
-        delay = target - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        generation_create(user_id=users[writes % len(users)], prompt=f"bench {uuid.uuid4()}")
-        writes += 1
+    writers = [
+        threading.Thread(target=writer, args=(alias, user, rate / 2), daemon=True)
+        for alias, user in (("shard1", 7), ("shard2", 4242))
+    ]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    writes = counts["writes"]
     elapsed = time.perf_counter() - started
     time.sleep(3)
     stop.set()

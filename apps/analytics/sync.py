@@ -57,6 +57,7 @@ from .schema import create_schema
 
 Progress = Callable[[str, int, int], None]  # (what, rows done, rows expected)
 FINAL_PHASES = (Phase.COMPLETE, Phase.CANCELLED)
+DIMENSIONS_EVERY_SECONDS = 5.0  # users and the shard map are re-read at most this often
 
 
 def source_aliases() -> list[str]:
@@ -141,57 +142,97 @@ class Syncer:
         self.progress = progress
         self.retry_down_after = retry_down_after
         self._down_until: dict[str, float] = {}
+        # Kept between cycles (a connection and its checks cost more than a cycle's work); dropped on any error.
+        self._conns: dict[str, psycopg.Connection[Any]] = {}
+        self._slots: dict[str, str] = {}
+        self._schema_ready = False
+        self._dimensions_at = 0.0
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+        self._slots.clear()
+        self._schema_ready = False
+        self._dimensions_at = 0.0
+
+    def _connection(self, alias: str) -> psycopg.Connection[Any]:
+        conn = self._conns.get(alias)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(conninfo_for(alias), autocommit=True, connect_timeout=3)
+            conn.execute("SET TIME ZONE 'UTC'")
+            self._conns[alias] = conn
+        return conn
+
+    def _forget(self, alias: str) -> None:
+        conn = self._conns.pop(alias, None)
+        if conn is not None:
+            conn.close()
+        self._slots.pop(alias, None)
 
     # --- one cycle -------------------------------------------------------------------------------
 
     def cycle(self) -> CycleOutcome:
+        try:
+            return self._cycle()
+        except Exception:
+            self.close()  # start from fresh checks next time (the warehouse may have been rebuilt, ...)
+            raise
+
+    def _cycle(self) -> CycleOutcome:
         outcome = CycleOutcome()
         with warehouse(self.config) as wh:
-            create_schema(wh)
-            self._refresh_dimensions(wh)
-            slots, failures = self._ensure_capture(wh)
+            if not self._schema_ready:
+                create_schema(wh)
+                self._schema_ready = True
+            if time.monotonic() - self._dimensions_at > DIMENSIONS_EVERY_SECONDS:
+                self._refresh_dimensions(wh)
+                self._dimensions_at = time.monotonic()
+            failures = self._ensure_capture(wh)
             for alias in self.aliases:
                 result = SourceOutcome(alias)
                 outcome.sources.append(result)
-                if alias not in slots:
+                if alias not in self._slots:
                     result.error = failures.get(alias, f"{alias} is unreachable; retried shortly.")
                     continue
                 try:
-                    with capture.source_connection(alias) as conn:
-                        self._sync_source(wh, conn, alias, slots[alias], result)
+                    self._sync_source(wh, self._connection(alias), alias, self._slots[alias], result)
                 except (psycopg.OperationalError, DatabaseError) as exc:
+                    self._forget(alias)
                     self._source_down(wh, alias, exc)
                     result.error = _one_line(exc)
-                except WarehouseError as exc:
-                    self._record_error(wh, alias, str(exc))
-                    result.error = str(exc)
+                except (WarehouseError, psycopg.Error) as exc:
+                    self._forget(alias)
+                    self._record_error(wh, alias, _one_line(exc))
+                    result.error = _one_line(exc)
         return outcome
 
-    def _ensure_capture(self, wh: Warehouse) -> tuple[dict[str, str], dict[str, str]]:
-        """Slots of every reachable source (created before any initial load reads a snapshot), and the failures."""
-        slots: dict[str, str] = {}
+    def _ensure_capture(self, wh: Warehouse) -> dict[str, str]:
+        """Slots of every reachable source (created before any initial load reads a snapshot); returns failures."""
         failures: dict[str, str] = {}
         for alias in self.aliases:
-            if self._down_until.get(alias, 0) > time.monotonic():
+            if alias in self._slots or self._down_until.get(alias, 0) > time.monotonic():
                 continue
             try:
-                with capture.source_connection(alias) as conn:
-                    slots[alias] = capture.ensure_capture(conn)
+                slot = capture.ensure_capture(self._connection(alias))
                 wh.execute(
                     "INSERT INTO wh_source (alias, slot) VALUES (%s, %s) ON CONFLICT (alias) DO UPDATE SET slot = excluded.slot",
-                    [alias, slots[alias]],
+                    [alias, slot],
                 )
                 for table in KNOWN_COLUMNS:
                     wh.execute(
                         "INSERT INTO wh_position (alias, source_table) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                         [alias, table],
                     )
+                self._slots[alias] = slot
             except psycopg.OperationalError as exc:
+                self._forget(alias)
                 failures[alias] = self._source_down(wh, alias, exc)
-            except WarehouseError as exc:
-                self._record_error(wh, alias, str(exc))
-                failures[alias] = str(exc)
-        return slots, failures
+            except (WarehouseError, psycopg.Error) as exc:
+                self._forget(alias)
+                self._record_error(wh, alias, _one_line(exc))
+                failures[alias] = _one_line(exc)
+        return failures
 
     def _sync_source(
         self, wh: Warehouse, conn: psycopg.Connection[Any], alias: str, slot: str, result: SourceOutcome
@@ -425,6 +466,7 @@ class Syncer:
             reached = {s.alias: s.position for s in outcome.sources if s.error is None}
             waiting = [a for a, lsn in targets.items() if a in reached and reached[a] < lsn]
             if not waiting or time.monotonic() > deadline:
+                self.close()
                 return total
             if not outcome.more:
                 time.sleep(0.05)
@@ -451,6 +493,7 @@ class Syncer:
                 deadline = time.monotonic() + self.config.poll_seconds
                 while time.monotonic() < deadline and not stop():
                     time.sleep(0.05)
+        self.close()
 
 
 def _merge(total: CycleOutcome, outcome: CycleOutcome) -> CycleOutcome:
