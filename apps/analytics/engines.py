@@ -42,6 +42,9 @@ def _duckdb_lock(path: Path) -> threading.Lock:
 
 class Warehouse:
     engine = ""
+    # What the engine raises for a table that does not exist (a warehouse never loaded): cheaper to try the query
+    # than to ask the catalog first (DuckDB's information_schema takes tens of milliseconds).
+    missing_table: tuple[type[Exception], ...] = ()
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> None:
         raise NotImplementedError
@@ -80,6 +83,7 @@ class Warehouse:
 
 class DuckDBWarehouse(Warehouse):
     engine = "duckdb"
+    missing_table = (duckdb.CatalogException,)
 
     def __init__(self, path: Path, *, read_only: bool) -> None:
         if read_only and not path.exists():
@@ -193,6 +197,7 @@ class DuckDBWarehouse(Warehouse):
 
 class PostgresWarehouse(Warehouse):
     engine = "postgresql"
+    missing_table = (psycopg.errors.UndefinedTable,)
 
     def __init__(self, url: str) -> None:
         try:

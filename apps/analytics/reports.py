@@ -10,7 +10,6 @@ from typing import Any
 from .conf import WarehouseConfig
 from .engines import Warehouse, warehouse
 from .errors import WarehouseError, WarehouseUnavailable
-from .schema import schema_exists
 
 DEFAULT_DAYS = 30
 
@@ -119,9 +118,11 @@ def _normalise(value: Any) -> Any:
 
 def run_report_on(wh: Warehouse, name: str, *, since: date, until: date) -> ReportResult:
     spec = report_spec(name)
-    if not schema_exists(wh):
-        raise WarehouseUnavailable("The warehouse is empty; run `manage.py warehouse sync` to load it.")
-    rows = [tuple(_normalise(v) for v in row) for row in wh.fetchall(spec.sql, [since, until])]
+    try:
+        found = wh.fetchall(spec.sql, [since, until])
+    except wh.missing_table:
+        raise WarehouseUnavailable("The warehouse is empty; run `manage.py warehouse sync` to load it.") from None
+    rows = [tuple(_normalise(v) for v in row) for row in found]
     return ReportResult(spec.name, spec.title, spec.columns, rows, since, until)
 
 
