@@ -64,7 +64,8 @@ def test_a_sync_killed_at_random_moments_while_following_writes_ends_equal_to_th
     with Load(ledger, USERS, threads=2, pause=0.005) as load:
         for _ in range(3):
             child = SyncProcess(duckdb_warehouse)
-            load.wait_for_writes(rng.randrange(20, 80))
+            child.wait_for("Following changes")  # loaded and caught up: the kill lands while it follows the writes
+            load.wait_for_writes(rng.randrange(20, 200))
             child.kill()
         child = SyncProcess(duckdb_warehouse)
         load.wait_for_writes(40)
