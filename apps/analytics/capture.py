@@ -43,10 +43,19 @@ def slot_name(dbname: str) -> str:
     return ("qq_warehouse_" + re.sub(r"[^a-z0-9_]", "_", dbname.lower()))[:63]
 
 
+def source_conninfo(alias: str) -> str:
+    """The libpq connection string the sync uses for a source.
+
+    Slots, decoding and the load's snapshot are session-bound: where the application's DATABASES go through a
+    transaction pooler, this must be the server's direct address (as the move engine's connections are).
+    """
+    return conninfo_for(alias)
+
+
 @contextmanager
 def source_connection(alias: str, *, timeout: int = 3) -> Iterator[psycopg.Connection[Any]]:
     """A short-lived autocommit connection to a source (raises ``psycopg.OperationalError`` if it is down)."""
-    conn = psycopg.connect(conninfo_for(alias), autocommit=True, connect_timeout=timeout)
+    conn = psycopg.connect(source_conninfo(alias), autocommit=True, connect_timeout=timeout)
     try:
         conn.execute("SET TIME ZONE 'UTC'")
         yield conn

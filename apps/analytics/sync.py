@@ -159,7 +159,7 @@ class Syncer:
     def _connection(self, alias: str) -> psycopg.Connection[Any]:
         conn = self._conns.get(alias)
         if conn is None or conn.closed:
-            conn = psycopg.connect(conninfo_for(alias), autocommit=True, connect_timeout=3)
+            conn = psycopg.connect(capture.source_conninfo(alias), autocommit=True, connect_timeout=3)
             conn.execute("SET TIME ZONE 'UTC'")
             self._conns[alias] = conn
         return conn
