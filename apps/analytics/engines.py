@@ -181,8 +181,9 @@ class DuckDBWarehouse(Warehouse):
         try:
             if scratch.stat().st_size:
                 self.conn.execute(
+                    # An anti-join rather than ON CONFLICT: DuckDB checks conflicts row by row.
                     f"INSERT INTO {table} ({names}) SELECT * FROM read_csv(?, header = false, columns = {spec}, "
-                    "nullstr = '', auto_detect = false) ON CONFLICT (id) DO NOTHING",
+                    f"nullstr = '', auto_detect = false) s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)",
                     [str(scratch)],
                 )
         finally:
