@@ -1,6 +1,7 @@
 # The web application image (Django behind gunicorn). Every endpoint comes from the environment at run
 # time (see README); the embedded servers of `make run` are not used in containers. The same image runs the
-# Celery worker: `celery -A quantumquill worker`. The generation service has its own image:
+# Celery worker: `celery -A quantumquill worker`, and the analytics warehouse sync: `python manage.py warehouse
+# sync --follow` (one per warehouse; deploy/qq-warehouse-sync.service). The generation service has its own image:
 # contentgen_service/Dockerfile.
 FROM python:3.11-slim
 

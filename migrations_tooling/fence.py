@@ -27,7 +27,9 @@ Installed on every database that takes part in a move (idempotent DDL):
   other side has applied everything committed before: the catch-up barrier.
 
 The engine's own deletes (cancel, complete) set ``qq.fence_bypass`` for their
-transaction; nothing else does.
+transaction; nothing else does. Those transactions also carry a logical
+decoding message (``CLEANUP_MESSAGE_PREFIX``) that change-capture consumers
+use to skip them: they move no fact, they only remove a copy.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from .pgconn import one
 from .schema import ShardedTable
 
 TRIGGER_NAME = "qq_move_fence"
+# Prefix of the logical decoding message in the engine's clean-up transactions (see ``bypass``).
+CLEANUP_MESSAGE_PREFIX = "qq_move.cleanup"
 _INSTALL_LOCK = 0x5157_F3CE  # serialises the DDL below against a concurrent install on the same database
 
 _TABLES = """
@@ -336,9 +340,15 @@ def unfreeze(conn: psycopg.Connection[Any], move_id: int) -> None:
 
 @contextmanager
 def bypass(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    """A transaction in which the fence trigger lets the engine's own deletes through."""
+    """A transaction in which the fence trigger lets the engine's own deletes through.
+
+    It also writes a transactional logical decoding message (prefix
+    ``CLEANUP_MESSAGE_PREFIX``), so change capture reading the WAL can tell
+    the engine's clean-up deletes (cancel, complete) from users' deletes.
+    """
     with conn.transaction():
         conn.execute("SET LOCAL qq.fence_bypass = 'on'")
+        conn.execute("SELECT pg_logical_emit_message(true, %s, 'cleanup')", [CLEANUP_MESSAGE_PREFIX])
         yield conn
 
 

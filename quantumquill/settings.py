@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     # Live data moves: `manage.py shardmove`.
     "migrations_tooling",
     "apps.ops",  # the operator console under /ops/ (staff only, read-only)
+    # Analytics warehouse: `manage.py warehouse`, /analytics/ (docs/analytics.md).
+    "apps.analytics",
 ]
 
 MIDDLEWARE = [
@@ -446,3 +448,14 @@ if QQ_LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"QQ_LOG_FORMAT={QQ_LOG_FORMAT!r} is not a log format; expected 'json' or 'plain'.")
 LOGGING["formatters"]["json"] = {"()": "quantumquill.observability.logs.JsonFormatter"}
 LOGGING["handlers"]["console"]["formatter"] = QQ_LOG_FORMAT
+
+# --- Analytics warehouse (apps.analytics, docs/analytics.md) ---------------------------------------
+# WAREHOUSE_URL=postgres://... selects a PostgreSQL warehouse; otherwise a DuckDB file (WAREHOUSE_DUCKDB_PATH).
+_warehouse_url = env_str("WAREHOUSE_URL", "", environ=_env) or ""
+if _warehouse_url:
+    parse_database_url(_warehouse_url, variable="WAREHOUSE_URL")  # a malformed URL stops start-up here
+WAREHOUSE = {
+    "URL": _warehouse_url,
+    "DUCKDB_PATH": Path(env_str("WAREHOUSE_DUCKDB_PATH", "", environ=_env) or BASE_DIR / "var" / "warehouse.duckdb"),
+    "POLL_SECONDS": env_float("WAREHOUSE_POLL_SECONDS", 0.5, minimum=0.05, maximum=60, environ=_env),
+}

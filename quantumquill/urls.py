@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("apps.content.api.urls")),
     path("favicon.ico", favicon, name="favicon"),
     path("ops/", include("apps.ops.urls")),  # the operator console (staff only, read-only)
+    path("analytics/", include("apps.analytics.urls")),  # staff only; reads the warehouse (docs/analytics.md)
 ]
 
 # Under /api/ a page that does not exist answers JSON, like every other API error (apps.security).

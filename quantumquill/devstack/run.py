@@ -64,6 +64,8 @@ def app_processes(env: dict[str, str] | None = None, *, celery_concurrency: int 
                 "PROMETHEUS_MULTIPROC_DIR": str(PROFILES["dev"].data_dir / "worker-metrics"),
             },
         ),
+        # The analytics warehouse (docs/analytics.md): loads var/warehouse.duckdb, then follows every shard.
+        AppProcess("warehouse", (py, "manage.py", "warehouse", "sync", "--follow")),
     ]
 
 

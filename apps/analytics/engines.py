@@ -1,0 +1,267 @@
+"""One small interface over the two warehouse engines: DuckDB (a file) and PostgreSQL (a URL).
+
+The SQL the app sends is written once, with ``%s`` placeholders, in the
+subset both engines share; the DuckDB connection rewrites the placeholders.
+Bulk loads differ: DuckDB reads a CSV file itself, PostgreSQL takes COPY.
+
+DuckDB allows one process to open a file for writing and then no other
+process may open it at all, so connections here are short-lived: the sync
+opens the file for a cycle and closes it, readers open it read-only, and both
+retry for a few seconds while the other holds it.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import psycopg
+
+from .conf import WarehouseConfig
+from .errors import WarehouseUnavailable
+
+LOCK_WAIT_SECONDS = 15.0
+
+# One DuckDB connection per file at a time within a process: DuckDB shares one database instance between the
+# connections of a process, where two writers would run concurrent transactions instead of waiting for the lock.
+_duckdb_locks: dict[str, threading.Lock] = {}
+_duckdb_locks_guard = threading.Lock()
+
+
+def _duckdb_lock(path: Path) -> threading.Lock:
+    with _duckdb_locks_guard:
+        return _duckdb_locks.setdefault(str(path.resolve()), threading.Lock())
+
+
+class Warehouse:
+    engine = ""
+    # What the engine raises for a table that does not exist (a warehouse never loaded): cheaper to try the query
+    # than to ask the catalog first (DuckDB's information_schema takes tens of milliseconds).
+    missing_table: tuple[type[Exception], ...] = ()
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> None:
+        raise NotImplementedError
+
+    def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        raise NotImplementedError
+        yield
+
+    def copy_csv_into(self, table: str, columns: Sequence[str], source: IO[bytes], scratch: Path) -> None:
+        """Insert CSV rows (``columns`` in order) into ``table``, keeping rows whose ``id`` already exists."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        names, marks = ", ".join(columns), ", ".join(["%s"] * len(columns))
+        self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+    def update_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Replace the rows with these ids (``columns[0]`` is ``id``)."""
+        assignments = ", ".join(f"{c} = %s" for c in columns[1:])
+        self.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", [[*r[1:], r[0]] for r in rows])
+
+    def fetchone(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = self.fetchall(query, params)
+        return rows[0] if rows else None
+
+
+class DuckDBWarehouse(Warehouse):
+    engine = "duckdb"
+    missing_table = (duckdb.CatalogException,)
+
+    def __init__(self, path: Path, *, read_only: bool) -> None:
+        if read_only and not path.exists():
+            raise WarehouseUnavailable(
+                f"The warehouse file {path} does not exist yet; run `manage.py warehouse sync` to create and load it."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = _duckdb_lock(path)
+        if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            raise WarehouseUnavailable(f"The warehouse file {path} is busy in this process; try again.")
+        try:
+            self.conn = self._connect(path, read_only=read_only)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @staticmethod
+    def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise WarehouseUnavailable(f"The warehouse file {path} cannot be opened: {exc}") from exc
+                time.sleep(0.02)
+
+    @staticmethod
+    def _q(query: str) -> str:
+        return query.replace("%s", "?")
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(self._q(query), list(params))
+
+    def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.conn.execute(self._q(query), list(params)).fetchall()]
+
+    def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.conn.executemany(self._q(query), [list(r) for r in rows])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.begin()
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+    # Binding Python values one by one is slow in DuckDB; batches go through a CSV file it reads itself.
+    def _staged(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+        scratch = self.path.parent / f".stage-{self.path.name}-{table}.csv"
+        with scratch.open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerows([[_csv_value(v) for v in row] for row in rows])
+        self.conn.execute(f"DROP TABLE IF EXISTS stage_{table}")
+        self.conn.execute(
+            f"CREATE TEMP TABLE stage_{table} AS SELECT * FROM read_csv(?, header = false, "
+            f"columns = {self._column_spec(table, columns)}, nullstr = '\\N', auto_detect = false, quote = '\"')",
+            [str(scratch)],
+        )
+        scratch.unlink(missing_ok=True)
+        return f"stage_{table}"
+
+    def _column_spec(self, table: str, columns: Sequence[str]) -> str:
+        types = dict(
+            self.conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        )
+        return "{" + ", ".join(f"'{c}': '{types[c]}'" for c in columns) + "}"
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            stage = self._staged(table, columns, rows)
+            names = ", ".join(columns)
+            self.conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}")
+
+    def update_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            stage = self._staged(table, columns, rows)
+            assignments = ", ".join(f"{c} = s.{c}" for c in columns[1:])
+            self.conn.execute(f"UPDATE {table} SET {assignments} FROM {stage} s WHERE {table}.id = s.id")
+
+    def copy_csv_into(self, table: str, columns: Sequence[str], source: IO[bytes], scratch: Path) -> None:
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        with scratch.open("wb") as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+        names = ", ".join(columns)
+        spec = self._column_spec(table, columns)
+        try:
+            if scratch.stat().st_size:
+                self.conn.execute(
+                    # An anti-join rather than ON CONFLICT: DuckDB checks conflicts row by row.
+                    f"INSERT INTO {table} ({names}) SELECT * FROM read_csv(?, header = false, columns = {spec}, "
+                    f"nullstr = '', auto_detect = false) s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)",
+                    [str(scratch)],
+                )
+        finally:
+            scratch.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        finally:
+            self._lock.release()
+
+
+class PostgresWarehouse(Warehouse):
+    engine = "postgresql"
+    missing_table = (psycopg.errors.UndefinedTable,)
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            raise WarehouseUnavailable(
+                f"The PostgreSQL warehouse (WAREHOUSE_URL) cannot be reached: {str(exc).strip()}"
+            ) from exc
+        self.conn.execute("SET TIME ZONE 'UTC'")
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(query, list(params))  # type: ignore[arg-type]
+
+    def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.conn.execute(query, list(params)).fetchall())  # type: ignore[arg-type]
+
+    def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self.conn.cursor() as cur:
+                cur.executemany(query, rows)  # type: ignore[arg-type]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    def copy_csv_into(self, table: str, columns: Sequence[str], source: IO[bytes], scratch: Path) -> None:
+        names = ", ".join(columns)
+        self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} (LIKE {table}) ON COMMIT DROP")
+        with self.conn.cursor() as cur:
+            with cur.copy(f"COPY staging_{table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                while chunk := source.read(1 << 20):
+                    copy.write(chunk)
+            cur.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM staging_{table} ON CONFLICT (id) DO NOTHING"
+            )
+            cur.execute(f"DROP TABLE staging_{table}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime, date)):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return value
+
+
+def open_warehouse(config: WarehouseConfig, *, read_only: bool = False) -> Warehouse:
+    """A connection to the configured warehouse (close it soon: see the module docstring)."""
+    if config.url:
+        return PostgresWarehouse(config.url)
+    return DuckDBWarehouse(config.duckdb_path, read_only=read_only)
+
+
+@contextmanager
+def warehouse(config: WarehouseConfig, *, read_only: bool = False) -> Iterator[Warehouse]:
+    wh = open_warehouse(config, read_only=read_only)
+    try:
+        yield wh
+    finally:
+        wh.close()
