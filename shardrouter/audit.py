@@ -599,8 +599,12 @@ def audit_execute_wrapper(execute: Any, sql: str, params: Any, many: bool, conte
             match = pattern.search(sql)
             if match is not None:
                 frame: FrameType | None = sys._getframe(1)
-                # Skip Django's cursor wrapper frames; the next frame tells who wrote the SQL.
-                while frame is not None and frame.f_code.co_filename.endswith(os.path.join("backends", "utils.py")):
+                # Skip Django's cursor wrapper frames and the connection's other execute wrappers (a
+                # backend's own instrumentation, say); the next frame tells who wrote the SQL.
+                wrappers = _wrapper_codes(context.get("connection"))
+                while frame is not None and (
+                    frame.f_code in wrappers or frame.f_code.co_filename.endswith(os.path.join("backends", "utils.py"))
+                ):
                     frame = frame.f_back
                 if frame is not None and not _is_library_frame(frame.f_code.co_filename):
                     model = next(
@@ -609,6 +613,16 @@ def audit_execute_wrapper(execute: Any, sql: str, params: Any, many: bool, conte
                     )
                     recorder.record(RAW_SQL, model, _call_site(frame), sql)
     return execute(sql, params, many, context)
+
+
+def _wrapper_codes(connection: Any) -> set[Any]:
+    codes = set()
+    for wrapper in getattr(connection, "execute_wrappers", ()):
+        target = getattr(wrapper, "func", wrapper)  # functools.partial
+        code = getattr(target, "__code__", None) or getattr(type(target).__call__, "__code__", None)
+        if code is not None:
+            codes.add(code)
+    return codes
 
 
 def install_execute_wrapper(sender: Any, connection: Any, **_: Any) -> None:
