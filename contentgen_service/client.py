@@ -363,7 +363,7 @@ def _reset_after_fork(reference: weakref.ref[ContentGenClient]) -> None:
 
 
 def _failed(breaker: CircuitBreaker, error: grpc.RpcError) -> ContentGenError:
-    code = error.code()  # type: ignore[attr-defined]
+    code = error.code()
     if code in _BREAKER_FAILURES:
         breaker.record_failure()
     elif code is not grpc.StatusCode.CANCELLED:

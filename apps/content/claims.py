@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from contentgen_service.client import GenerateResult
@@ -74,7 +74,7 @@ def generation_claim(*, user_id: int, generation_id: int) -> tuple[Claim, Genera
     return run_sharded_write(user_id=user_id, work=work)
 
 
-def _held(claim: Claim):  # type: ignore[no-untyped-def]
+def _held(claim: Claim) -> QuerySet[Generation]:
     return Generation.objects.for_user(claim.user_id).filter(
         id=claim.generation_id, status=Generation.Status.RUNNING, claim_token=claim.token
     )

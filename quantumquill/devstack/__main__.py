@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from .run import run
-from .stack import PROFILES, Stack, stack_from_state
+from .stack import PROFILES, Stack, private_profile, stack_from_state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [part for part in args.cmd if part != "--"] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("exec needs a command after --")
-    stack = Stack(PROFILES[args.profile])
+    profile = PROFILES[args.profile]
+    if profile.fresh:
+        profile = private_profile(profile, f"run-{os.getpid()}")
+    stack = Stack(profile)
     env = {**os.environ, **stack.up()}
     try:
         return subprocess.call(cmd, env=env)

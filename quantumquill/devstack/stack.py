@@ -19,7 +19,7 @@ import os
 import secrets
 import shutil
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .postgres import PostgresServer
@@ -65,6 +65,38 @@ PROFILES = {
     ),
     "test": Profile("test", REPO_ROOT / "var" / "teststack", durable=False, fresh=True),
 }
+
+
+def private_profile(profile: Profile, label: str) -> Profile:
+    """A fresh profile in its own sub-folder, so two test runs in one clone (``make test`` while ``make
+    typecheck`` runs, or parallel test workers) never stop or wipe each other's servers."""
+    reap_abandoned_runs(profile.data_dir)
+    return replace(profile, name=f"{profile.name}-{label}", data_dir=profile.data_dir / label)
+
+
+def reap_abandoned_runs(parent: Path) -> None:
+    """Stop and remove the private stacks of runs whose process is gone (killed before it cleaned up)."""
+    if not parent.is_dir():
+        return
+    for folder in parent.glob("run-*"):
+        owner = folder.name.removeprefix("run-").split("-")[0]
+        if owner.isdigit() and _alive(int(owner)):
+            continue
+        stack = Stack(Profile("abandoned", folder, durable=False))
+        try:
+            stack.down()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def free_port() -> int:
