@@ -22,20 +22,11 @@ from django.urls import reverse
 from apps.content.models import Generation
 from apps.content.services import generation_create
 from tests.conftest import ALL_DATABASES, raw_rows
+from tests.support.users import logged_in
 
 from .conftest import Buckets, S3Server, object_versions, s3_media_settings
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
-
-
-@pytest.fixture
-def alice(make_user: Any) -> Any:
-    return make_user(10, "alice")  # shard1
-
-
-@pytest.fixture
-def bob(make_user: Any) -> Any:
-    return make_user(1010, "bob")  # shard2
 
 
 @pytest.fixture
@@ -51,12 +42,6 @@ def poem(alice: Any) -> Generation:
 def media_on_s3(s3_server: S3Server, buckets: Buckets) -> Iterator[Buckets]:
     with override_settings(**s3_media_settings(s3_server, buckets)):
         yield buckets
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def export_url(generation_id: int, fmt: str) -> str:
