@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from quantumquill.devstack.stack import load_state_env
 from quantumquill.env import (
     env_bool,
+    env_contentgen_client,
     env_float,
     env_int,
     env_list,
@@ -169,20 +170,23 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Content generation: the gRPC service, its Celery jobs and live streams (docs/generation.md) ------
 
-_CONTENTGEN_TIMEOUT = env_float("CONTENTGEN_TIMEOUT_SECONDS", 60.0, minimum=0.5, maximum=3600, environ=_env)
+# The client's variables (target, token, TLS, deadline, retries, breaker) have one reader with one set of
+# defaults and limits: contentgen_service.client.ClientConfig.from_env, built once here.
+_CONTENTGEN_CLIENT = env_contentgen_client(environ=_env)
+_CONTENTGEN_TIMEOUT = _CONTENTGEN_CLIENT.timeout_seconds
 CONTENTGEN: dict[str, Any] = {
     # Client of the service (contentgen_service.client): where it is, the shared token, TLS.
-    "TARGET": env_str("CONTENTGEN_TARGET", "127.0.0.1:50051", environ=_env) or "127.0.0.1:50051",
-    "TOKEN": env_str("CONTENTGEN_TOKEN", "", environ=_env) or None,
-    "TLS": env_bool("CONTENTGEN_TLS", False, environ=_env),
-    "TLS_CA_FILE": env_str("CONTENTGEN_TLS_CA_FILE", "", environ=_env) or None,
-    "TLS_SERVER_NAME": env_str("CONTENTGEN_TLS_SERVER_NAME", "", environ=_env) or None,
+    "TARGET": _CONTENTGEN_CLIENT.target,
+    "TOKEN": _CONTENTGEN_CLIENT.token,
+    "TLS": _CONTENTGEN_CLIENT.tls,
+    "TLS_CA_FILE": str(_CONTENTGEN_CLIENT.tls_ca_file) if _CONTENTGEN_CLIENT.tls_ca_file else None,
+    "TLS_SERVER_NAME": _CONTENTGEN_CLIENT.tls_server_name,
     # Deadline of every generation call, from a job or a live stream.
     "TIMEOUT_SECONDS": _CONTENTGEN_TIMEOUT,
     # gRPC-level retries of UNAVAILABLE within one call, and the per-process circuit breaker.
-    "MAX_ATTEMPTS": env_int("CONTENTGEN_MAX_ATTEMPTS", 3, minimum=1, maximum=5, environ=_env),
-    "BREAKER_FAILURES": env_int("CONTENTGEN_BREAKER_FAILURES", 5, minimum=1, environ=_env),
-    "BREAKER_RESET_SECONDS": env_float("CONTENTGEN_BREAKER_RESET_SECONDS", 10.0, minimum=0.1, environ=_env),
+    "MAX_ATTEMPTS": _CONTENTGEN_CLIENT.max_attempts,
+    "BREAKER_FAILURES": _CONTENTGEN_CLIENT.breaker_failures,
+    "BREAKER_RESET_SECONDS": _CONTENTGEN_CLIENT.breaker_reset_seconds,
     # Job-level retries: claims a generation may use before a retryable failure becomes final, and the
     # exponential backoff (with jitter) between them.
     "JOB_MAX_ATTEMPTS": env_int("CONTENTGEN_JOB_MAX_ATTEMPTS", 6, minimum=1, maximum=100, environ=_env),

@@ -30,9 +30,14 @@ from tests.generation.conftest import GenerationStack, wait_for_status
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("CONTENTGEN_TIMEOUT_SECONDS", "soon", "CONTENTGEN_TIMEOUT_SECONDS='soon' is not a number"),
-        ("CONTENTGEN_MAX_ATTEMPTS", "9", "CONTENTGEN_MAX_ATTEMPTS=9 is above the maximum 5"),
-        ("CONTENTGEN_TLS", "maybe", "CONTENTGEN_TLS='maybe' is not a boolean"),
+        ("CONTENTGEN_TIMEOUT_SECONDS", "soon", "CONTENTGEN_TIMEOUT_SECONDS='soon' is not valid: expected a number"),
+        ("CONTENTGEN_TIMEOUT_SECONDS", "0.1", "CONTENTGEN_TIMEOUT_SECONDS='0.1' is not valid: expected a number of"),
+        (
+            "CONTENTGEN_MAX_ATTEMPTS",
+            "9",
+            "CONTENTGEN_MAX_ATTEMPTS='9' is not valid: expected a whole number from 1 to 5",
+        ),
+        ("CONTENTGEN_TLS", "maybe", "CONTENTGEN_TLS='maybe' is not valid: expected 1/0"),
         ("CONTENTGEN_JOB_MAX_ATTEMPTS", "0", "CONTENTGEN_JOB_MAX_ATTEMPTS=0 is below the minimum 1"),
         ("API_THROTTLE_CREATE", "lots", "API_THROTTLE_CREATE='lots' is not a rate"),
     ],
