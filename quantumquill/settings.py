@@ -49,6 +49,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Files (docs/storage-and-cdn.md): apps.storage precedes staticfiles, so that its collectstatic (which
+    # compares content, not times) replaces the stock one.
+    "apps.storage",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "shardrouter",
@@ -60,6 +63,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Exports of generations: private files behind short-lived signed links.
+    "apps.exports",
     # Live data moves: `manage.py shardmove`.
     "migrations_tooling",
 ]
@@ -123,7 +128,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 SHARDROUTER: dict[str, Any] = {
     # Apps whose tables live on the shards, keyed by each row's user ID.
-    "SHARDED_APPS": ["content"],
+    "SHARDED_APPS": ["content", "exports"],
     # How often each process checks the control database for a new shard-map version.
     "REFRESH_INTERVAL": env_float("SHARDMAP_REFRESH_INTERVAL", 1.0, minimum=0.05, maximum=60, environ=_env),
     # How long a write waits (retrying) while its range is frozen for a cut-over.
@@ -131,9 +136,9 @@ SHARDROUTER: dict[str, Any] = {
     # After a write, the user's reads stay on the write database this long (read-your-writes).
     "READ_YOUR_WRITES_SECONDS": env_float("SHARD_READ_YOUR_WRITES_SECONDS", 5.0, minimum=0, environ=_env),
     "PIN_CACHE": "default",
+    # Live data moves: `shardmap assign` refuses ranges a move owns.
+    "MAP_EDIT_GUARDS": ["migrations_tooling.guards.refuse_ranges_of_active_moves"],
 }
-# Live data moves: `shardmap assign` refuses ranges a move owns.
-SHARDROUTER["MAP_EDIT_GUARDS"] = ["migrations_tooling.guards.refuse_ranges_of_active_moves"]
 
 # --- Redis: the general cache ---------------------------------------------------------------------
 
@@ -283,11 +288,6 @@ LOGGING: dict[str, Any] = {
 #   (static through whitenoise; media through short-lived signed links checked by apps.storage).
 # QQ_STORAGE=s3: static files in their own bucket under hashed names, served from the CDN domain;
 #   media (exported documents) in a separate private bucket, reached only through short-lived signed URLs.
-
-# apps.storage precedes staticfiles: its collectstatic (compares content, not times) replaces the stock one.
-INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles"), "apps.storage")
-INSTALLED_APPS.append("apps.exports")
-SHARDROUTER["SHARDED_APPS"].append("exports")
 
 QQ_STORAGE = (env_str("QQ_STORAGE", "local", environ=_env) or "local").strip().lower()
 # How long a signed link to a private file works (S3 allows at most 7 days; keep it short).

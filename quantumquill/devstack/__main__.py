@@ -8,11 +8,21 @@ import shlex
 import subprocess
 import sys
 
+from .preflight import DevstackError
 from .run import run
 from .stack import PROFILES, Stack, private_profile, stack_from_state
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except DevstackError as exc:
+        # One line naming the cause and the fix: a newcomer's first `make run` must not end in a traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quantumquill.devstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the servers, migrate, seed demo users and serve http://127.0.0.1:8000")
