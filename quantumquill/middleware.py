@@ -7,23 +7,11 @@ from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
-from django.template.loader import render_to_string
 
+from apps.platform.responses import unavailable_response
 from shardrouter.errors import ShardMapError, ShardWriteUnavailable
 
 logger = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = 30
-
-
-def unavailable_response(
-    request: HttpRequest | None, *, template: str, retry_after: int = RETRY_AFTER_SECONDS
-) -> HttpResponse:
-    """A 503 page with Retry-After; ``request`` may be None when its lazy parts must not be touched."""
-    body = render_to_string(template, {"retry_after": retry_after}, request=request)
-    response = HttpResponse(body, status=503)
-    response["Retry-After"] = str(retry_after)
-    return response
 
 
 class DatabaseUnavailableMiddleware:

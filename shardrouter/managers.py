@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from django.db import models
 
 from .context import validate_shard_key
-from .router import require_shard_key
+from .shardkeys import require_shard_key
 
 _M = TypeVar("_M", bound=models.Model)
 

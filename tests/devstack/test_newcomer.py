@@ -127,4 +127,3 @@ def test_a_clone_only_root_can_enter_fails_in_one_line_naming_the_cause_and_the_
     assert f"cannot enter {blocked}" in line and f"'{SYSTEM_USER}'" in line
     assert f"chmod o+x {blocked}" in line and "/srv/quantumquill" in line
     assert not (clone / "var" / "teststack").exists() or not any((clone / "var" / "teststack").rglob("PG_VERSION"))
-

@@ -28,7 +28,7 @@ from migrations_tooling.selectors import move_status
 from quantumquill.devstack.stack import REPO_ROOT
 from shardrouter.control import conninfo_for
 from shardrouter.ids import new_id
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from shardrouter.writes import run_sharded_write
 from tests.conftest import child_env
 from tests.support import wait_until

@@ -16,7 +16,7 @@ from migrations_tooling.models import MoveRange
 from quantumquill.devstack.postgres import PostgresServer
 from quantumquill.devstack.stack import free_port
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES, child_env, database_url, write_map
 from tests.moves.support import REPO_ROOT, latest_move, on_db, shardmove, wait_for_phase
 

@@ -6,7 +6,7 @@ import pytest
 
 from migrations_tooling.models import MoveEvent
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES, write_map
 from tests.moves.support import (
     Ledger,

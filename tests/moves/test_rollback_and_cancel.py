@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 
 from migrations_tooling.models import MoveRange
 from migrations_tooling.schema import sharded_tables
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import (
     Ledger,

@@ -10,8 +10,9 @@ import pytest
 
 from shardrouter.errors import ShardMapConflict, ShardMapError
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
+from shardrouter.mapstore import apply_map, load_map_from_database
 from shardrouter.models import ShardMapRevision
-from shardrouter.shardmap import apply_map, current_map, load_map_from_database
+from shardrouter.shardmap import current_map
 from tests.conftest import ALL_DATABASES, child_env
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
