@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from quantumquill.devstack.stack import free_port
@@ -72,6 +73,7 @@ def running(process: subprocess.Popen[bytes], what: str) -> None:
     assert process.poll() is None, f"{what} exited with {process.returncode}"
 
 
+@pytest.mark.slow
 def test_the_web_image_command_serves_from_what_the_image_copies_without_the_embedded_wheels(
     tmp_path: Path,
 ) -> None:
@@ -111,6 +113,7 @@ def test_the_embedded_servers_wheels_stay_out_of_the_runtime_requirements() -> N
         assert wheel not in runtime and f"{wheel}==" in embedded
 
 
+@pytest.mark.slow
 def test_the_generation_service_runs_from_nothing_but_what_its_image_copies(tmp_path: Path) -> None:
     env, command, copies = dockerfile(REPO / "contentgen_service" / "Dockerfile")
     assert copies == ["contentgen_service/requirements.txt", "contentgen_service"]

@@ -52,6 +52,7 @@ def test_typed_readers_name_the_variable() -> None:
         env_bool("DEBUGGING", False, environ={"DEBUGGING": "maybe"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
@@ -70,6 +71,7 @@ def test_the_platform_refuses_to_start_on_a_malformed_setting(variable: str, val
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_secret_key_is_refused_rather_than_defaulted() -> None:
     env = child_env(REDIS_URL="redis://127.0.0.1:1/0")
     env.pop("DJANGO_SECRET_KEY", None)

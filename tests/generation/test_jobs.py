@@ -24,7 +24,7 @@ from tests.generation.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture

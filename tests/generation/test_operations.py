@@ -27,6 +27,7 @@ from tests.conftest import ALL_DATABASES, child_env, raw_rows
 from tests.generation.conftest import GenerationStack, wait_for_status
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
@@ -104,6 +105,7 @@ def test_each_service_error_maps_to_retry_or_a_final_message(error: Exception, r
     assert bool(failure.gave_up) is retryable
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 def test_requeue_sends_jobs_for_generations_nothing_would_run_and_the_worker_completes_them(
     stack: GenerationStack,

@@ -8,8 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.loadtest.conftest import REPO
 from tests.support import wait_until
+
+pytestmark = pytest.mark.slow
 
 # A shape whose tick keeps the CPU for most of every second, so the interrupt almost
 # always lands inside it: the case where Python would raise KeyboardInterrupt in the

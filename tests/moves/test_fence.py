@@ -84,6 +84,7 @@ def test_the_target_refuses_direct_writes_to_the_moving_range_while_replication_
     insert_directly("shard3", 700)
 
 
+@pytest.mark.slow
 def test_a_freeze_refuses_writes_until_it_expires_and_then_lets_them_through_and_logs_them() -> None:
     tables = sharded_tables()
     with fenced("shard2", 99, 1000, 2000) as conn:

@@ -19,7 +19,7 @@ from tests.moves.support import (
     wait_for_phase,
 )
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 # Users on both sides of every boundary the moves below draw (0 | 500 | 1000 | MAX).
 USERS = [3, 120, 260, 499, 500, 777, 999, 1000, 1001, 4200, 77_000, 10**12]

@@ -11,6 +11,8 @@ from django.core.cache import cache
 from tests.conftest import ALL_DATABASES, child_env
 from tests.support import wait_until
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def worker() -> object:

@@ -64,6 +64,7 @@ sys.exit(1)
 """
 
 
+@pytest.mark.slow
 def test_a_map_change_reaches_a_second_running_process_without_a_restart() -> None:
     watcher = subprocess.Popen(
         [sys.executable, "-c", WATCHER], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -16,7 +16,7 @@ from quantumquill.devstack.web import GunicornServer, NginxBalancer
 from tests.conftest import ALL_DATABASES, child_env
 from tests.stateless.conftest import PASSWORD
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 LIST = "/generations/"
 

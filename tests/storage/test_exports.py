@@ -27,7 +27,7 @@ from tests.support.users import logged_in
 
 from .conftest import Buckets, S3Server, object_versions, s3_media_settings
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES), pytest.mark.slow]
 
 
 @pytest.fixture

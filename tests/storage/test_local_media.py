@@ -54,6 +54,7 @@ def test_a_local_link_names_its_file_and_expiry_and_cannot_be_forged_or_extended
         media_link_verify(**{**verify, "name": "exports/1/3/v/generation-3.md"}, now=1_000_000)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(databases=ALL_DATABASES)
 def test_a_local_export_downloads_through_its_link_until_the_link_expires(local_media: Path, make_user: Any) -> None:
     alice = make_user(10, "alice")
