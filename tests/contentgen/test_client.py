@@ -78,6 +78,7 @@ def test_closing_a_stream_cancels_the_generation_on_the_server(start_server, cli
     assert list(stream) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings, error_type, retryable",
     [
