@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer, NginxBalancer
 from tests.conftest import ALL_DATABASES, child_env
 from tests.stateless.conftest import PASSWORD
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
@@ -80,8 +80,13 @@ def test_a_session_holds_across_servers_crashes_restarts_and_logout(
     traced = browser.get(nginx.url + LIST, headers={"X-Request-ID": "e2e-trace-1"}, timeout=10)
     assert traced.headers["X-Request-ID"] == "e2e-trace-1"
     server = app1 if traced.headers["X-Served-By"] == "app1" else app2
-    assert _eventually(lambda: "request_id=e2e-trace-1 served_by=" + server.name in server.log_file.read_text())
-    assert _eventually(lambda: "request_id=e2e-trace-1" in nginx.access_log.read_text())
+    # Log lines are flushed asynchronously: wait for them.
+    wait_until(
+        lambda: "request_id=e2e-trace-1 served_by=" + server.name in server.log_file.read_text(),
+        timeout=5,
+        what="the request ID in the app server's log",
+    )
+    wait_until(lambda: "request_id=e2e-trace-1" in nginx.access_log.read_text(), timeout=5, what="nginx's log line")
 
     # One server crashes: the user sees no error, the other server serves everything, even a POST.
     app1.kill()
@@ -100,18 +105,23 @@ def test_a_session_holds_across_servers_crashes_restarts_and_logout(
         timeout=10,
     )
     assert created.status_code == 302 and created.headers["X-Served-By"] == "app2"
-    assert _eventually(lambda: f"upstream=127.0.0.1:{app1.port}, 127.0.0.1:{app2.port}" in nginx.access_log.read_text())
+    wait_until(
+        lambda: f"upstream=127.0.0.1:{app1.port}, 127.0.0.1:{app2.port}" in nginx.access_log.read_text(),
+        timeout=5,
+        what="nginx to log the retry on the second server",
+    )
 
     # Both restart: still signed in, and both serve again once nginx retries the recovered server.
     app2.stop()
     app1.start()
     app2.start()
     seen: set[str] = set()
-    deadline = time.monotonic() + 30
-    while seen != {"app1", "app2"} and time.monotonic() < deadline:
-        seen.update(_served_by(browser, nginx.url, 2))
-        time.sleep(0.2)
-    assert seen == {"app1", "app2"}
+    wait_until(
+        lambda: seen.update(_served_by(browser, nginx.url, 2)) or seen == {"app1", "app2"},
+        timeout=30,
+        what="both restarted servers to answer through nginx",
+        poll=0.2,
+    )
 
     # Log out on app1 directly: the same cookie is dead on app2 and through the balancer.
     token = _csrf_token(browser, app1.url + LIST)
@@ -124,13 +134,3 @@ def test_a_session_holds_across_servers_crashes_restarts_and_logout(
     for base in (app2.url, nginx.url):
         response = stolen.get(base + LIST, allow_redirects=False, timeout=10)
         assert response.status_code == 302 and "/accounts/login/" in response.headers["Location"]
-
-
-def _eventually(condition: Any, timeout: float = 5) -> bool:
-    """Log lines are flushed asynchronously; wait a little for them."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
