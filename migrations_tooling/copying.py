@@ -1,4 +1,10 @@
-"""Progress of the initial copy, read from the target's subscription state and recorded on the move."""
+"""Progress of the initial copy: read from the target's subscription state, and recorded on the move.
+
+``observe_copy`` and ``copy_finished`` only read (``shardmove status`` uses
+them); ``refresh_copy_state`` records what they see and moves a finished copy
+to ``catching_up``. The commands that drive a move call it (through
+``services.move_refresh`` or at their start), never ``status``.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +15,33 @@ from django.utils import timezone
 
 from . import replication
 from .models import MoveEvent, MoveRange, MoveTable, Phase
+from .phases import COPY_FINISHED, sources
 from .schema import sharded_tables
+
+
+def observe_copy(move: MoveRange, target: psycopg.Connection[Any]) -> dict[str, replication.TableSync]:
+    """Each table's copy state as the target's subscription reports it now (read-only; {} unless copying)."""
+    if move.phase != Phase.COPYING or move.copy_started_at is None:
+        return {}
+    return replication.table_sync(target, replication.forward(move.id, move.source, move.target).name)
+
+
+def copy_finished(syncs: dict[str, replication.TableSync]) -> bool:
+    """True when every sharded table (and the marker) has been copied and is streaming."""
+    expected = {t.name for t in sharded_tables()} | {"qq_move_marker"}
+    return bool(syncs) and expected <= set(syncs) and all(s.state == "r" for s in syncs.values())
 
 
 def refresh_copy_state(move: MoveRange, target: psycopg.Connection[Any]) -> dict[str, replication.TableSync]:
     """Record each table's copy state and rows; ``copying`` becomes ``catching_up`` once every table is ready.
 
-    Safe to call from any command (status included): it only moves the phase
-    forward, with a conditional update.
+    Safe to call from any command that drives the move, and concurrently: it
+    only moves the phase forward, with a conditional update.
     """
-    if move.phase != Phase.COPYING or move.copy_started_at is None:
-        return {}
-    channel = replication.forward(move.id, move.source, move.target)
-    syncs = replication.table_sync(target, channel.name)
+    syncs = observe_copy(move, target)
+    if not syncs:
+        return syncs
+    assert move.copy_started_at is not None
     by_name = {t.name: t for t in sharded_tables()}
     now = timezone.now()
     for record in MoveTable.objects.filter(move=move):
@@ -40,9 +60,8 @@ def refresh_copy_state(move: MoveRange, target: psycopg.Connection[Any]) -> dict
             changed = True
         if changed:
             record.save(update_fields=["sync_state", "rows_copied", "synced_at"])
-    expected = set(by_name) | {"qq_move_marker"}
-    if syncs and expected <= set(syncs) and all(s.state == "r" for s in syncs.values()):
-        updated = MoveRange.objects.filter(id=move.id, phase=Phase.COPYING).update(
+    if copy_finished(syncs):
+        updated = MoveRange.objects.filter(id=move.id, phase__in=sources(COPY_FINISHED, Phase.CATCHING_UP)).update(
             phase=Phase.CATCHING_UP, copy_finished_at=now, phase_changed_at=now, updated_at=now
         )
         if updated:

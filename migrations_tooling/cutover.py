@@ -20,7 +20,9 @@ The freeze (every step is bounded by what is left of ``--max-freeze``)
      QQ001 and ``run_sharded_write`` retries them;
   2. commit a marker on old and wait until new shows it: new has applied every
      write old ever accepted for the range;
-  3. compare, exactly, every row the fence logged since the baseline;
+  3. compare, exactly, every row the fence logged since the baseline (a
+     difference is a divergence only if the freeze still holds afterwards;
+     otherwise writes after the expiry may explain it: abort as an expiry);
   4. on new: start logging changes (fence ``tracking``) and advance the slot
      of the following channel to new's current WAL position: it skips
      everything replicated from old and captures every later write on new;
@@ -52,14 +54,15 @@ import psycopg
 
 from shardrouter.conf import get_settings as shardrouter_settings
 
-from . import fence, replication, verify
+from . import fence, phases, replication, verify
 from .conf import get_settings
-from .errors import CutOverAborted, MoveError, RowsDiffer
+from .errors import CutOverAborted, FreezeExpired, LockTimedOut, MoveError, RowsDiffer
 from .hooks import pause_point
 from .maps import route_range
 from .models import MoveRange, Phase
+from .phases import Action, require_phase
 from .planning import label
-from .progress import format_duration
+from .progress import format_duration, timed
 from .work import Work, record_error
 
 SLOT_CREATION_TIMEOUT = 60.0
@@ -76,6 +79,7 @@ class Direction:
     following: replication.Channel  # new -> old, running after it
     phase_before: Phase
     phase_after: Phase
+    action: Action
 
 
 def forward_direction(move: MoveRange) -> Direction:
@@ -87,6 +91,7 @@ def forward_direction(move: MoveRange) -> Direction:
         replication.reverse(move.id, move.source, move.target),
         Phase.READS_SWITCHED,
         Phase.WRITES_SWITCHED,
+        phases.SWITCH_WRITES,
     )
 
 
@@ -99,6 +104,7 @@ def rollback_direction(move: MoveRange) -> Direction:
         replication.forward(move.id, move.source, move.target),
         Phase.WRITES_SWITCHED,
         Phase.ROLLED_BACK,
+        phases.ROLLBACK,
     )
 
 
@@ -126,40 +132,13 @@ def measure_lag(work: Work, primary: str, replica: str, *, limit: float) -> floa
 def switch_reads(work: Work, *, back: bool, max_lag: float, dry_run: bool) -> bool:
     """Send the range's reads to the target (or ``back`` to the source); False if nothing had to change."""
     reconcile(work)
-    move = work.move
     if back:
-        if move.phase in (Phase.CATCHING_UP, Phase.ROLLED_BACK, Phase.COPYING):
-            work.reporter.info(f"Reads of move {move.id} already go to {move.source}; nothing to do.")
-            return False
-        if move.phase == Phase.WRITES_SWITCHED:
-            raise MoveError(
-                f"Move {move.id} has switched writes too; `shardmove rollback {move.id}` brings reads and writes back."
-            )
-        if move.phase != Phase.READS_SWITCHED:
-            raise MoveError(f"Move {move.id} is {move.phase}; its reads cannot be switched any more.")
-        if dry_run:
-            work.reporter.info(f"Dry run: would route reads of {label(move.lo, move.hi)} back to {move.source}.")
-            return False
-        route_range(
-            move.lo,
-            move.hi,
-            writes=move.source,
-            reads=move.source,
-            allowed_from={(move.source, move.target)},
-            reason=f"move {move.id}: reads back to {move.source}",
-        )
-        work.set_phase(Phase.CATCHING_UP, expected=(Phase.READS_SWITCHED,))
-        work.journal("reads", f"Reads of {label(move.lo, move.hi)} go to {move.source} again.")
-        return True
-    if move.phase in (Phase.READS_SWITCHED, Phase.WRITES_SWITCHED):
+        return _reads_back(work, phases.SWITCH_READS_BACK, dry_run=dry_run)
+    move = work.move
+    after = require_phase(move, phases.SWITCH_READS)
+    if after is None:
         work.reporter.info(f"Reads of move {move.id} already go to {move.target}; nothing to do.")
         return False
-    if move.phase == Phase.COPYING:
-        raise MoveError(
-            f"Move {move.id} is still copying; switch reads once `shardmove status {move.id}` shows catching_up."
-        )
-    if move.phase not in (Phase.CATCHING_UP, Phase.ROLLED_BACK):
-        raise MoveError(f"Move {move.id} is {move.phase}; its reads cannot be switched.")
     lag = measure_lag(work, move.source, move.target, limit=max_lag)
     if lag is None:
         raise MoveError(
@@ -179,12 +158,35 @@ def switch_reads(work: Work, *, back: bool, max_lag: float, dry_run: bool) -> bo
         allowed_from={(move.source, move.source)},
         reason=f"move {move.id}: reads to {move.target}",
     )
-    work.set_phase(Phase.READS_SWITCHED, expected=(Phase.CATCHING_UP, Phase.ROLLED_BACK))
+    work.set_phase(after, action=phases.SWITCH_READS)
     work.journal(
         "reads",
         f"Reads of {label(move.lo, move.hi)} go to {move.target} (lag {lag * 1000:.0f} ms); writes stay on {move.source}.",
         lag=lag,
     )
+    return True
+
+
+def _reads_back(work: Work, action: Action, *, dry_run: bool) -> bool:
+    """Reads back to the source, before any write cut-over (``switch-reads --back``, or ``rollback`` then)."""
+    move = work.move
+    after = require_phase(move, action)
+    if after is None:
+        work.reporter.info(f"Reads of move {move.id} already go to {move.source}; nothing to do.")
+        return False
+    if dry_run:
+        work.reporter.info(f"Dry run: would route reads of {label(move.lo, move.hi)} back to {move.source}.")
+        return False
+    route_range(
+        move.lo,
+        move.hi,
+        writes=move.source,
+        reads=move.source,
+        allowed_from={(move.source, move.target)},
+        reason=f"move {move.id}: reads back to {move.source}",
+    )
+    work.set_phase(after, action=action)
+    work.journal("reads", f"Reads of {label(move.lo, move.hi)} go to {move.source} again.")
     return True
 
 
@@ -197,16 +199,9 @@ def switch_writes(
     """The write cut-over source -> target (see the module docstring)."""
     reconcile(work)
     move = work.move
-    if move.phase == Phase.WRITES_SWITCHED:
+    if require_phase(move, phases.SWITCH_WRITES) is None:
         work.reporter.info(f"Writes of move {move.id} already go to {move.target}; nothing to do.")
         return None
-    if move.phase in (Phase.COPYING, Phase.CATCHING_UP, Phase.ROLLED_BACK):
-        raise MoveError(
-            f"Move {move.id} still reads from {move.source}: switch reads first (`shardmove switch-reads {move.id}`), "
-            "check the application, then switch writes."
-        )
-    if move.phase != Phase.READS_SWITCHED:
-        raise MoveError(f"Move {move.id} is {move.phase}; there are no writes to switch.")
     return _cut_over(
         work, forward_direction(move), max_freeze=max_freeze, max_lag=max_lag, dry_run=dry_run, attempts=attempts
     )
@@ -218,16 +213,10 @@ def rollback(
     """Send traffic back to the source: reads only (before the write cut-over) or writes too (after it)."""
     reconcile(work)
     move = work.move
+    require_phase(move, phases.ROLLBACK)
     if move.phase == Phase.READS_SWITCHED:
-        switch_reads(work, back=True, max_lag=max_lag, dry_run=dry_run)
+        _reads_back(work, phases.ROLLBACK, dry_run=dry_run)
         return None
-    if move.phase in (Phase.COPYING, Phase.CATCHING_UP, Phase.ROLLED_BACK):
-        raise MoveError(
-            f"Move {move.id} has nothing to roll back: reads and writes are on {move.source}. "
-            f"`shardmove cancel {move.id}` abandons the move and removes the copy."
-        )
-    if move.phase != Phase.WRITES_SWITCHED:
-        raise MoveError(f"Move {move.id} is {move.phase}; it can no longer be rolled back.")
     return _cut_over(
         work, rollback_direction(move), max_freeze=max_freeze, max_lag=max_lag, dry_run=dry_run, attempts=attempts
     )
@@ -310,10 +299,7 @@ def _cut_over(
             raise
         except CutOverAborted as exc:
             if attempt == attempts:
-                raise CutOverAborted(
-                    f"{exc} Gave up after {attempts} attempt(s); writes stay on {d.old} and the move stays "
-                    f"{d.phase_before}. Retry later (a quieter moment helps) or with a larger --max-freeze."
-                ) from exc
+                raise type(exc)(f"{exc} {_give_up_advice(d, exc, attempts)}") from exc
             work.reporter.warning(f"Attempt {attempt} aborted: {exc} Retrying.")
             time.sleep(0.2 * attempt)
             verify.advance_watermark(work, limit=get_settings().changed_keys_in_freeze)
@@ -324,63 +310,50 @@ def _cut_over(
     raise AssertionError("unreachable")
 
 
+def _give_up_advice(d: Direction, exc: CutOverAborted, attempts: int) -> str:
+    gave_up = f"Gave up after {attempts} attempt(s); writes stay on {d.old} and the move stays {d.phase_before.value}."
+    if isinstance(exc, LockTimedOut):
+        return f"{gave_up} End or wait out the transaction named above, then retry."
+    return f"{gave_up} Retry later (a quieter moment helps) or with a larger --max-freeze."
+
+
+# --- the freeze ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Freeze:
+    """One attempt's freeze: its limit on this process's clock, and what each step took."""
+
+    max_freeze: float
+    started: float = field(default_factory=time.monotonic)
+    timings: dict[str, float] = field(default_factory=dict)
+    verified: int = 0
+
+    @property
+    def left(self) -> float:
+        # The database's expires_at is set a little later than this clock started: this limit is the stricter.
+        return self.started + self.max_freeze - time.monotonic()
+
+    def check(self, where: str) -> None:
+        if self.left <= 0:
+            raise FreezeExpired(f"The freeze ({format_duration(self.max_freeze)}) ran out {where}.")
+
+
 def _freeze_and_commit(work: Work, d: Direction, *, max_freeze: float) -> CutOverResult:
-    move = work.move
-    config = get_settings()
+    """One attempt: freeze old, let new catch up, compare the changed rows, prepare the way back, commit."""
     _create_following_slot(work, d)
-    started = time.monotonic()
-    deadline = started + max_freeze
-
-    def left() -> float:
-        return deadline - time.monotonic()
-
-    timings: dict[str, float] = {}
+    freeze = _Freeze(max_freeze)
     work.set_step(f"{d.label}: freezing")
-    try:
-        fence.freeze(work.db[d.old], move.id, work.tables, max_freeze=max_freeze, lock_timeout=config.lock_timeout)
-    except psycopg.errors.LockNotAvailable:
-        reason = f"In-flight writes on {d.old} did not finish within the lock timeout ({config.lock_timeout:.1f}s)."
-        _abort(work, d, reason)
-        raise CutOverAborted(reason) from None
-    frozen = time.monotonic()
-    timings["lock_and_freeze"] = frozen - started
-    verified = 0
+    _freeze_old(work, d, freeze)
     try:
         pause_point(f"{d.label}:frozen")
-        seq = fence.marker_bump(work.db[d.old], move.id)
-        waited = fence.wait_for_marker(work.db[d.new], move.id, seq, timeout=max(0.0, left()))
-        if waited is None:
-            raise CutOverAborted(f"{d.new} did not catch up with {d.old} within the freeze.")
-        timings["catch_up"] = waited
+        _catch_up(work, d, freeze)
         pause_point(f"{d.label}:caught-up")
-        keys = fence.changed_keys(work.db[d.old], move.id, move.watermark_snapshot or None)
-        verified = verify.count_changed(keys)
-        t0 = time.monotonic()
-        mismatches = verify.compare_keys(work, d.old, d.new, keys, sync=False)
-        timings["verify_changed"] = time.monotonic() - t0
-        if mismatches:
-            raise RowsDiffer(verify.mismatch_message(move.id, mismatches))
+        _verify_changed(work, d, freeze)
         pause_point(f"{d.label}:verified")
-        t0 = time.monotonic()
-        new = work.db[d.new]
-        fence.drop_changes(new, move.id)
-        fence.put(new, move.id, move.lo, move.hi, "tracking")
-        replication.advance_slot_to_now(new, d.following.name, timeout=max(0.001, left()))
-        timings["slot"] = time.monotonic() - t0
+        _start_following(work, d, freeze)
         pause_point(f"{d.label}:slot")
-        if left() <= 0:
-            raise CutOverAborted("The freeze limit was reached before the commit point.")
-        t0 = time.monotonic()
-        committed = fence.commit_moved(
-            work.db[d.old],
-            move.id,
-            work.tables,
-            moved_to=d.new,
-            lock_timeout=min(config.lock_timeout, max(0.001, left())),
-        )
-        timings["commit"] = time.monotonic() - t0
-        if not committed:
-            raise CutOverAborted(f"The freeze ({format_duration(max_freeze)}) expired before the commit point.")
+        _commit_point(work, d, freeze)
     except Exception as exc:
         if not _committed(work, d):
             _abort(work, d, str(exc) if isinstance(exc, CutOverAborted) else f"{type(exc).__name__}: {exc}")
@@ -388,19 +361,130 @@ def _freeze_and_commit(work: Work, d: Direction, *, max_freeze: float) -> CutOve
                 raise
             raise CutOverAborted(f"Error inside the freeze: {exc}") from exc
         # Otherwise the commit reached the database although its reply did not reach us: carry on.
-    freeze = time.monotonic() - started  # writers queue behind the lock request, so count from there
+    return _record_commit(work, d, freeze)
+
+
+def _freeze_old(work: Work, d: Direction, freeze: _Freeze) -> None:
+    """Step 1: wait (bounded) for in-flight writers on old, then freeze the range there."""
+    config = get_settings()
+    try:
+        with timed(freeze.timings, "lock_and_freeze"):
+            fence.freeze(
+                work.db[d.old],
+                work.move.id,
+                work.tables,
+                max_freeze=freeze.max_freeze,
+                lock_timeout=config.lock_timeout,
+            )
+    except psycopg.errors.LockNotAvailable:
+        error = _lock_timed_out(work, d, config.lock_timeout)
+        _abort(work, d, str(error))
+        raise error from None
+
+
+def _lock_timed_out(work: Work, d: Direction, waited: float) -> LockTimedOut:
+    """Name the sessions whose locks on old's sharded tables the freeze could not get past."""
+    what = (
+        f"In-flight writes on {d.old} did not finish within the lock timeout ({waited:.1f}s, "
+        "SHARDMOVE['LOCK_TIMEOUT_SECONDS']; a larger --max-freeze does not change it)"
+    )
+    try:
+        holders = fence.lock_holders(work.db[d.old], work.tables)
+    except psycopg.Error as exc:
+        return LockTimedOut(f"{what}; the lock holders could not be read ({exc}). Look in pg_stat_activity on {d.old}.")
+    if not holders:
+        return LockTimedOut(
+            f"{what}; the transaction that held the lock had ended when it was looked up (a burst of long writes, "
+            f"or autovacuum). Retry; if it recurs, look for long transactions in pg_stat_activity on {d.old}."
+        )
+    listed = "; ".join(h.describe() for h in holders[:5])
+    first = holders[0].pid
+    return LockTimedOut(
+        f"{what}: {listed}. Let that transaction finish or end it (`SELECT pg_terminate_backend({first})` on "
+        f"{d.old}), then retry."
+    )
+
+
+def _catch_up(work: Work, d: Direction, freeze: _Freeze) -> None:
+    """Step 2: a marker committed on old after the freeze shows on new, so new has every write old accepted."""
+    with timed(freeze.timings, "catch_up"):
+        seq = fence.marker_bump(work.db[d.old], work.move.id)
+        waited = fence.wait_for_marker(work.db[d.new], work.move.id, seq, timeout=max(0.0, freeze.left))
+    if waited is None:
+        raise FreezeExpired(f"{d.new} did not catch up with {d.old} within the freeze.")
+
+
+def _verify_changed(work: Work, d: Direction, freeze: _Freeze) -> None:
+    """Step 3: compare, exactly, every row changed on old since the baseline.
+
+    A difference means divergence only if the freeze still held when the
+    comparison ended: once it has expired, users write to old again, and a
+    row written after the expiry may not have reached new yet. That aborts as
+    an expiry (and is retried), never as "rows differ".
+    """
+    move = work.move
+    keys = fence.changed_keys(work.db[d.old], move.id, move.watermark_snapshot or None)
+    freeze.verified = verify.count_changed(keys)
+    with timed(freeze.timings, "verify_changed"):
+        mismatches = verify.compare_keys(work, d.old, d.new, keys, sync=False)
+    if not mismatches:
+        return
+    if _still_frozen(work, d):
+        raise RowsDiffer(verify.mismatch_message(move.id, mismatches))
+    raise FreezeExpired(
+        f"The freeze ({format_duration(freeze.max_freeze)}) expired while {freeze.verified} changed row(s) were "
+        f"compared; {len(mismatches)} of them differed, which writes after the expiry explain (not counted as a "
+        "divergence: the next attempt compares them again)."
+    )
+
+
+def _still_frozen(work: Work, d: Direction) -> bool:
+    """True if old's fence is frozen and unexpired now (by the database's clock, which enforces it)."""
+    state = fence.get(work.db[d.old], work.move.id)
+    return state is not None and state.state == "frozen" and not state.expired
+
+
+def _start_following(work: Work, d: Direction, freeze: _Freeze) -> None:
+    """Step 4: new logs its changes and the slot of the way back starts at new's current WAL position."""
+    move = work.move
+    new = work.db[d.new]
+    with timed(freeze.timings, "slot"):
+        fence.drop_changes(new, move.id)
+        fence.put(new, move.id, move.lo, move.hi, "tracking")
+        replication.advance_slot_to_now(new, d.following.name, timeout=max(0.001, freeze.left))
+
+
+def _commit_point(work: Work, d: Direction, freeze: _Freeze) -> None:
+    """Step 5: on old, ``frozen`` -> ``moved`` if and only if the freeze has not expired."""
+    freeze.check("before the commit point")
+    lock_timeout = min(get_settings().lock_timeout, max(0.001, freeze.left))
+    with timed(freeze.timings, "commit"):
+        try:
+            committed = fence.commit_moved(
+                work.db[d.old], work.move.id, work.tables, moved_to=d.new, lock_timeout=lock_timeout
+            )
+        except psycopg.errors.LockNotAvailable:
+            raise _lock_timed_out(work, d, lock_timeout) from None
+    if not committed:
+        raise FreezeExpired(f"The freeze ({format_duration(freeze.max_freeze)}) expired before the commit point.")
+
+
+def _record_commit(work: Work, d: Direction, freeze: _Freeze) -> CutOverResult:
+    move = work.move
+    frozen_for = time.monotonic() - freeze.started  # writers queue behind the lock request, so count from there
+    catch_up = freeze.timings.get("catch_up", 0.0)
     work.set_watermark(d.new, "")
     work.set_step(f"{d.label}: committed")
     work.journal(
         "cut-over",
         f"{d.label}: writes of {label(move.lo, move.hi)} committed to {d.new}; the range was frozen for "
-        f"{freeze * 1000:.0f} ms (catch-up {timings.get('catch_up', 0) * 1000:.0f} ms, {verified} changed row(s) verified).",
+        f"{frozen_for * 1000:.0f} ms (catch-up {catch_up * 1000:.0f} ms, {freeze.verified} changed row(s) verified).",
         direction=d.label,
-        freeze=freeze,
-        **timings,
+        freeze=frozen_for,
+        **freeze.timings,
     )
     pause_point(f"{d.label}:committed")
-    return CutOverResult(d.label, freeze, timings.get("catch_up", 0.0), verified, 1, timings)
+    return CutOverResult(d.label, frozen_for, catch_up, freeze.verified, 1, dict(freeze.timings))
 
 
 def _committed(work: Work, d: Direction) -> bool:
@@ -445,7 +529,7 @@ def finish(work: Work, d: Direction) -> None:
     replication.drop_subscription(work.db[d.active.subscriber], d.active.name)
     replication.drop_slot(work.db[d.active.publisher], d.active.name)
     fence.drop_changes(work.db[d.old], move.id)
-    work.set_phase(d.phase_after, expected=(d.phase_before,))
+    work.set_phase(d.phase_after, action=d.action)
     work.journal(
         "traffic",
         f"{d.label} done: reads and writes of {label(move.lo, move.hi)} go to {d.new}; "

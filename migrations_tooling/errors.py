@@ -19,6 +19,14 @@ class CutOverAborted(MoveError):
     """A write cut-over gave up before its commit point; traffic stays where it was."""
 
 
+class FreezeExpired(CutOverAborted):
+    """The freeze ran out before the commit point (writes resumed on the old side): retrying can help."""
+
+
+class LockTimedOut(CutOverAborted):
+    """A transaction held the sharded tables longer than the lock timeout: ending it helps, a longer freeze does not."""
+
+
 class MoveInterrupted(MoveError):
     """The command was asked to stop (SIGINT/SIGTERM) at a safe point; re-running resumes."""
 

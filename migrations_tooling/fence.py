@@ -272,6 +272,59 @@ def commit_moved(
     return updated == 1
 
 
+@dataclass(frozen=True)
+class LockHolder:
+    """A session holding a lock on a sharded table that the freeze's ``SHARE`` lock has to wait for."""
+
+    pid: int
+    table: str
+    mode: str
+    user: str
+    application: str
+    state: str
+    transaction_seconds: float | None
+    query: str
+
+    def describe(self) -> str:
+        age = "" if self.transaction_seconds is None else f", transaction open for {self.transaction_seconds:.1f}s"
+        app = f", application {self.application!r}" if self.application else ""
+        query = " ".join(self.query.split())
+        return (
+            f"PID {self.pid} holds {self.mode} on {self.table} (user {self.user!r}{app}, {self.state or 'unknown'}"
+            f"{age}; last query: {query[:160] or '-'})"
+        )
+
+
+# Table lock modes that conflict with SHARE (what writers, VACUUM FULL, DDL and explicit LOCKs take).
+_CONFLICTING_MODES = (
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+
+
+def lock_holders(conn: psycopg.Connection[Any], tables: Sequence[ShardedTable]) -> list[LockHolder]:
+    """Other sessions holding a lock that conflicts with ``LOCK TABLE ... IN SHARE MODE``, oldest first."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT ON (a.pid) a.pid, l.relation::regclass::text, l.mode, coalesce(a.usename, ''),
+               coalesce(a.application_name, ''), coalesce(a.state, ''),
+               extract(epoch FROM clock_timestamp() - a.xact_start)::float8, coalesce(a.query, '')
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.relation IN (SELECT to_regclass(name) FROM unnest(%s::text[]) AS name)
+          AND l.mode = ANY(%s::text[])
+        ORDER BY a.pid, a.xact_start
+        """,
+        [[t.name for t in tables], list(_CONFLICTING_MODES)],
+    ).fetchall()
+    holders = [LockHolder(*row) for row in rows]
+    return sorted(holders, key=lambda h: -(h.transaction_seconds or 0.0))
+
+
 def unfreeze(conn: psycopg.Connection[Any], move_id: int) -> None:
     """Lift a freeze now (a cut-over that aborts does not wait for the expiry)."""
     conn.execute(

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db.models import Q
+from psycopg import sql
 
 from shardrouter.keyspace import format_key
 
@@ -18,6 +19,7 @@ from .pgconn import Pool, one
 from .schema import RangeSize, ShardedTable, range_size, schema_differences, sharded_tables
 
 MIN_SERVER_VERSION = 150000  # row filters on publications arrived in PostgreSQL 15
+ID_BATCH = 10_000  # IDs of the range looked up on the target per query by the collision check
 
 
 def label(lo: int, hi: int) -> str:
@@ -201,6 +203,70 @@ def validate_request(lo: int, hi: int, target: str) -> MovePlan:
     return MovePlan(lo=lo, hi=hi, source=source, target=target, existing=existing)
 
 
+@dataclass(frozen=True)
+class Collision:
+    """A row of the range whose primary key another user's row already has on the target."""
+
+    table: str
+    row_id: int
+    key: int  # the moving row's shard key
+    target_key: int  # the shard key of the row holding that ID on the target
+
+    def describe(self, target: str) -> str:
+        return f"{self.table} id={self.row_id} (user {self.key}) is taken on {target} by user {self.target_key}"
+
+
+def id_collisions(
+    source: psycopg.Connection[Any],
+    target: psycopg.Connection[Any],
+    table: ShardedTable,
+    lo: int,
+    hi: int,
+    *,
+    limit: int = 5,
+) -> list[Collision]:
+    """Rows of ``[lo, hi)`` on the source whose ID the target already uses for a row outside the range.
+
+    Such a row makes the copy fail (a unique violation) and retry forever.
+    Only the IDs within the span of the target's other rows are looked up,
+    in batches; with application-issued IDs there are normally none.
+    """
+    outside = sql.SQL("NOT ({})").format(table.in_range(lo, hi))
+    pk = sql.Identifier(table.pk)
+    span = target.execute(
+        sql.SQL("SELECT min({pk}), max({pk}) FROM {t} WHERE {outside}").format(pk=pk, t=table.ident, outside=outside)
+    ).fetchone()
+    if span is None or span[0] is None:
+        return []
+    low, high = int(span[0]), int(span[1])
+    ids_query = sql.SQL(
+        "SELECT {pk}, {key} FROM {t} WHERE {r} AND {pk} >= %s AND {pk} <= %s ORDER BY {pk} LIMIT %s"
+    ).format(pk=pk, key=sql.Identifier(table.key), t=table.ident, r=table.in_range(lo, hi))
+    taken_query = sql.SQL("SELECT {pk}, {key} FROM {t} WHERE {pk} = ANY(%s) AND {outside}").format(
+        pk=pk, key=sql.Identifier(table.key), t=table.ident, outside=outside
+    )
+    found: list[Collision] = []
+    start = low
+    while len(found) < limit:
+        batch = {int(i): int(k) for i, k in source.execute(ids_query, [start, high, ID_BATCH]).fetchall()}
+        if not batch:
+            break
+        taken = target.execute(taken_query, [list(batch)]).fetchall()
+        found += [Collision(table.name, int(i), batch[int(i)], int(k)) for i, k in sorted(taken)]
+        if len(batch) < ID_BATCH or max(batch) >= high:
+            break
+        start = max(batch) + 1
+    return found[:limit]
+
+
+def collision_message(collisions: list[Collision], target: str) -> str:
+    listed = "; ".join(c.describe(target) for c in collisions)
+    return (
+        f"{listed}. IDs must be unique per table on each database: copying these rows would fail (and retry "
+        f"forever). Delete or re-key the rows on {target} (they are outside the moving range), then retry."
+    )
+
+
 def check_servers(plan: MovePlan, db: Pool) -> None:
     """Server settings, rights, schema and emptiness of the target; fills ``plan.tables`` and ``plan.checks``."""
     tables = sharded_tables()
@@ -232,4 +298,11 @@ def check_servers(plan: MovePlan, db: Pool) -> None:
                 "routed to), then retry."
             )
         plan.checks.append(f"{plan.target} holds no rows of the range yet")
+        collisions = [c for t in tables for c in id_collisions(db[plan.source], db[plan.target], t, plan.lo, plan.hi)]
+        if collisions:
+            raise MoveError(
+                f"{plan.target} already uses IDs of rows of {plan.label}: "
+                + collision_message(collisions[:5], plan.target)
+            )
+        plan.checks.append(f"no row of the range has an ID already used on {plan.target}")
     plan.tables = [(t, range_size(db[plan.source], t, plan.lo, plan.hi)) for t in tables]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -21,6 +23,16 @@ class Reporter:
     def should_stop(self) -> bool:
         """True once the operator asked the command to stop (SIGINT/SIGTERM)."""
         return False
+
+
+@contextmanager
+def timed(timings: dict[str, float], slot: str) -> Iterator[None]:
+    """Add the seconds the block took to ``timings[slot]`` (also when it raises)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[slot] = timings.get(slot, 0.0) + time.monotonic() - started
 
 
 def format_duration(seconds: float | None) -> str:

@@ -1,4 +1,9 @@
-"""Reading moves: which move a command means, and the full status of one (``shardmove status``)."""
+"""Reading moves: which move a command means, and the full status of one (``shardmove status``).
+
+Everything here only reads, from the control database and the servers: the
+status of a move is what it is, whoever looks. Recording copy progress is a
+service (``services.move_refresh``), called by the commands that drive a move.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,14 @@ import psycopg
 from django.utils import timezone
 
 from . import fence, replication
-from .copying import refresh_copy_state
+from .copying import copy_finished, observe_copy
 from .errors import MoveError
 from .maps import traffic
 from .models import ACTIVE_PHASES, MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
-from .pgconn import pool
-from .planning import label
+from .pgconn import Pool, pool
+from .planning import collision_message, id_collisions, label
 from .progress import format_bytes, format_duration
+from .schema import sharded_tables
 
 
 def move_get(identifier: str | int | None) -> MoveRange:
@@ -76,6 +82,7 @@ class MoveStatus:
     lease: str
     created_at: datetime
     phase_changed_at: datetime
+    copy_error: str = ""  # why the initial copy keeps failing (it is then not progressing: no ETA)
     warnings: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
@@ -87,10 +94,8 @@ class MoveStatus:
 
     def copy_line(self) -> str:
         rate = f"{self.copy_rate:,.0f} rows/s" if self.copy_rate else "? rows/s"
-        return (
-            f"move {self.id} {self.phase}: {self.rows_copied:,}/~{self.rows_total:,} rows copied, {rate}, "
-            f"ETA {format_duration(self.eta_seconds)}"
-        )
+        outlook = f"FAILING: {self.copy_error}" if self.copy_error else f"ETA {format_duration(self.eta_seconds)}"
+        return f"move {self.id} {self.phase}: {self.rows_copied:,}/~{self.rows_total:,} rows copied, {rate}, {outlook}"
 
     def lines(self) -> list[str]:
         lag = "n/a"
@@ -98,12 +103,16 @@ class MoveStatus:
             seconds = f"{self.lag_seconds:.2f} s" if self.lag_seconds is not None else "? s"
             lag = f"{format_bytes(self.lag_bytes)} / {seconds}"
         rate = f"{self.copy_rate:,.0f} rows/s" if self.copy_rate else "-"
+        if self.copy_error:
+            outlook = f"FAILING: {self.copy_error}"
+        else:
+            outlook = f"ETA {format_duration(self.eta_seconds) if self.phase == Phase.COPYING else '-'}"
         out = [
             f"Move {self.id}: {self.range} {self.source} -> {self.target}",
             f"  phase     {self.phase}{f' ({self.step})' if self.step else ''}, since {self.phase_changed_at:%Y-%m-%d %H:%M:%S}",
             f"  traffic   reads: {self.reads}, writes: {self.writes}",
             f"  copy      {self.rows_copied:,} of ~{self.rows_total:,} rows (~{format_bytes(self.bytes_total)}), "
-            f"rate {rate}, ETA {format_duration(self.eta_seconds) if self.phase == Phase.COPYING else '-'}",
+            f"rate {rate}, {outlook}",
         ]
         for table in self.tables:
             total = f"{table.rows_total:,}" if table.rows_exact else f"~{table.rows_total:,}"
@@ -127,6 +136,8 @@ class MoveStatus:
 
 
 def _channel_for(move: MoveRange) -> replication.Channel | None:
+    if _ending(move):
+        return None  # cancel and complete drop replication first: no slot is expected any more
     if move.phase in (Phase.COPYING, Phase.CATCHING_UP, Phase.READS_SWITCHED, Phase.ROLLED_BACK):
         return replication.forward(move.id, move.source, move.target)
     if move.phase == Phase.WRITES_SWITCHED:
@@ -134,36 +145,112 @@ def _channel_for(move: MoveRange) -> replication.Channel | None:
     return None
 
 
-def move_status(move: MoveRange) -> MoveStatus:
-    """Everything about one move, from the control database and the two servers (read-only on the servers)."""
-    move.refresh_from_db()
-    warnings: list[str] = []
-    lag = replication.Lag(None, None, False)
-    errors = 0
+def _ending(move: MoveRange) -> str:
+    """The ending command (complete or cancel) a move is in the middle of, or ""."""
+    if move.phase in ACTIVE_PHASES and move.step.startswith("complete"):
+        return "complete"
+    if move.phase in ACTIVE_PHASES and move.step.startswith("cancel"):
+        return "cancel"
+    return ""
+
+
+@dataclass
+class _Observed:
+    """What the servers say about a move right now."""
+
+    syncs: dict[str, replication.TableSync] = field(default_factory=dict)
+    lag: replication.Lag = field(default_factory=lambda: replication.Lag(None, None, False))
+    errors: int = 0
+    copy_error: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def _observe(move: MoveRange, db: Pool) -> _Observed:
+    seen = _Observed()
     channel = _channel_for(move)
-    with pool() as db:
+    try:
+        seen.syncs = observe_copy(move, db[move.target])
+    except psycopg.Error as exc:
+        seen.warnings.append(f"cannot read copy progress from {move.target}: {exc}")
+    if channel is not None:
         try:
-            refresh_copy_state(move, db[move.target])
+            seen.lag = replication.lag(db[channel.publisher], channel)
+            seen.errors = sum(replication.subscription_errors(db[channel.subscriber], channel.name))
+            if seen.lag.bytes is None and move.copy_started_at is not None:
+                seen.warnings.append(f"replication slot {channel.name} is missing on {channel.publisher}")
         except psycopg.Error as exc:
-            warnings.append(f"cannot read copy progress from {move.target}: {exc}")
-        if channel is not None:
-            try:
-                lag = replication.lag(db[channel.publisher], channel)
-                errors = sum(replication.subscription_errors(db[channel.subscriber], channel.name))
-                if lag.bytes is None and move.copy_started_at is not None:
-                    warnings.append(f"replication slot {channel.name} is missing on {channel.publisher}")
-            except psycopg.Error as exc:
-                warnings.append(f"cannot read replication state: {exc}")
-        warnings += _fence_warnings(move, db)
-    tables = list(MoveTable.objects.filter(move=move))
+            seen.warnings.append(f"cannot read replication state: {exc}")
+    # The error counters only grow; a copy is failing while it has errors and no table is being copied now.
+    copying_now = any(sync.rows_copying is not None for sync in seen.syncs.values())
+    if move.phase == Phase.COPYING and seen.errors and not copying_now and not copy_finished(seen.syncs):
+        seen.copy_error = _copy_error(move, db, seen.errors)
+    elif move.phase == Phase.COPYING and copy_finished(seen.syncs):
+        seen.warnings.append(
+            f"the initial copy has finished; `shardmove refresh {move.id}` (or the next command of the move) "
+            "records it and the move becomes catching_up"
+        )
+    ending = _ending(move)
+    if ending:
+        seen.warnings.append(
+            f"`{ending}` was interrupted (step: {move.step}); replication is dropped and the move cannot be rolled "
+            f"back any more: re-run `shardmove {ending} {move.id}` to finish it."
+        )
+    seen.warnings += _fence_warnings(move, db)
+    return seen
+
+
+def _copy_error(move: MoveRange, db: Pool, errors: int) -> str:
+    """Why a copy that reports errors keeps failing, as far as the servers show it."""
+    counted = f"{errors} error(s) in {move.target}'s subscription workers"
+    try:
+        found = [
+            c
+            for table in sharded_tables()
+            for c in id_collisions(db[move.source], db[move.target], table, move.lo, move.hi, limit=3)
+        ]
+    except psycopg.Error as exc:
+        return f"{counted}; see {move.target}'s server log ({exc} while looking for ID collisions)."
+    if found:
+        return f"{counted}: {collision_message(found[:3], move.target)}"
+    return (
+        f"{counted}; the reason is in {move.target}'s server log (for example a unique violation from rows written "
+        f"directly on {move.target}). The workers retry by themselves once the cause is fixed; or `shardmove cancel "
+        f"{move.id}`."
+    )
+
+
+def _table_statuses(move: MoveRange, syncs: dict[str, replication.TableSync]) -> list[TableStatus]:
+    """Recorded copy progress, overlaid with what the target reports now (nothing is saved)."""
+    out: list[TableStatus] = []
+    for record in MoveTable.objects.filter(move=move):
+        state, rows, exact = record.sync_state, record.rows_copied, record.rows_exact or record.synced_at is not None
+        sync = syncs.get(record.table)
+        if sync is not None:
+            state = sync.state
+            if sync.state == "d" and sync.rows_copying is not None:
+                rows = sync.rows_copying
+            elif sync.state in ("f", "s", "r") and record.synced_at is None:
+                rows, exact = max(record.rows_estimated, rows), record.rows_exact
+        total = max(record.rows_estimated, rows)
+        out.append(TableStatus(record.table, replication.SYNC_STATES.get(state, state or "-"), rows, total, exact))
+    return out
+
+
+def move_status(move: MoveRange) -> MoveStatus:
+    """Everything about one move, from the control database and the two servers; reads only."""
+    move.refresh_from_db()
+    with pool() as db:
+        seen = _observe(move, db)
+    channel = _channel_for(move)
+    tables = _table_statuses(move, seen.syncs)
     copied = sum(t.rows_copied for t in tables)
-    total = max(sum(t.rows_estimated for t in tables), copied)
+    total = max(sum(t.rows_total for t in tables), copied)
     rate = eta = None
     if move.copy_started_at:
         end = move.copy_finished_at or timezone.now()
         seconds = max((end - move.copy_started_at).total_seconds(), 0.001)
         rate = copied / seconds
-        if move.phase == Phase.COPYING and rate > 0:
+        if move.phase == Phase.COPYING and rate > 0 and not seen.copy_error:
             eta = max(0, total - copied) / rate
     run = VerifyRun.objects.filter(move=move).order_by("-id").first()
     verified = "never"
@@ -187,31 +274,23 @@ def move_status(move: MoveRange) -> MoveStatus:
         step=move.step,
         reads=reads,
         writes=writes,
-        tables=[
-            TableStatus(
-                t.table,
-                replication.SYNC_STATES.get(t.sync_state, t.sync_state or "-"),
-                t.rows_copied,
-                max(t.rows_estimated, t.rows_copied),
-                t.rows_exact or t.synced_at is not None,
-            )
-            for t in tables
-        ],
+        tables=tables,
         rows_copied=copied,
         rows_total=total,
-        bytes_total=sum(t.bytes_estimated for t in tables),
+        bytes_total=sum(t.bytes_estimated for t in MoveTable.objects.filter(move=move)),
         copy_rate=rate,
         eta_seconds=eta,
         replication=f"{channel.name} ({channel.publisher} -> {channel.subscriber})" if channel else "none",
-        lag_bytes=lag.bytes,
-        lag_seconds=lag.seconds,
-        subscription_errors=errors,
+        lag_bytes=seen.lag.bytes,
+        lag_seconds=seen.lag.seconds,
+        subscription_errors=seen.errors,
         verified=verified,
         last_error=move.last_error,
         lease=lease,
         created_at=move.created_at,
         phase_changed_at=move.phase_changed_at,
-        warnings=warnings,
+        copy_error=seen.copy_error,
+        warnings=seen.warnings,
         events=events,
     )
 

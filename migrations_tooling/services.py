@@ -17,14 +17,15 @@ from psycopg import sql
 
 from shardrouter.conf import get_settings as shardrouter_settings
 
-from . import cutover, fence, replication
+from . import cutover, fence, phases, replication
 from .conf import get_settings
 from .copying import refresh_copy_state
 from .errors import MoveError
 from .hooks import pause_point
 from .maps import route_range
-from .models import MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
+from .models import MoveEvent, MoveRange, MoveTable, VerifyRun
 from .pgconn import pool
+from .phases import require_phase
 from .planning import MovePlan, check_servers, label, overlapping_moves, validate_request
 from .progress import Meter, Reporter
 from .schema import ensure_replica_identity
@@ -128,15 +129,27 @@ def _set_up(work: Work) -> None:
     pause_point("start:subscription")
 
 
+def move_refresh(move: MoveRange) -> MoveRange:
+    """Record the copy progress the target reports; a finished copy makes the move ``catching_up``.
+
+    Needs no lease: it only records what the servers show and moves the phase
+    forward with a conditional update, so it is safe next to any command.
+    """
+    move.refresh_from_db()
+    with pool() as db:
+        refresh_copy_state(move, db[move.target])
+    return move
+
+
 def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> MoveRange:
     """Report copy progress until the copy is done (``start --wait``); the servers do the work."""
     from .selectors import move_status
 
     while True:
+        move = move_refresh(move)
         status = move_status(move)
-        if status.phase != Phase.COPYING:
+        if status.phase != phases.INITIAL:
             reporter.info(f"Move {move.id} copied; now {status.phase}.")
-            move.refresh_from_db()
             return move
         reporter.progress(status.copy_line())
         if reporter.should_stop():
@@ -171,6 +184,8 @@ def move_rollback(
 
 
 def move_verify(move: MoveRange, *, reporter: Reporter, restart: bool, chunk_rows: int | None) -> VerifyRun:
+    if chunk_rows is not None and chunk_rows < 1:
+        raise MoveError(f"--chunk-rows must be at least 1 (got {chunk_rows}); leave it out for the default.")
     with driving(move, reporter) as work:
         cutover.reconcile(work)
         refresh_copy_state(work.move, work.target)
@@ -263,16 +278,10 @@ def move_cancel(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttle:
     with driving(move, reporter) as work:
         cutover.reconcile(work)
         move = work.move
-        if move.phase == Phase.CANCELLED:
+        after = require_phase(move, phases.CANCEL)
+        if after is None:
             reporter.info(f"Move {move.id} is already cancelled.")
             return False
-        if move.phase == Phase.WRITES_SWITCHED:
-            raise MoveError(
-                f"Move {move.id} has switched writes to {move.target}; cancelling now would lose them. Run "
-                f"`shardmove rollback {move.id}` first (then cancel), or `shardmove complete {move.id}` to keep the move."
-            )
-        if move.phase == Phase.COMPLETE:
-            raise MoveError(f"Move {move.id} is complete; to move the range back, start a new move to {move.source}.")
         if dry_run:
             reporter.info(
                 f"Dry run: would route {label(move.lo, move.hi)} entirely to {move.source}, drop the move's "
@@ -297,9 +306,7 @@ def move_cancel(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttle:
         deleted = _delete_range(work, move.target, throttle, "cancel:batch")
         _forget(move.target, work)
         _forget(move.source, work)
-        work.set_phase(
-            Phase.CANCELLED, expected=(Phase.COPYING, Phase.CATCHING_UP, Phase.READS_SWITCHED, Phase.ROLLED_BACK)
-        )
+        work.set_phase(after, action=phases.CANCEL)
         work.journal("cancelled", f"Move {move.id} cancelled: {deleted:,} copied row(s) removed from {move.target}.")
         return True
 
@@ -309,15 +316,10 @@ def move_complete(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttl
     with driving(move, reporter) as work:
         cutover.reconcile(work)
         move = work.move
-        if move.phase == Phase.COMPLETE:
+        after = require_phase(move, phases.COMPLETE)
+        if after is None:
             reporter.info(f"Move {move.id} is already complete.")
             return False
-        if move.phase != Phase.WRITES_SWITCHED:
-            raise MoveError(
-                f"Move {move.id} is {move.phase}: complete deletes the rows from {move.source}, which is only safe once "
-                f"writes go to {move.target}. Run `shardmove switch-reads {move.id}` and `shardmove switch-writes "
-                f"{move.id}` first."
-            )
         if dry_run:
             reporter.info(
                 f"Dry run: would drop the move's replication (no rollback after that), then delete "
@@ -336,6 +338,6 @@ def move_complete(move: MoveRange, *, reporter: Reporter, dry_run: bool, throttl
         work.set_step("complete: deleting moved rows from the source")
         deleted = _delete_range(work, move.source, throttle, "complete:batch")
         _forget(move.source, work)
-        work.set_phase(Phase.COMPLETE, expected=(Phase.WRITES_SWITCHED,))
+        work.set_phase(after, action=phases.COMPLETE)
         work.journal("complete", f"Move {move.id} complete: {deleted:,} row(s) deleted from {move.source}.")
         return True

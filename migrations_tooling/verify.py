@@ -32,11 +32,12 @@ import psycopg
 from django.utils import timezone
 from psycopg import sql
 
-from . import fence
+from . import fence, phases
 from .conf import get_settings
 from .errors import MoveError
 from .hooks import pause_point
-from .models import Phase, VerifyChunk, VerifyRun
+from .models import VerifyChunk, VerifyRun
+from .phases import require_phase
 from .progress import Meter
 from .schema import ShardedTable
 from .work import Work
@@ -253,64 +254,104 @@ def _current_run(work: Work, *, restart: bool, chunk_rows: int) -> VerifyRun:
 
 def verify_range(work: Work, *, restart: bool = False, chunk_rows: int | None = None) -> VerifyRun:
     """Compare every chunk of every table on both sides (resumable); sets the watermark when it passes."""
+    require_phase(work.move, phases.VERIFY)
+    if chunk_rows is not None and chunk_rows < 1:
+        raise MoveError(f"Chunks must have at least 1 row (got {chunk_rows}).")
+    run = _current_run(work, restart=restart, chunk_rows=chunk_rows or get_settings().verify_chunk_rows)
     move = work.move
-    if move.phase == Phase.COPYING:
-        raise MoveError(f"Move {move.id} is still copying; verify once `shardmove status` shows catching_up.")
-    if move.phase not in (Phase.CATCHING_UP, Phase.READS_SWITCHED, Phase.WRITES_SWITCHED, Phase.ROLLED_BACK):
-        raise MoveError(f"Move {move.id} is {move.phase}; there is nothing to compare any more.")
-    rows_per_chunk = chunk_rows or get_settings().verify_chunk_rows
-    run = _current_run(work, restart=restart, chunk_rows=rows_per_chunk)
-    primary, replica = work.db[run.primary], work.db[run.replica]
-    total = sum(t.rows_in_range(primary, move.lo, move.hi) for t in work.tables)
+    total = sum(t.rows_in_range(work.db[run.primary], move.lo, move.hi) for t in work.tables)
     resumed_rows = run.rows_checked
-    meter = Meter(total=max(total - resumed_rows, 0))  # this session's share, for rate and ETA
-    mismatches = list(run.mismatches)
+    session = _Session(run, resumed_rows, Meter(total=max(total - resumed_rows, 0)), list(run.mismatches))
     for table in work.tables:
-        last = VerifyChunk.objects.filter(run=run, table=table.name).order_by("-seq").first()
-        if last is not None and last.id_hi is None:
-            continue
-        seq = 0 if last is None else last.seq + 1
-        id_lo = ID_MIN if last is None else int(last.id_hi)  # type: ignore[arg-type]
-        done = False
-        while not done:
-            batch: list[_Chunk] = []
-            while len(batch) < CHUNKS_PER_ROUND and not done:
-                id_hi = _next_boundary(primary, table, move.lo, move.hi, id_lo, rows_per_chunk)
-                chunk = _Chunk(table, seq, id_lo, id_hi)
-                chunk.primary_rows, chunk.primary_sum = _checksum(primary, table, move.lo, move.hi, id_lo, id_hi)
-                batch.append(chunk)
-                seq += 1
-                done = id_hi is None
-                id_lo = id_hi if id_hi is not None else id_lo
-            barrier(work, run.primary, run.replica)
-            for chunk in batch:
-                chunk.replica_rows, chunk.replica_sum = _checksum(
-                    replica, table, move.lo, move.hi, chunk.id_lo, chunk.id_hi
-                )
-            for chunk in batch:
-                outcome = VerifyChunk.Outcome.MATCH
-                if not chunk.matches:
-                    real = _drill(work, run, chunk)
-                    outcome = VerifyChunk.Outcome.MISMATCH if real else VerifyChunk.Outcome.CHANGING
-                    mismatches += [m.to_json() for m in real]
-                VerifyChunk.objects.create(
-                    run=run,
-                    table=table.name,
-                    seq=chunk.seq,
-                    id_lo=chunk.id_lo,
-                    id_hi=chunk.id_hi,
-                    primary_rows=chunk.primary_rows,
-                    primary_sum=chunk.primary_sum,
-                    replica_rows=chunk.replica_rows,
-                    replica_sum=chunk.replica_sum,
-                    outcome=outcome,
-                )
-                meter.add(chunk.primary_rows)
-            VerifyRun.objects.filter(id=run.id).update(rows_checked=resumed_rows + meter.done, mismatches=mismatches)
-            work.reporter.progress(meter.line(f"verify {table.name}"))
-            pause_point("verify:chunk")
-            work.checkpoint()
-    run.rows_checked = resumed_rows + meter.done
+        _verify_table(work, session, table)
+    return _finish_run(work, session)
+
+
+@dataclass
+class _Session:
+    """One command's share of a verify run: the rows it compared (rate, ETA) and the mismatches so far."""
+
+    run: VerifyRun
+    resumed_rows: int  # checked by earlier, interrupted commands
+    meter: Meter
+    mismatches: list[dict[str, Any]]
+
+    @property
+    def rows_checked(self) -> int:
+        return self.resumed_rows + self.meter.done
+
+
+def _verify_table(work: Work, session: _Session, table: ShardedTable) -> None:
+    """The table's chunks from where the run stopped, a round of ``CHUNKS_PER_ROUND`` at a time."""
+    run = session.run
+    last = VerifyChunk.objects.filter(run=run, table=table.name).order_by("-seq").first()
+    if last is not None and last.id_hi is None:
+        return  # this table is done
+    seq = 0 if last is None else last.seq + 1
+    id_lo: int | None = ID_MIN if last is None else last.id_hi
+    while id_lo is not None:
+        batch, id_lo = _read_round_on_primary(work, run, table, seq, id_lo)
+        seq += len(batch)
+        barrier(work, run.primary, run.replica)
+        _read_round_on_replica(work, run, batch)
+        _record_round(work, session, table, batch)
+        work.reporter.progress(session.meter.line(f"verify {table.name}"))
+        pause_point("verify:chunk")
+        work.checkpoint()
+
+
+def _read_round_on_primary(
+    work: Work, run: VerifyRun, table: ShardedTable, seq: int, id_lo: int
+) -> tuple[list[_Chunk], int | None]:
+    """Up to ``CHUNKS_PER_ROUND`` chunks from ``id_lo``, counted on the primary; and where the next round starts."""
+    move, primary = work.move, work.db[run.primary]
+    batch: list[_Chunk] = []
+    next_lo: int | None = id_lo
+    while len(batch) < CHUNKS_PER_ROUND and next_lo is not None:
+        id_hi = _next_boundary(primary, table, move.lo, move.hi, next_lo, run.chunk_rows)
+        chunk = _Chunk(table, seq + len(batch), next_lo, id_hi)
+        chunk.primary_rows, chunk.primary_sum = _checksum(primary, table, move.lo, move.hi, next_lo, id_hi)
+        batch.append(chunk)
+        next_lo = id_hi
+    return batch, next_lo
+
+
+def _read_round_on_replica(work: Work, run: VerifyRun, batch: list[_Chunk]) -> None:
+    move, replica = work.move, work.db[run.replica]
+    for chunk in batch:
+        chunk.replica_rows, chunk.replica_sum = _checksum(
+            replica, chunk.table, move.lo, move.hi, chunk.id_lo, chunk.id_hi
+        )
+
+
+def _record_round(work: Work, session: _Session, table: ShardedTable, batch: list[_Chunk]) -> None:
+    """Store the round's chunks (drilling into those that differ), so a killed run resumes after them."""
+    run = session.run
+    for chunk in batch:
+        outcome = VerifyChunk.Outcome.MATCH
+        if not chunk.matches:
+            real = _drill(work, run, chunk)
+            outcome = VerifyChunk.Outcome.MISMATCH if real else VerifyChunk.Outcome.CHANGING
+            session.mismatches += [m.to_json() for m in real]
+        VerifyChunk.objects.create(
+            run=run,
+            table=table.name,
+            seq=chunk.seq,
+            id_lo=chunk.id_lo,
+            id_hi=chunk.id_hi,
+            primary_rows=chunk.primary_rows,
+            primary_sum=chunk.primary_sum,
+            replica_rows=chunk.replica_rows,
+            replica_sum=chunk.replica_sum,
+            outcome=outcome,
+        )
+        session.meter.add(chunk.primary_rows)
+    VerifyRun.objects.filter(id=run.id).update(rows_checked=session.rows_checked, mismatches=session.mismatches)
+
+
+def _finish_run(work: Work, session: _Session) -> VerifyRun:
+    run, mismatches = session.run, session.mismatches
+    run.rows_checked = session.rows_checked
     run.mismatches = mismatches
     run.finished_at = timezone.now()
     run.outcome = VerifyRun.Outcome.FAILED if mismatches else VerifyRun.Outcome.PASSED
@@ -321,7 +362,7 @@ def verify_range(work: Work, *, restart: bool = False, chunk_rows: int | None = 
     work.journal(
         "verify",
         f"Verify run {run.id} {run.outcome}: {run.rows_checked:,} {verdict} ({len(work.tables)} tables; "
-        f"{meter.done:,} compared in this session at {meter.rate:,.0f} rows/s).",
+        f"{session.meter.done:,} compared in this session at {session.meter.rate:,.0f} rows/s).",
         run=run.id,
         rows=run.rows_checked,
         mismatches=len(mismatches),

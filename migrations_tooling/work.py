@@ -14,6 +14,7 @@ from . import lease
 from .errors import MoveError, MoveInterrupted
 from .models import MoveEvent, MoveRange, Phase
 from .pgconn import Pool, pool
+from .phases import Action, sources
 from .progress import Reporter
 from .schema import ShardedTable, sharded_tables
 
@@ -52,7 +53,10 @@ class Work:
         MoveRange.objects.filter(id=self.move.id).update(step=step, updated_at=timezone.now())
         self.move.step = step
 
-    def set_phase(self, phase: Phase, *, expected: tuple[str, ...]) -> None:
+    def set_phase(self, phase: Phase, *, action: Action) -> None:
+        """Record the phase ``action`` reached, if the move is still in a phase it starts from (see phases.py)."""
+        expected = sources(action, phase)
+        assert expected, f"{action.name} never leads to {phase}"
         now = timezone.now()
         updated = MoveRange.objects.filter(id=self.move.id, phase__in=expected).update(
             phase=phase, step="", phase_changed_at=now, updated_at=now, last_error=""
@@ -62,7 +66,8 @@ class Work:
             if self.move.phase == phase:
                 return
             raise MoveError(
-                f"Move {self.move.id} is {self.move.phase}, not {' or '.join(expected)}, so it cannot become {phase}."
+                f"Move {self.move.id} is {self.move.phase}, not {' or '.join(p.value for p in expected)}, so "
+                f"`{action.name}` cannot make it {phase.value}."
             )
         self.move.phase = phase
         self.move.step = ""

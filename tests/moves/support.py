@@ -24,7 +24,7 @@ from django.db import connections
 from apps.content.models import Generation, UsageEvent
 from apps.content.services import generation_create, generation_delete
 from migrations_tooling.models import MoveRange
-from migrations_tooling.selectors import move_status
+from migrations_tooling.services import move_refresh
 from quantumquill.devstack.stack import REPO_ROOT
 from shardrouter.control import conninfo_for
 from shardrouter.ids import new_id
@@ -48,8 +48,10 @@ def latest_move() -> MoveRange:
 
 
 def wait_for_phase(move_id: int, phase: str, *, timeout: float = 60) -> None:
+    """Wait for the phase, recording copy progress meanwhile (as `start --wait` does; `status` only reads)."""
+
     def reached() -> bool:
-        return move_status(MoveRange.objects.get(id=move_id)).phase == phase
+        return move_refresh(MoveRange.objects.get(id=move_id)).phase == phase
 
     wait_until(reached, timeout=timeout, what=f"move {move_id} to reach {phase}", poll=0.1)
 
@@ -67,8 +69,10 @@ def on_db(alias: str, query: str, params: Iterable[Any] = ()) -> list[tuple[Any,
 class Operator:
     """``manage.py shardmove ...`` as a real child process (so a test can SIGKILL it)."""
 
-    def __init__(self, *args: str, pause_at: str | None = None) -> None:
+    def __init__(self, *args: str, pause_at: str | None = None, pause_seconds: float | None = None) -> None:
         extra = {"QQ_MOVE_PAUSE_AT": pause_at} if pause_at else {}
+        if pause_seconds is not None:
+            extra["QQ_MOVE_PAUSE_SECONDS"] = str(pause_seconds)
         self.args = args
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "shardmove", *args],

@@ -88,6 +88,12 @@ def test_steps_out_of_order_are_refused_with_the_step_to_take_first() -> None:
     assert load_map_from_database().ranges[0].read_alias == "shard1"
 
 
+@pytest.mark.parametrize("rows", ["0", "-5"])
+def test_verify_refuses_chunks_without_rows(rows: str) -> None:
+    with pytest.raises(CommandError, match=f"--chunk-rows must be at least 1 \\(got {rows}\\)"):
+        shardmove("verify", "999999", "--chunk-rows", rows)
+
+
 def test_a_move_from_a_monolith_without_a_move_id_uses_the_only_move_in_progress() -> None:
     write_map([ShardRange(0, KEYSPACE_END, "default")])
     with pytest.raises(CommandError, match="No move is in progress"):

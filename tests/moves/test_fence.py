@@ -18,7 +18,8 @@ from migrations_tooling.schema import sharded_tables
 from shardrouter.control import conninfo_for
 from shardrouter.writes import FROZEN_SQLSTATE, MOVED_SQLSTATE, MovedTo, fence_sqlstate, moved_to
 from tests.conftest import ALL_DATABASES
-from tests.moves.support import latest_move, on_db, shardmove, wait_for_phase, wait_until
+from tests.moves.support import latest_move, on_db, shardmove, wait_for_phase
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 

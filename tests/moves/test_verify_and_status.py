@@ -14,7 +14,8 @@ from migrations_tooling.models import VerifyChunk, VerifyRun
 from migrations_tooling.schema import sharded_tables
 from shardrouter.control import conninfo_for
 from tests.conftest import ALL_DATABASES
-from tests.moves.support import Ledger, Operator, latest_move, on_db, seed, shardmove, wait_for_phase, wait_until
+from tests.moves.support import Ledger, Operator, latest_move, on_db, seed, shardmove, wait_for_phase
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 

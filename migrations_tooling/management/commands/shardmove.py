@@ -10,11 +10,12 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from migrations_tooling import selectors, services
+from migrations_tooling import phases, selectors, services
 from migrations_tooling.conf import get_settings
 from migrations_tooling.errors import MoveError
 from migrations_tooling.progress import Reporter, format_bytes
@@ -58,7 +59,8 @@ def _key(text: str) -> int:
 class Command(BaseCommand):
     help = (
         "Move a user-ID range between databases while the application keeps serving: plan, start, status, "
-        "verify, switch-reads, switch-writes, rollback, cancel, complete. See docs/data-moves.md."
+        "refresh, verify, switch-reads, switch-writes, rollback, cancel, complete (and phases, the state diagram). "
+        "See docs/data-moves.md."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -86,12 +88,22 @@ class Command(BaseCommand):
         start.add_argument("--dry-run", action="store_true", help="only validate and show the plan")
         start.add_argument("--wait", action="store_true", help="follow the copy until it is done")
 
-        status = sub.add_parser("status", help="phase, copy progress, lag and traffic of moves")
+        status = sub.add_parser("status", help="phase, copy progress, lag and traffic of moves (only reads)")
         move_arg(status)
         status.add_argument("--all", action="store_true", help="include finished and cancelled moves")
         status.add_argument("--json", action="store_true", help="machine-readable output (one object per line)")
         status.add_argument("--watch", action="store_true", help="refresh until interrupted (Ctrl-C)")
         status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch")
+
+        refresh = sub.add_parser(
+            "refresh", help="record the copy progress the target reports (a finished copy becomes catching_up)"
+        )
+        move_arg(refresh)
+
+        diagram = sub.add_parser("phases", help="print the phase diagram (mermaid), drawn from the state machine")
+        diagram.add_argument(
+            "--update-doc", metavar="PATH", help="replace the generated diagram in this Markdown page instead"
+        )
 
         verify = sub.add_parser("verify", help="compare counts and checksums of every chunk on both sides")
         move_arg(verify)
@@ -222,7 +234,32 @@ class Command(BaseCommand):
             if not json:
                 self.stdout.write("")
 
+    def handle_refresh(self, *, move: str | None, **_: Any) -> None:
+        record = services.move_refresh(selectors.move_get(move))
+        self.stdout.write(selectors.move_status(record).copy_line())
+
+    def handle_phases(self, *, update_doc: str | None, **_: Any) -> None:
+        if not update_doc:
+            self.stdout.write(phases.mermaid(), ending="")
+            return
+        path = Path(update_doc)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror}. Pass the path of docs/data-moves.md.") from exc
+        updated = phases.update_doc(text)
+        if updated == text:
+            self.stdout.write(f"{path}: the phase diagram is up to date.")
+            return
+        path.write_text(updated)
+        self.stdout.write(self.style.SUCCESS(f"{path}: phase diagram updated."))
+
     def handle_verify(self, *, move: str | None, restart: bool, chunk_rows: int | None, **_: Any) -> None:
+        if chunk_rows is not None and chunk_rows < 1:
+            raise CommandError(
+                f"--chunk-rows must be at least 1 (got {chunk_rows}); leave it out to use "
+                f"SHARDMOVE['VERIFY_CHUNK_ROWS'] ({get_settings().verify_chunk_rows})."
+            )
         run = services.move_verify(
             selectors.move_get(move), reporter=self.reporter, restart=restart, chunk_rows=chunk_rows
         )
