@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 
 from .preflight import DevstackError
 from .run import run
@@ -36,13 +37,19 @@ def _main(argv: list[str] | None) -> int:
 
     if args.command == "run":
         return run()
+    # A test stack started by hand lives in a sub-folder of its own, beside the private ones of test runs.
+    by_hand = (
+        PROFILES[args.profile]
+        if args.profile == "dev"
+        else replace(PROFILES[args.profile], data_dir=PROFILES[args.profile].data_dir / "manual")
+    )
     if args.command == "up":
-        env = Stack(PROFILES[args.profile]).up()
+        env = Stack(by_hand).up()
         for key, value in env.items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
     if args.command == "down":
-        stack = Stack(PROFILES[args.profile])
+        stack = Stack(by_hand)
         if stack.state_file.exists():
             stack_from_state(stack.state_file).down()
         return 0
