@@ -25,8 +25,8 @@ from tests.generation.conftest import (
     generation_row,
     parse_sse,
     wait_for_status,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 
