@@ -3,6 +3,8 @@ from warm-up."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,30 +23,30 @@ listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
 listener.listen()
 workers = []
+master = os.getpid()
 for _ in range(2):
     pid = os.fork()
     if pid == 0:
         ballast = bytearray(os.urandom(40 * 1024 * 1024))
-        signal.pause()
+        while os.getppid() == master:  # a worker never outlives its master
+            time.sleep(0.2)
         os._exit(0)
     workers.append(pid)
 print(listener.getsockname()[1], flush=True)
-try:
-    time.sleep(120)
-finally:
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)
+time.sleep(120)
 """
 
 
 @pytest.fixture
 def prefork_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    server = subprocess.Popen([sys.executable, "-c", PREFORK_SERVER], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", PREFORK_SERVER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert server.stdout is not None
         yield server, int(server.stdout.readline())
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGKILL)  # the master and its workers
         server.wait(10)
 
 
