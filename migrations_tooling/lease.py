@@ -23,9 +23,9 @@ import psycopg
 from django.db import connections
 
 from shardrouter.conf import get_settings as shardrouter_settings
-from shardrouter.control import conninfo_for
 
 from .conf import get_settings
+from .direct import direct_conninfo
 from .errors import LeaseHeld, LeaseLost
 from .models import MoveRange
 
@@ -128,7 +128,7 @@ class Heartbeat:
             while not self._stop.wait(seconds / 3):
                 try:
                     if conn is None or conn.closed:
-                        conn = psycopg.connect(conninfo_for(_control_alias()), autocommit=True, connect_timeout=5)
+                        conn = psycopg.connect(direct_conninfo(_control_alias()), autocommit=True, connect_timeout=5)
                     renewed = conn.execute(
                         f"UPDATE {_TABLE} SET lease_expires_at = now() + make_interval(secs => %s) "
                         "WHERE id = %s AND lease_owner = %s",

@@ -4,7 +4,8 @@ The move engine needs exact control over transactions, lock and statement
 timeouts and session settings on each server, and it must never depend on the
 state of Django's request connections; so each command opens its own
 connections, named ``qq-shardmove`` in ``pg_stat_activity``, and closes them
-when it ends.
+when it ends. They reach the servers directly, never through a transaction
+pooler in front of them (``direct.py``, docs/connections.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import psycopg
 from django.conf import settings
 from psycopg.sql import SQL, Composed
 
-from shardrouter.control import conninfo_for
+from .direct import direct_conninfo, verify_direct
 
 APPLICATION_NAME = "qq-shardmove"
 
@@ -26,10 +27,15 @@ def connect(alias: str, *, application_name: str = APPLICATION_NAME) -> psycopg.
     """A new autocommit connection to ``alias`` with UTC timestamps (checksums compare their text)."""
     try:
         conn = psycopg.connect(
-            conninfo_for(alias), autocommit=True, application_name=application_name, connect_timeout=10
+            direct_conninfo(alias), autocommit=True, application_name=application_name, connect_timeout=10
         )
     except psycopg.OperationalError as exc:
         raise psycopg.OperationalError(f"Cannot connect to database {alias!r}: {exc}") from exc
+    try:
+        verify_direct(conn, alias)
+    except psycopg.Error:
+        conn.close()
+        raise
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("SET extra_float_digits = 3")
     return conn
@@ -38,12 +44,12 @@ def connect(alias: str, *, application_name: str = APPLICATION_NAME) -> psycopg.
 def replication_conninfo(alias: str) -> str:
     """How the *other* server reaches ``alias`` for a subscription.
 
-    Built from the alias's Django settings (host, port, name, user, password),
+    Built from the alias's direct connection (host, port, name, user, password),
     unless ``SHARDMOVE['REPLICATION_CONNINFO'][alias]`` says otherwise (for
     servers that see each other under different addresses than the app does).
     """
     overrides = getattr(settings, "SHARDMOVE", {}).get("REPLICATION_CONNINFO", {})
-    return str(overrides.get(alias) or conninfo_for(alias))
+    return str(overrides.get(alias) or direct_conninfo(alias))
 
 
 class Pool:

@@ -8,10 +8,15 @@ from collections.abc import Callable
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
-from apps.platform.responses import unavailable_response
+from apps.platform.responses import RETRY_AFTER_SECONDS, unavailable_response
 from shardrouter.errors import ShardMapError, ShardWriteUnavailable
 
 logger = logging.getLogger(__name__)
+
+# PgBouncer gave up waiting for a free server connection (its query_wait_timeout): the pool is busy, not
+# down, so clients may come back sooner (docs/connections.md).
+POOL_EXHAUSTED_MARKER = "query_wait_timeout"
+POOL_RETRY_AFTER_SECONDS = 5
 
 
 class DatabaseUnavailableMiddleware:
@@ -31,4 +36,5 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, (OperationalError, InterfaceError, ShardMapError, ShardWriteUnavailable)):
             return None
         logger.warning("Database unavailable for %s %s: %s", request.method, request.path, exception)
-        return unavailable_response(request, template="errors/503_database.html")
+        retry_after = POOL_RETRY_AFTER_SECONDS if POOL_EXHAUSTED_MARKER in str(exception) else RETRY_AFTER_SECONDS
+        return unavailable_response(request, template="errors/503_database.html", retry_after=retry_after)

@@ -1,7 +1,8 @@
-"""Redis settings read from the environment: URLs, Sentinel addresses and the sessions cache.
+"""Redis settings read from the environment: URLs, Sentinel addresses, cluster nodes and the sessions cache.
 
-Sessions get a Redis of their own (``SESSION_REDIS_URL``, or a Sentinel-managed
-primary via ``SESSION_REDIS_SENTINELS``), apart from the general cache
+Sessions get a Redis of their own (``SESSION_REDIS_URL``, a Sentinel-managed
+primary via ``SESSION_REDIS_SENTINELS``, or a Redis Cluster via
+``SESSION_REDIS_CLUSTER_NODES``, see ``redis_cluster_env``), apart from the general cache
 (``REDIS_URL``) and the Celery broker: a cache may evict, a session store must
 not. Every malformed value raises ``ImproperlyConfigured`` naming the variable.
 """
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from quantumquill.env import env_float, env_int, env_str
+from quantumquill.redis_cluster_env import cluster_cache, require_one_form
 
 REDIS_URL_FORM = "redis://[:PASSWORD@]HOST:PORT/DB (or rediss://... for TLS, unix:///path/to/redis.sock?db=N)"
 SENTINELS_FORM = "a comma-separated list of HOST:PORT such as 10.0.0.5:26379,10.0.0.6:26379"
@@ -80,15 +82,19 @@ def session_store(environ: Mapping[str, str]) -> str:
     return value
 
 
+SESSION_FORMS = ("SESSION_REDIS_URL", "SESSION_REDIS_SENTINELS", "SESSION_REDIS_CLUSTER_NODES")
+CACHE_FORMS = ("REDIS_URL", "REDIS_CLUSTER_NODES")
+
+
 def session_cache(environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """The ``CACHES`` entry for sessions, or None when neither ``SESSION_REDIS_URL`` nor Sentinels are set."""
+    """The ``CACHES`` entry for sessions, or None when no session store (URL, Sentinels or cluster) is set."""
+    require_one_form(environ, variables=SESSION_FORMS, store="session store")
+    cluster = cluster_cache(environ, prefix="SESSION_REDIS", default_timeout=1.0, ignore_exceptions=False)
+    if cluster is not None:
+        cluster["TIMEOUT"] = None  # each session sets its own expiry
+        return cluster
     url = (env_str("SESSION_REDIS_URL", "", environ=environ) or "").strip()
     sentinels = (env_str("SESSION_REDIS_SENTINELS", "", environ=environ) or "").strip()
-    if url and sentinels:
-        raise ImproperlyConfigured(
-            "SESSION_REDIS_URL and SESSION_REDIS_SENTINELS are both set; set SESSION_REDIS_URL for a single "
-            "Redis, or SESSION_REDIS_SENTINELS with SESSION_REDIS_SENTINEL_SERVICE for a Sentinel-managed one."
-        )
     if not url and not sentinels:
         return None
     timeout = env_float("SESSION_REDIS_TIMEOUT", 1.0, minimum=0.05, maximum=30, environ=environ)
@@ -109,6 +115,28 @@ def session_cache(environ: Mapping[str, str]) -> dict[str, Any] | None:
         "TIMEOUT": None,
         "OPTIONS": options,
     }
+
+
+def default_cache(environ: Mapping[str, str], *, hint: str) -> dict[str, Any]:
+    """The general cache: ``REDIS_URL`` (one Redis) or ``REDIS_CLUSTER_NODES`` (a Redis Cluster), exactly one."""
+    require_one_form(environ, variables=CACHE_FORMS, store="general cache")
+    cluster = cluster_cache(environ, prefix="REDIS", default_timeout=2.0, ignore_exceptions=None)
+    if cluster is not None:
+        return cluster
+    url = (env_str("REDIS_URL", "", environ=environ) or "").strip()
+    if not url:
+        raise ImproperlyConfigured(f"REDIS_URL is not set (nor REDIS_CLUSTER_NODES). {hint}")
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": parse_redis_url(url, variable="REDIS_URL"),
+        "KEY_PREFIX": "qq",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+    }
+
+
+def session_retry_after(environ: Mapping[str, str]) -> int:
+    """Seconds a 503 for an unavailable session store asks the browser to wait (``SESSION_REDIS_RETRY_AFTER``)."""
+    return env_int("SESSION_REDIS_RETRY_AFTER", 30, minimum=1, maximum=3600, environ=environ)
 
 
 def _sentinel_location(

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from quantumquill.db_env import apply_pooler, database_pooler, direct_connections
 from quantumquill.devstack.stack import load_state_env
 from quantumquill.env import (
     env_bool,
@@ -26,7 +27,8 @@ from quantumquill.env import (
     parse_database_url,
     parse_shard_urls,
 )
-from quantumquill.redis_env import SESSION_ENGINES, parse_redis_url, session_cache, session_store
+from quantumquill.redis_cluster_env import CLUSTER_BACKEND
+from quantumquill.redis_env import SESSION_ENGINES, default_cache, session_cache, session_retry_after, session_store
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -123,6 +125,15 @@ for _alias, _url in parse_shard_urls(
 ).items():
     DATABASES[_alias] = _database(_url, f"SHARD_DATABASE_URLS ({_alias})")
 
+# A connection pooler in front of the servers (docs/connections.md): DATABASE_POOLER=transaction for
+# PgBouncer in transaction mode; the move engine then reaches the servers through their direct URLs.
+DATABASE_POOLER = database_pooler(_env)
+apply_pooler(DATABASES, DATABASE_POOLER)
+SHARDMOVE: dict[str, Any] = {
+    "REQUIRE_DIRECT_CONNECTIONS": DATABASE_POOLER == "transaction",
+    "DIRECT_CONNECTIONS": direct_connections(_env, DATABASES),
+}
+
 DATABASE_ROUTERS = ["shardrouter.router.ShardRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -142,18 +153,13 @@ SHARDROUTER: dict[str, Any] = {
 
 # --- Redis: the general cache ---------------------------------------------------------------------
 
-REDIS_URL = parse_redis_url(env_required("REDIS_URL", hint=_HINT_EMBEDDED, environ=_env), variable="REDIS_URL")
-CACHES = {
-    "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "qq",
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
-    },
-}
+# REDIS_URL for one Redis, or REDIS_CLUSTER_NODES for a Redis Cluster (then set CELERY_BROKER_URL too).
+CACHES = {"default": default_cache(_env, hint=_HINT_EMBEDDED)}
+REDIS_URL = "" if CACHES["default"]["BACKEND"] == CLUSTER_BACKEND else str(CACHES["default"]["LOCATION"])
 
 # --- Sessions: a Redis of their own (apps.platform; see docs/stateless.md) -------------------------
-# SESSION_REDIS_URL, or SESSION_REDIS_SENTINELS + SESSION_REDIS_SENTINEL_SERVICE for failover.
+# SESSION_REDIS_URL, or SESSION_REDIS_SENTINELS + SESSION_REDIS_SENTINEL_SERVICE for failover, or
+# SESSION_REDIS_CLUSTER_NODES for a Redis Cluster; exactly one of them.
 # QQ_SESSION_STORE=database keeps sessions in the control DB for the changeover period only.
 
 QQ_HORIZONTAL = env_bool("QQ_HORIZONTAL", not DEBUG, environ=_env)
@@ -164,13 +170,20 @@ if _session_cache is not None:
 QQ_SESSION_STORE = session_store(_env)
 if QQ_SESSION_STORE == "redis" and _session_cache is None:
     raise ImproperlyConfigured(
-        "SESSION_REDIS_URL is not set (nor SESSION_REDIS_SENTINELS): sessions live in Redis. " + _HINT_EMBEDDED
+        "SESSION_REDIS_URL is not set (nor SESSION_REDIS_SENTINELS or SESSION_REDIS_CLUSTER_NODES): sessions live "
+        "in Redis. " + _HINT_EMBEDDED
     )
 SESSION_ENGINE = SESSION_ENGINES[QQ_SESSION_STORE]
+SESSION_STORE_RETRY_AFTER = session_retry_after(_env)  # the Retry-After of a 503 while the store is unavailable
 
 # --- Celery -------------------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL, environ=_env)
+if not CELERY_BROKER_URL:
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL is not set, and REDIS_CLUSTER_NODES cannot serve as the broker (Celery does not speak the "
+        "cluster protocol): set CELERY_BROKER_URL to a single Redis (redis://HOST:PORT/1) or RabbitMQ (amqp://...)."
+    )
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Content generation: the gRPC service, its Celery jobs and live streams (docs/generation.md) ------

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the system packages the end-to-end tests drive: nginx (load balancer) and Chromium (browser tests),
+# Install the system packages the end-to-end tests drive: nginx (load balancer), Chromium (browser tests), PgBouncer,
 # plus the font and PDF tools of the export tests.
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# PgBouncer in transaction mode in front of each PostgreSQL server (docs/connections.md).
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 # PDF exports: a Unicode font to render with, and pdftotext for the tests to read the result back.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)

@@ -9,8 +9,12 @@ class ShardRouterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        from django.db.backends.signals import connection_created
 
+        from . import checks  # noqa: F401 - registers the system checks
+        from .audit import install_execute_wrapper
+
+        connection_created.connect(install_execute_wrapper, dispatch_uid="shardrouter.audit.execute_wrapper")
         _connect_celery_signals()
 
 

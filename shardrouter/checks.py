@@ -211,3 +211,58 @@ def check_shard_map(
             )
         ]
     return []
+
+
+@register()
+def check_audit(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Audit mode (SHARDROUTER['AUDIT']): say where the findings go, and what keeps the audit from working."""
+    from .audit import audit_settings, audited_models
+
+    config = audit_settings()
+    if not config.enabled:
+        return []
+    messages: list[CheckMessage] = [
+        Warning(
+            "The sharding-readiness audit is on: queries that sharding would break are recorded by call site.",
+            hint="Run `manage.py shardaudit report` to see them (worst first, with the fix for each), "
+            "`manage.py shardaudit reset` to start a new window; set SHARDROUTER['AUDIT'] = False when done.",
+            id="shardrouter.W030",
+        )
+    ]
+    if config.map_error:
+        messages.append(
+            Error(
+                f"SHARDROUTER['AUDIT_MAP'] is not a shard map: {config.map_error}",
+                hint="Give the candidate map as 'LO:HI=ALIAS,...', for example '0:100000=shard1,100000:MAX=shard2'.",
+                id="shardrouter.E031",
+            )
+        )
+    elif config.candidate_map is None:
+        messages.append(
+            Warning(
+                "SHARDROUTER['AUDIT_MAP'] is not set, so queries that would span several ranges cannot be found.",
+                hint="Set it to the map you plan, for example '0:100000=shard1,100000:MAX=shard2'.",
+                id="shardrouter.W031",
+            )
+        )
+    if not config.sharded_apps and not config.shard_keys:
+        messages.append(
+            Error(
+                "The audit is on but names no app or model that would be sharded.",
+                hint="Set SHARDROUTER['AUDIT_SHARDED_APPS'] (app labels) or SHARDROUTER['AUDIT_SHARD_KEYS'] "
+                "({'app.Model': 'owner_id'}).",
+                id="shardrouter.E033",
+            )
+        )
+    for model, key in audited_models():
+        if key is None:
+            messages.append(
+                Warning(
+                    f"{model._meta.label} would be sharded but has no user key the audit can find.",
+                    hint=f"Add SHARDROUTER['AUDIT_SHARD_KEYS'] = {{{model._meta.label!r}: '<user id attribute>'}}, "
+                    "or give the model a user_id field (sharded rows must carry their owner's ID).",
+                    obj=model,
+                    id="shardrouter.W032",
+                )
+            )
+    return messages

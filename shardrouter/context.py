@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 _current_key: ContextVar[int | None] = ContextVar("shardrouter_current_key", default=None)
+# True inside shard_for(): code that named its user on purpose (the sharding audit trusts it; the
+# request middleware's context alone is not proof that a query means only that user's rows).
+_named_explicitly: ContextVar[bool] = ContextVar("shardrouter_named_explicitly", default=False)
 # (shard key, alias): inside run_sharded_write every query for that key uses the alias
 # chosen for the transaction, even if the map is refreshed halfway through.
 _write_override: ContextVar[tuple[int, str] | None] = ContextVar("shardrouter_write_override", default=None)
@@ -48,25 +51,35 @@ def shard_for(user_id: int) -> Iterator[int]:
     """
     key = validate_shard_key(user_id)
     token = _current_key.set(key)
+    explicit = _named_explicitly.set(True)
     try:
         yield key
     finally:
+        _named_explicitly.reset(explicit)
         _current_key.reset(token)
+
+
+def named_explicitly() -> bool:
+    """True inside ``shard_for()`` (not merely inside a request the middleware gave a context)."""
+    return _named_explicitly.get() and _current_key.get() is not None
 
 
 @contextmanager
 def no_shard_context() -> Iterator[None]:
     """Clear the context inside the block (for code that must not inherit a user's shard)."""
     token = _current_key.set(None)
+    explicit = _named_explicitly.set(False)
     try:
         yield
     finally:
+        _named_explicitly.reset(explicit)
         _current_key.reset(token)
 
 
 def clear_shard_context() -> None:
     """Forget any context left in this thread (Celery calls it before and after every task)."""
     _current_key.set(None)
+    _named_explicitly.set(False)
     _write_override.set(None)
 
 

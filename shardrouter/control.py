@@ -64,7 +64,9 @@ class ControlConnection:
             conninfo = conninfo_for(get_settings().control_database)
             if self._conn is None or self._conn.closed or conninfo != self._conninfo:
                 self._close()
-                self._conn = psycopg.connect(conninfo, autocommit=True)
+                # No prepared statements: a transaction pooler (PgBouncer) may serve each query from another
+                # server connection (docs/connections.md).
+                self._conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
                 self._conninfo = conninfo
             try:
                 with self._conn.cursor() as cur:

@@ -17,12 +17,13 @@ from typing import Any
 from django.core.cache import caches
 from django.db import models
 
+from .audit import audit_enabled, observe_relation, observe_route, observe_safely
 from .conf import get_settings
 from .context import current_shard_key, write_override_for
 from .errors import ShardRoutingError
 from .shardkeys import shard_key_attname
 from .shardkeys import sharded_models as sharded_models  # kept importable from here (public API)
-from .shardmap import current_map
+from .shardmap import current_map, shard_map_cache
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +74,17 @@ def _pin_reads_to_writes(key: int) -> None:
 
 
 def note_write(key: int) -> None:
-    """Record that ``key``'s user is writing: while their range's reads are switched, reads follow writes.
+    """Record that ``key``'s user is writing: for a while, if their range's reads are switched, reads follow writes.
 
-    The router pins the writes it routes itself (it has the range at hand);
+    Every write pins, not only writes made while this process already sees the
+    range's reads switched: a write acknowledged just before this process
+    noticed a ``switch-reads`` (maps are re-read once per ``REFRESH_INTERVAL``)
+    may not have reached the target yet when the user's next read, on any
+    server, is sent there. The router pins the writes it routes itself;
     ``run_sharded_write`` calls this once per attempt, since the queries inside
     it bypass routing.
     """
-    if current_map().range_for(key).reads_switched:
-        _pin_reads_to_writes(key)
+    _pin_reads_to_writes(key)
 
 
 class ShardRouter:
@@ -93,6 +97,8 @@ class ShardRouter:
         return self._route(model, hints, for_write=True)
 
     def _route(self, model: type[models.Model], hints: dict[str, Any], *, for_write: bool) -> str | None:
+        if audit_enabled():
+            observe_safely(observe_route, model, hints)
         attname = shard_key_attname(model)
         if attname is None:
             return None
@@ -101,15 +107,21 @@ class ShardRouter:
         if override is not None:
             return override
         shard_range = current_map().range_for(key)
-        if not shard_range.reads_switched:
-            return shard_range.alias
         if for_write:
-            # Until the write cut-over, this user's reads follow their writes for a short while.
+            # This user's reads follow their writes for a short while (see note_write).
             _pin_reads_to_writes(key)
             return shard_range.alias
-        return shard_range.alias if _pinned_to_writes(key) else shard_range.read_alias
+        if not shard_range.reads_switched:
+            return shard_range.alias
+        if _pinned_to_writes(key):
+            # Where this process now sends the user's writes: after a cut-over that the map has not
+            # yet shown this process, the database that refused a write told it (note_moved).
+            return shard_map_cache.write_alias(key)
+        return shard_range.read_alias
 
     def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
+        if audit_enabled():
+            observe_safely(observe_relation, obj1, obj2)
         sharded1 = shard_key_attname(type(obj1)) is not None
         sharded2 = shard_key_attname(type(obj2)) is not None
         if not (sharded1 or sharded2):

@@ -21,6 +21,10 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.files.storage import FileSystemStorage
 from django.utils.module_loading import import_string
 
+from quantumquill.redis_cluster_env import CLUSTER_BACKEND
+
+from .cluster_cache import CLUSTER_FIX_HINT, cluster_configuration_errors
+
 SERVER_LOCAL_CACHES = {
     "django.core.cache.backends.locmem.LocMemCache": "the process's memory",
     "django.core.cache.backends.filebased.FileBasedCache": "the server's disk",
@@ -74,6 +78,11 @@ def _cache_backend(alias: str) -> str:
     return str(settings.CACHES.get(alias, {}).get("BACKEND", ""))
 
 
+def _is_django_redis_backend(backend: str) -> bool:
+    """django-redis, or our Redis Cluster cache built on it (both honour ``IGNORE_EXCEPTIONS``)."""
+    return "django_redis" in backend or backend == CLUSTER_BACKEND
+
+
 def _sessions_are_shared() -> Iterable[CheckMessage]:
     engine = settings.SESSION_ENGINE
     store = _session_store_class()
@@ -87,7 +96,8 @@ def _sessions_are_shared() -> Iterable[CheckMessage]:
     if issubclass(store, file.SessionStore):
         yield Error(
             "Sessions are stored in files on this server: a user logged in here is a stranger to every other server.",
-            hint="Set QQ_SESSION_STORE=redis and SESSION_REDIS_URL (or SESSION_REDIS_SENTINELS). " + HORIZONTAL_HINT,
+            hint="Set QQ_SESSION_STORE=redis and SESSION_REDIS_URL (or SESSION_REDIS_SENTINELS or "
+            "SESSION_REDIS_CLUSTER_NODES). " + HORIZONTAL_HINT,
             id="platform.E101",
         )
     elif issubclass(store, signed_cookies.SessionStore):
@@ -103,7 +113,8 @@ def _sessions_are_shared() -> Iterable[CheckMessage]:
             yield Error(
                 f"Sessions use cache {alias!r}, which keeps them in {where}: other servers cannot see them and a "
                 "logout on one server does not hold on the others.",
-                hint=f"Point CACHES[{alias!r}] at Redis (SESSION_REDIS_URL). " + HORIZONTAL_HINT,
+                hint=f"Point CACHES[{alias!r}] at Redis (SESSION_REDIS_URL or SESSION_REDIS_CLUSTER_NODES). "
+                + HORIZONTAL_HINT,
                 id="platform.E101",
             )
     elif issubclass(store, db.SessionStore):
@@ -119,7 +130,7 @@ def _session_cache_errors_are_visible() -> Iterable[CheckMessage]:
     alias = settings.SESSION_CACHE_ALIAS
     if store is None or not issubclass(store, cache_sessions.SessionStore) or alias not in settings.CACHES:
         return
-    if "django_redis" not in _cache_backend(alias):
+    if not _is_django_redis_backend(_cache_backend(alias)):
         return
     cache_config: dict[str, Any] = settings.CACHES[alias]
     options: dict[str, Any] = cache_config.get("OPTIONS", {})
@@ -135,11 +146,14 @@ def _session_cache_errors_are_visible() -> Iterable[CheckMessage]:
 
 
 def _redis_servers(location: Any) -> set[str]:
-    """``host:port`` of every server a django-redis LOCATION (string, list or comma list) names."""
+    """``host:port`` of every server a django-redis LOCATION (URL, list or comma list; cluster ``host:port``) names."""
     items = location if isinstance(location, (list, tuple)) else str(location).split(",")
     servers = set()
-    for item in items:
-        parts = urlsplit(str(item).strip())
+    for item in (str(raw).strip() for raw in items):
+        if "://" not in item:  # a Redis Cluster node, listed as host:port
+            servers.add(item)
+            continue
+        parts = urlsplit(item)
         servers.add(f"{parts.hostname}:{parts.port or 6379}" if parts.scheme != "unix" else parts.path)
     return servers
 
@@ -153,7 +167,7 @@ def _session_store_has_its_own_redis() -> Iterable[CheckMessage]:
     others: dict[str, set[str]] = {
         f"cache {name!r}": _redis_servers(cfg.get("LOCATION", ""))
         for name, cfg in settings.CACHES.items()
-        if name != alias and "redis" in str(cfg.get("BACKEND", "")).lower()
+        if name != alias and "redis" in str(cfg.get("BACKEND", "")).lower()  # django-redis, Django's, our cluster
     }
     broker = getattr(settings, "CELERY_BROKER_URL", "") or ""
     if broker.startswith(("redis://", "rediss://", "unix://")):
@@ -163,9 +177,21 @@ def _session_store_has_its_own_redis() -> Iterable[CheckMessage]:
         yield Warning(
             f"The session store shares its Redis server with {', '.join(shared)}: memory pressure from them "
             "makes it refuse or (with an evicting policy) drop sessions, which logs users out.",
-            hint="Give sessions their own Redis with maxmemory-policy noeviction (SESSION_REDIS_URL).",
+            hint="Give sessions their own Redis (or Redis Cluster) with maxmemory-policy noeviction "
+            "(SESSION_REDIS_URL or SESSION_REDIS_CLUSTER_NODES).",
             id="platform.W105",
         )
+
+
+@register(Tags.caches)
+def check_redis_clusters(
+    *, app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """At start-up (``runserver``, ``check``, every command): each cache on a Redis Cluster reaches a real cluster."""
+    return [
+        Error(problem, hint=CLUSTER_FIX_HINT, id="platform.E112")
+        for problem in cluster_configuration_errors(settings.CACHES).values()
+    ]
 
 
 def _caches_are_shared() -> Iterable[CheckMessage]:

@@ -89,4 +89,6 @@ class SessionMiddleware(DjangoSessionMiddleware):
         setattr(request, _STORE_FAILED, True)
         logger.warning("Session store unavailable for %s %s: %s", request.method, request.path, exc)
         # Rendered without the request: its lazy user and session must not be touched again.
-        return unavailable_response(None, template=SESSION_UNAVAILABLE_TEMPLATE)
+        return unavailable_response(
+            None, template=SESSION_UNAVAILABLE_TEMPLATE, retry_after=getattr(settings, "SESSION_STORE_RETRY_AFTER", 30)
+        )

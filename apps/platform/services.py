@@ -1,4 +1,4 @@
-"""Writes for the platform app: copying database sessions into the Redis session store.
+"""Writes for the platform app: copying database sessions into the Redis session store (one Redis or a cluster).
 
 Each session is written exactly as Django's cache session engine writes it:
 key ``<KEY_PREFIX>:<VERSION>:django.contrib.sessions.cache<session key>`` made
@@ -21,6 +21,8 @@ from django.contrib.sessions.backends.cache import KEY_PREFIX as CACHE_SESSION_P
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
+
+from .cluster_cache import RedisClusterClient
 
 COPY_MARKER_PREFIX = "qq.sessions.copied:"
 
@@ -63,12 +65,23 @@ def _session_cache(alias: str) -> Any:
     return cache
 
 
+def _is_cluster(cache: Any) -> bool:
+    return isinstance(cache.client, RedisClusterClient)
+
+
 def session_copy_keys(*, cache_alias: str, session_key: str) -> tuple[str, str]:
-    """The Redis keys of one session and of its copy marker, as the cache session engine makes them."""
-    client = _session_cache(cache_alias).client
-    return str(client.make_key(CACHE_SESSION_PREFIX + session_key)), str(
-        client.make_key(COPY_MARKER_PREFIX + session_key)
-    )
+    """The Redis keys of one session and of its copy marker, as the cache session engine makes them.
+
+    On a Redis Cluster the marker carries the session's whole key as its hash tag
+    (``...copied:{qq:1:django.contrib.sessions.cache<key>}``), so the two share a
+    slot and one script can test and write both atomically. The session key
+    itself is Django's, untagged: sessions spread over all masters.
+    """
+    cache = _session_cache(cache_alias)
+    session = str(cache.client.make_key(CACHE_SESSION_PREFIX + session_key))
+    if _is_cluster(cache):
+        return session, str(cache.client.make_key(COPY_MARKER_PREFIX + "{" + session + "}"))
+    return session, str(cache.client.make_key(COPY_MARKER_PREFIX + session_key))
 
 
 def sessions_copy_batch(*, sessions: list[Session], now: datetime, cache_alias: str, dry_run: bool) -> SessionCopyTally:
@@ -100,6 +113,10 @@ def sessions_copy_batch(*, sessions: list[Session], now: datetime, cache_alias: 
         outcomes = [
             0 if marked else 2 if present else 1 for marked, present in zip(answers[::2], answers[1::2], strict=True)
         ]
+    elif _is_cluster(cache):
+        # A cluster pipeline cannot carry scripts: one call each, routed to the slot's master.
+        script = redis_client.register_script(_COPY_SCRIPT)
+        outcomes = [int(script(keys=[key, marker], args=[value, ttl])) for key, marker, value, ttl in planned]
     else:
         script = redis_client.register_script(_COPY_SCRIPT)
         for key, marker, value, ttl in planned:

@@ -23,12 +23,17 @@ from redis import exceptions as redis_errors
 
 # Errors that mean "the store cannot answer now", as opposed to "there is no such session".
 # ReadOnlyError: a demoted primary during a Sentinel failover; OutOfMemoryError: a full
-# noeviction store refusing writes.
+# noeviction store refusing writes. On a Redis Cluster: ClusterError (CLUSTERDOWN, a master
+# down, TRYAGAIN while a slot moves) and RedisClusterException (a slot with no master, no
+# node reachable; apps.platform.cluster_cache raises those as ConnectionError already).
 STORE_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,
     redis_errors.OutOfMemoryError,
+    redis_errors.ClusterError,
+    redis_errors.TryAgainError,
+    redis_errors.RedisClusterException,
     ConnectionInterrupted,
 )
 

@@ -26,7 +26,14 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quantumquill.devstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the servers, migrate, seed demo users and serve http://127.0.0.1:8000")
+    run_parser = sub.add_parser(
+        "run", help="start the servers, migrate, seed demo users and serve http://127.0.0.1:8000"
+    )
+    run_parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="the app reaches each PostgreSQL server through PgBouncer (transaction mode)",
+    )
     for name, text in (("up", "start the servers and print their env"), ("down", "stop the servers")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--profile", choices=sorted(PROFILES), default="dev", help="dev (kept) or test (fresh)")
@@ -36,7 +43,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "run":
-        return run()
+        return run(pgbouncer=args.pgbouncer)
     # A test stack started by hand lives in a sub-folder of its own, beside the private ones of test runs.
     by_hand = (
         PROFILES[args.profile]

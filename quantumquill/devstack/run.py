@@ -9,7 +9,9 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .pgbouncer import pooled_env, start_dev_poolers
 from .preflight import require_free_port
+from .session_cluster import session_mode, start_session_cluster
 from .stack import PROFILES, REPO_ROOT, Stack
 
 
@@ -59,13 +61,20 @@ def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, check=True)
 
 
-def run() -> int:
+def run(*, pgbouncer: bool = False) -> int:
     stack = Stack(PROFILES["dev"])
     # The application's own ports, checked before any server starts (the servers check theirs as they start).
     require_free_port(WEB_PORT, "web server (manage.py runserver)", grace=0)
     require_free_port(stack.ports_to_use()["contentgen"], "generation service (contentgen)", grace=0)
     print("Starting embedded PostgreSQL (3 servers) and Redis under var/devstack ...", flush=True)
     env = {**os.environ, **stack.up()}
+    cluster = None
+    if session_mode(env) == "cluster":  # QQ_DEVSTACK_SESSIONS=cluster: sessions on a 6-node Redis Cluster
+        cluster, cluster_env = start_session_cluster(stack)
+        env.update(cluster_env)
+    # `make run PGBOUNCER=1`: one PgBouncer per server; migrations and seeding still go to the servers directly.
+    poolers = start_dev_poolers(stack) if pgbouncer else {}
+    app_env = {**env, **pooled_env(stack, poolers)} if poolers else env
     children: list[tuple[AppProcess, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -78,8 +87,8 @@ def run() -> int:
     try:
         _manage(env, "migrate_shards")
         _manage(env, "bootstrap_embedded")
-        for proc in app_processes(env):
-            children.append((proc, subprocess.Popen(proc.argv, cwd=REPO_ROOT, env=env)))
+        for proc in app_processes(app_env):
+            children.append((proc, subprocess.Popen(proc.argv, cwd=REPO_ROOT, env=app_env)))
         print("\nQuantumQuill is up: http://127.0.0.1:8000  (Ctrl-C stops everything)\n", flush=True)
         while not stopping:
             for proc, child in children:
@@ -101,4 +110,8 @@ def run() -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         print("Stopping embedded servers ...", flush=True)
+        if cluster is not None:
+            cluster.stop()
+        for pooler in poolers.values():
+            pooler.stop()
         stack.down()

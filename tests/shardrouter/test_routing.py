@@ -179,3 +179,26 @@ def test_a_user_reads_their_own_write_made_through_run_sharded_write_while_reads
     # shard3 has not received the row (no replication in this test): only the pin makes it readable.
     assert Generation.objects.for_user(USER_A).get(id=created.id).prompt == "just written"
     assert ShardRouter().db_for_read(Generation, shard_key=USER_A) == "shard1"
+
+
+def test_a_write_acknowledged_just_before_reads_switch_is_read_from_the_write_database() -> None:
+    from django.core.cache import cache
+
+    cache.delete(f"shardrouter:pin:{USER_A}")
+    # Written while this process still sees the range's reads on the source...
+    created = generation_create(user_id=USER_A, prompt="written before the switch")
+    # ...then it notices switch-reads before the row has reached the target (no replication in this test).
+    write_map([ShardRange(0, 1000, "shard1", read_alias="shard3"), ShardRange(1000, KEYSPACE_END, "shard2")])
+    assert Generation.objects.for_user(USER_A).get(id=created.id).prompt == "written before the switch"
+
+
+def test_a_pinned_read_follows_writes_to_where_a_database_said_the_range_moved() -> None:
+    from shardrouter.shardmap import shard_map_cache
+
+    router = ShardRouter()
+    # Reads switched to shard3; the cut-over of writes has happened, but this process's map does not show it yet.
+    write_map([ShardRange(0, 1000, "shard1", read_alias="shard3"), ShardRange(1000, KEYSPACE_END, "shard2")])
+    shard_map_cache.note_moved(0, 1000, "shard3")  # what a QQ002 refusal from shard1 told run_sharded_write
+    router.db_for_write(Generation, shard_key=USER_A)  # the user writes: their reads now follow their writes
+
+    assert router.db_for_read(Generation, shard_key=USER_A) == "shard3"  # not shard1, which no longer takes writes

@@ -78,7 +78,7 @@ def test_a_malformed_sentinel_setting_names_the_variable(env: dict[str, str], va
 
 
 def test_a_url_and_sentinels_together_are_refused_rather_than_one_silently_winning() -> None:
-    with pytest.raises(ImproperlyConfigured, match="both set"):
+    with pytest.raises(ImproperlyConfigured, match="set together"):
         session_cache(
             {
                 "SESSION_REDIS_URL": "redis://h:6379/0",

@@ -8,10 +8,12 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
-from redis.exceptions import RedisError
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisClusterException, RedisError
 
 from apps.platform.selectors import db_session_batches, db_session_count
 from apps.platform.services import SessionCopyTally, sessions_copy_batch
@@ -38,7 +40,7 @@ class Command(BaseCommand):
         alias = settings.SESSION_CACHE_ALIAS
         if alias not in settings.CACHES:
             raise CommandError(
-                f"There is no {alias!r} cache to copy into: set SESSION_REDIS_URL (or SESSION_REDIS_SENTINELS) "
+                f"There is no {alias!r} cache to copy into: set SESSION_REDIS_URL (or SESSION_REDIS_SENTINELS, or SESSION_REDIS_CLUSTER_NODES) "
                 "to the session store's Redis and run again."
             )
         self.stopping = False
@@ -47,11 +49,13 @@ class Command(BaseCommand):
         previous = signal.signal(signal.SIGTERM, self._stop) if in_main_thread else None
         try:
             tally, total, elapsed = self._copy(alias=alias, batch_size=batch_size, dry_run=dry_run)
-        except RedisError as exc:
+        except (RedisError, RedisClusterException, ConnectionInterrupted) as exc:
             raise CommandError(
-                f"The session store did not answer ({exc}). Check SESSION_REDIS_URL / SESSION_REDIS_SENTINELS and "
+                f"The session store did not answer ({exc}). Check SESSION_REDIS_URL / SESSION_REDIS_SENTINELS / SESSION_REDIS_CLUSTER_NODES and "
                 "that Redis is up, then run again: sessions copied so far are skipped."
             ) from exc
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
         except DatabaseError as exc:
             raise CommandError(f"Reading django_session failed ({exc}). Check DATABASE_URL and run again.") from exc
         finally:
