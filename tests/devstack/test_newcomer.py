@@ -110,7 +110,8 @@ def test_a_clone_only_root_can_enter_fails_in_one_line_naming_the_cause_and_the_
     root_only.mkdir(mode=0o700)
     root_only.chmod(0o700)
     clone = root_only / "quantumquill-clone"
-    shutil.copytree(REPO_ROOT / "quantumquill", clone / "quantumquill", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("quantumquill", "deploy"):  # what `python -m quantumquill.devstack` imports
+        shutil.copytree(REPO_ROOT / package, clone / package, ignore=shutil.ignore_patterns("__pycache__"))
     assert first_unreachable_folder(clone / "var", SYSTEM_USER) is not None
 
     result = subprocess.run(
