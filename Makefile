@@ -2,16 +2,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-embedded.txt
+REQS_HASH := $(shell cat $(REQUIREMENTS) | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(REQS_HASH)
 PYTEST_ARGS ?=
+# Everything mypy checks: the platform, the toolkit, the generation service and the load tests.
+TYPED := quantumquill shardrouter apps migrations_tooling contentgen_service locustfiles
 
-.PHONY: run observe test system-deps lint typecheck check clean-stack dist
+.PHONY: run observe test test-fast system-deps lint typecheck check clean-stack dist
 
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements-embedded.txt: the PostgreSQL and Redis wheels of the embedded stack (never in the images).
+$(STAMP): $(REQUIREMENTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -r requirements-embedded.txt
 	@touch $(STAMP)
 
 ## run: start PostgreSQL x3 and Redis (embedded unless configured), migrate, seed demo users, serve :8000
@@ -27,17 +31,24 @@ observe: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## test-fast: the quick loop, every test not marked slow (no servers or processes of their own); under 2 minutes
+test-fast: $(STAMP)
+	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 ## system-deps: nginx and Chromium for the end-to-end tests (installed with apt when missing)
 system-deps:
 	@./scripts/system-deps.sh
 
+## lint: ruff's rules and its formatting, checked (`ruff format .` fixes the formatting)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## typecheck: mypy with the Django plugin (which reads the settings, hence a private stack)
 typecheck: $(STAMP)
-	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/mypy quantumquill shardrouter apps migrations_tooling
+	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/mypy $(TYPED)
 
+## check: what CI runs (.ci/run): lint, types, then the whole suite
 check: lint typecheck test
 
 ## dist: the toolkit's wheels (django-shardrouter, django-shardmove) in dist/ (docs/adopting.md)

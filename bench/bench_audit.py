@@ -36,8 +36,9 @@ def main() -> None:
     from shardrouter import audit
     from shardrouter.context import _current_key
     from shardrouter.keyspace import KEYSPACE_END, ShardRange
+    from shardrouter.mapstore import apply_map, load_map_from_database
     from shardrouter.router import ShardRouter
-    from shardrouter.shardmap import apply_map, current_map, load_map_from_database
+    from shardrouter.shardmap import current_map
 
     base = load_map_from_database()
     wanted = [ShardRange(0, 1000, "shard1"), ShardRange(1000, KEYSPACE_END, "shard2")]

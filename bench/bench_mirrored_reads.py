@@ -40,7 +40,7 @@ from migrations_tooling.models import Phase  # noqa: E402
 from migrations_tooling.pgconn import connect  # noqa: E402
 from migrations_tooling.progress import Reporter  # noqa: E402
 from shardrouter.keyspace import KEYSPACE_END, ShardRange  # noqa: E402
-from shardrouter.shardmap import apply_map, load_map_from_database  # noqa: E402
+from shardrouter.mapstore import apply_map, load_map_from_database  # noqa: E402
 
 SHARES = (0.0, 0.01, 0.10)
 USERS = list(range(1, 500, 5))

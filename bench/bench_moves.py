@@ -56,7 +56,7 @@ from migrations_tooling.pgconn import connect  # noqa: E402
 from migrations_tooling.progress import Reporter  # noqa: E402
 from shardrouter.control import conninfo_for  # noqa: E402
 from shardrouter.keyspace import KEYSPACE_END, ShardRange  # noqa: E402
-from shardrouter.shardmap import apply_map, load_map_from_database  # noqa: E402
+from shardrouter.mapstore import apply_map, load_map_from_database  # noqa: E402
 from shardrouter.writes import run_sharded_write  # noqa: E402
 
 LO, HI = 1000, 100_000  # the moved range (on shard2 in the map below)

@@ -74,8 +74,8 @@ def _scrape_times(port: int, count: int) -> list[float]:
 # queries' counter and histogram (multi-process mode: memory-mapped files), and the JSON request line.
 _PER_REQUEST = """
 import io, logging, sys, time
-from quantumquill.observability import metrics
-from quantumquill.observability.logs import JsonFormatter
+from apps.observability import metrics
+from apps.observability.logs import JsonFormatter
 handler = logging.StreamHandler(io.StringIO())
 handler.setFormatter(JsonFormatter())
 log = logging.getLogger("bench.request")

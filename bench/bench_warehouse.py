@@ -56,7 +56,7 @@ from apps.analytics.sync import Syncer  # noqa: E402
 from bench._django import machine, percentile  # noqa: E402
 from shardrouter.control import conninfo_for  # noqa: E402
 from shardrouter.keyspace import KEYSPACE_END, ShardRange  # noqa: E402
-from shardrouter.shardmap import apply_map, load_map_from_database  # noqa: E402
+from shardrouter.mapstore import apply_map, load_map_from_database  # noqa: E402
 
 SHARDS = {"shard1": (1, 1000), "shard2": (1000, 1_000_000)}  # users drawn from these ranges
 SINCE, UNTIL = date(2026, 1, 1), date(2026, 12, 31)

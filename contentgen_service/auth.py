@@ -54,10 +54,10 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         """Pass authenticated calls on; answer the others with UNAUTHENTICATED."""
         handler = continuation(handler_call_details)
-        method_path: str = handler_call_details.method  # type: ignore[attr-defined]
+        method_path: str = handler_call_details.method
         if handler is None or method_path.startswith(OPEN_METHOD_PREFIXES):
             return handler
-        problem = token_problem(handler_call_details.invocation_metadata, self._token)  # type: ignore[attr-defined]
+        problem = token_problem(handler_call_details.invocation_metadata, self._token)
         if problem is None:
             return handler
         return self._refusing(handler, method_path.rsplit("/", 1)[-1], problem)
@@ -79,7 +79,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             (True, True): grpc.stream_stream_rpc_method_handler,
         }[(handler.request_streaming, handler.response_streaming)]
         return factory(
-            refuse,  # type: ignore[arg-type]
+            refuse,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

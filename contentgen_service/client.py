@@ -48,9 +48,10 @@ from contentgen_service.client_errors import (
 )
 from contentgen_service.envparse import (
     env_setting,
+    int_between,
     parse_bool,
     parse_positive_int,
-    parse_seconds,
+    seconds_between,
 )
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
@@ -88,15 +89,26 @@ _BREAKER_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEAD
 _MAX_RECONNECT_BACKOFF_MS = 5000
 
 
+# The accepted ranges of the client's variables (from_env refuses anything outside them).
+parse_timeout = seconds_between(0.5, 3600)
+parse_max_attempts = int_between(1, 5)  # gRPC caps a retry policy at 5 attempts
+parse_breaker_reset = seconds_between(0.1, 3600)
+
+
 @dataclass(frozen=True)
 class ClientConfig:
-    """How to reach the service. ``from_env`` reads the CONTENTGEN_* variables."""
+    """How to reach the service. ``from_env`` reads the CONTENTGEN_* variables.
+
+    The one reader of the client's variables: Django's settings build their client configuration with
+    ``from_env`` too (turning ``ConfigError`` into ``ImproperlyConfigured``), so a process without Django and
+    the platform agree on every default and limit.
+    """
 
     target: str = "127.0.0.1:50051"
     """A gRPC target: ``host:port``, ``ipv4:10.0.0.1:50051,10.0.0.2:50051`` or ``dns:///contentgen.internal:50051``."""
     token: str | None = None
     """Shared secret sent as ``authorization: Bearer <token>``."""
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 60.0
     """Deadline of a call when the caller gives none."""
     tls: bool = False
     tls_ca_file: Path | None = None
@@ -129,14 +141,14 @@ class ClientConfig:
         return cls(
             target=environ.get("CONTENTGEN_TARGET") or defaults.target,
             token=environ.get("CONTENTGEN_TOKEN") or None,
-            timeout_seconds=setting("CONTENTGEN_TIMEOUT_SECONDS", parse_seconds, defaults.timeout_seconds),
+            timeout_seconds=setting("CONTENTGEN_TIMEOUT_SECONDS", parse_timeout, defaults.timeout_seconds),
             tls=setting("CONTENTGEN_TLS", parse_bool, False) or ca_file is not None,
             tls_ca_file=ca_file,
             tls_server_name=environ.get("CONTENTGEN_TLS_SERVER_NAME") or None,
-            max_attempts=setting("CONTENTGEN_MAX_ATTEMPTS", parse_positive_int, defaults.max_attempts),
+            max_attempts=setting("CONTENTGEN_MAX_ATTEMPTS", parse_max_attempts, defaults.max_attempts),
             breaker_failures=setting("CONTENTGEN_BREAKER_FAILURES", parse_positive_int, defaults.breaker_failures),
             breaker_reset_seconds=setting(
-                "CONTENTGEN_BREAKER_RESET_SECONDS", parse_seconds, defaults.breaker_reset_seconds
+                "CONTENTGEN_BREAKER_RESET_SECONDS", parse_breaker_reset, defaults.breaker_reset_seconds
             ),
         )
 
@@ -368,7 +380,7 @@ def _reset_after_fork(reference: weakref.ref[ContentGenClient]) -> None:
 
 
 def _failed(breaker: CircuitBreaker, error: grpc.RpcError) -> ContentGenError:
-    code = error.code()  # type: ignore[attr-defined]
+    code = error.code()
     if code in _BREAKER_FAILURES:
         breaker.record_failure()
     elif code is not grpc.StatusCode.CANCELLED:

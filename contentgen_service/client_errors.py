@@ -72,6 +72,6 @@ _BY_CODE: dict[grpc.StatusCode, type[ContentGenError]] = {
 
 def error_from_rpc(error: grpc.RpcError) -> ContentGenError:
     """Return the client exception for a failed gRPC call."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    details = error.details() or code.name  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    details = error.details() or code.name
     return _BY_CODE.get(code, ContentGenError)(f"{code.name}: {details}", code=code)

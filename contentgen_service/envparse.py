@@ -60,6 +60,29 @@ def parse_seconds(text: str) -> float:
     return _non_negative(text, "seconds", "20 or 0.5")
 
 
+def seconds_between(minimum: float, maximum: float) -> Callable[[str], float]:
+    """Return a parser of a number of seconds from ``minimum`` to ``maximum``."""
+
+    def parse(text: str) -> float:
+        value = parse_seconds(text)
+        if not minimum <= value <= maximum:
+            raise ValueError(f"expected a number of seconds from {minimum:g} to {maximum:g}")
+        return value
+
+    return parse
+
+
+def int_between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """Return a parser of a whole number from ``minimum`` to ``maximum``."""
+
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not minimum <= int(text) <= maximum:
+            raise ValueError(f"expected a whole number from {minimum} to {maximum}")
+        return int(text)
+
+    return parse
+
+
 def parse_milliseconds(text: str) -> float:
     """Parse a non-negative number of milliseconds."""
     return _non_negative(text, "milliseconds", "20")

@@ -42,6 +42,7 @@ class ContentGenerationServicer(pb_grpc.ContentGenerationServicer):
         """Run a generation to the end and return all of its text."""
         if isinstance(request, UndecodableRequest):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
+            raise AssertionError("context.abort always raises")
         with (
             aborting_on_failure(context),
             CallRecord(self._metrics, "Generate", request, context) as record,
@@ -70,6 +71,7 @@ class ContentGenerationServicer(pb_grpc.ContentGenerationServicer):
         """Stream a generation's text as it is produced, then its summary."""
         if isinstance(request, UndecodableRequest):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
+            raise AssertionError("context.abort always raises")
         with (
             aborting_on_failure(context),
             CallRecord(self._metrics, "GenerateStream", request, context) as record,

@@ -46,8 +46,8 @@ _own_metrics_dir = ""
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="qq-metrics-")
 
+from apps.observability import exposition  # noqa: E402
 from quantumquill.env import env_int, env_list, env_str  # noqa: E402
-from quantumquill.observability import exposition  # noqa: E402
 
 _cpus = os.cpu_count() or 1
 

@@ -1,18 +1,18 @@
-"""App-server memory for the soak shape: RSS of the gunicorn workers, read from /proc, and its trend.
+"""App-server memory for the soak shape: RSS of the gunicorn workers, read with psutil, and its trend.
 
-Reading /proc needs no extra package and works for any process of the same
-machine. When the app server runs elsewhere there is nothing to read; the
-soak still runs and its report says memory was not sampled.
+psutil reads any process of the same machine (the load generator runs as the same user as the app server, or
+as root). When the app server runs elsewhere there is nothing to read; the soak still runs and its report says
+memory was not sampled.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-PROC = Path("/proc")
+import psutil
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -23,81 +23,64 @@ class MemorySample:
     master_rss_mb: float
 
 
-def rss_mb(pid: int, proc: Path = PROC) -> float | None:
-    """Resident set size of a process in MiB, or None when it is gone."""
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of a process in MiB, or None when it is gone (or not ours to read)."""
     try:
-        for line in (proc / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return float(psutil.Process(pid).memory_info().rss) / MIB
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    return 0.0
 
 
-def _parent(pid: int, proc: Path) -> int | None:
+def children(pid: int) -> list[int]:
+    """The direct children of a process (gunicorn's workers), sorted; none when it is gone."""
     try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: fields start after the last ")".
-    return int(stat.rsplit(")", 1)[1].split()[1])
+        return sorted(child.pid for child in psutil.Process(pid).children())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
 
 
-def children(pid: int, proc: Path = PROC) -> list[int]:
-    found = []
-    for entry in proc.iterdir():
-        if entry.name.isdigit() and _parent(int(entry.name), proc) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
+def _listens_on(process: psutil.Process, port: int) -> bool:
+    try:
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+            for c in process.net_connections(kind="tcp")
+        )
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
-def _listening_inodes(port: int, proc: Path) -> set[str]:
-    inodes = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (proc / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket's inode.
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    return inodes
-
-
-def find_listening_master(port: int, proc: Path = PROC) -> int | None:
+def find_listening_master(port: int) -> int | None:
     """The process tree's root among the processes holding the socket listening on ``port`` (gunicorn's master).
 
     gunicorn's workers inherit the listening socket, so the master is the
-    holder whose parent does not hold it. None when nothing on this machine
-    listens there (the app server is elsewhere) or its file descriptors
-    cannot be read.
+    holder whose parent does not hold it (psutil names one holder of a shared
+    socket: climb from it). None when nothing on this machine listens there
+    (the app server is elsewhere) or its owner cannot be seen.
     """
-    inodes = _listening_inodes(port, proc)
-    if not inodes:
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
         return None
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    holders = set()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
-        except OSError:
-            continue
-        if links & wanted:
-            holders.add(int(entry.name))
-    roots = [pid for pid in holders if _parent(pid, proc) not in holders]
-    return min(roots) if roots else None
+    holder = min(
+        (c.pid for c in connections if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid),
+        default=None,
+    )
+    if holder is None:
+        return None
+    try:
+        process = psutil.Process(holder)
+        while (parent := process.parent()) is not None and _listens_on(parent, port):
+            process = parent
+    except psutil.NoSuchProcess:
+        return None
+    return process.pid
 
 
 class GunicornMemory:
     """Samples the RSS of a gunicorn master's workers (workers come and go; each sample finds them again)."""
 
-    def __init__(self, master_pid: int | None, proc: Path = PROC) -> None:
+    def __init__(self, master_pid: int | None) -> None:
         self.master_pid = master_pid
-        self.proc = proc
         self.started = time.monotonic()
 
     @classmethod
@@ -109,15 +92,15 @@ class GunicornMemory:
 
     @property
     def available(self) -> bool:
-        return self.master_pid is not None and (self.proc / str(self.master_pid)).exists() and os.name == "posix"
+        return self.master_pid is not None and psutil.pid_exists(self.master_pid)
 
     def sample(self) -> MemorySample | None:
         if not self.available or self.master_pid is None:
             return None
-        master = rss_mb(self.master_pid, self.proc)
+        master = rss_mb(self.master_pid)
         if master is None:
             return None
-        worker_rss = [value for pid in children(self.master_pid, self.proc) if (value := rss_mb(pid, self.proc))]
+        worker_rss = [value for pid in children(self.master_pid) if (value := rss_mb(pid))]
         return MemorySample(
             elapsed_s=round(time.monotonic() - self.started, 1),
             workers=len(worker_rss),

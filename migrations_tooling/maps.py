@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shardrouter.errors import ShardMapConflict
 from shardrouter.keyspace import ShardRange, assign_range, format_key, split_by_range
-from shardrouter.shardmap import apply_map, load_map_from_database
+from shardrouter.mapstore import apply_map, load_map_from_database
 
 from .errors import MoveError
 

@@ -10,7 +10,7 @@ import psycopg
 from django.db import models
 from psycopg import sql
 
-from shardrouter.router import sharded_models
+from shardrouter.shardkeys import sharded_models
 
 from .errors import MoveError
 from .pgconn import one

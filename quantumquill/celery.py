@@ -23,7 +23,7 @@ _own_metrics_dir = ""
 if os.environ.get(WORKER_METRICS_PORT_ENV) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="qq-worker-metrics-")
 
-from quantumquill.observability import exposition  # noqa: E402
+from apps.observability import exposition  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantumquill.settings")
 

@@ -14,6 +14,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from contentgen_service.client import ClientConfig
+from contentgen_service.envparse import ConfigError
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -164,3 +167,17 @@ def parse_shard_urls(raw: str, *, variable: str) -> dict[str, str]:
             raise ImproperlyConfigured(f"{variable} lists alias {alias!r} twice or uses the reserved alias 'default'.")
         result[alias] = url.strip()
     return result
+
+
+def env_contentgen_client(*, environ: Mapping[str, str]) -> ClientConfig:
+    """The generation service's client configuration (``CONTENTGEN_TARGET``, ``_TOKEN``, ``_TIMEOUT_SECONDS``, ...).
+
+    ``ClientConfig.from_env`` is the only reader of these variables, with its own defaults and limits, so that
+    the platform and any process without Django agree on them. The service's parsers stay in
+    ``contentgen_service.envparse`` (the service never imports Django) and are not reused for the platform's
+    own variables: no variable is read by both sets of helpers.
+    """
+    try:
+        return ClientConfig.from_env(environ)
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None

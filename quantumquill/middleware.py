@@ -7,28 +7,17 @@ from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
-from django.template.loader import render_to_string
 
-from quantumquill.observability import metrics
+from apps.observability import metrics
+from apps.platform.responses import RETRY_AFTER_SECONDS, unavailable_response
 from shardrouter.errors import ShardMapError, ShardWriteUnavailable
 
 logger = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = 30
 # PgBouncer gave up waiting for a free server connection (its query_wait_timeout): the pool is busy, not
 # down, so clients may come back sooner (docs/connections.md).
 POOL_EXHAUSTED_MARKER = "query_wait_timeout"
 POOL_RETRY_AFTER_SECONDS = 5
-
-
-def unavailable_response(
-    request: HttpRequest | None, *, template: str, retry_after: int = RETRY_AFTER_SECONDS
-) -> HttpResponse:
-    """A 503 page with Retry-After; ``request`` may be None when its lazy parts must not be touched."""
-    body = render_to_string(template, {"retry_after": retry_after}, request=request)
-    response = HttpResponse(body, status=503)
-    response["Retry-After"] = str(retry_after)
-    return response
 
 
 class DatabaseUnavailableMiddleware:

@@ -18,6 +18,7 @@ from quantumquill.db_env import apply_pooler, database_pooler, direct_connection
 from quantumquill.devstack.stack import load_state_env
 from quantumquill.env import (
     env_bool,
+    env_contentgen_client,
     env_float,
     env_int,
     env_list,
@@ -51,22 +52,31 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Files (docs/storage-and-cdn.md): apps.storage precedes staticfiles, so that its collectstatic (which
+    # compares content, not times) replaces the stock one.
+    "apps.storage",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "shardrouter",
+    "apps.security",  # HTTPS, login throttling, API tokens, strict parsing (docs/security.md)
     "apps.accounts",
     "apps.content",
     "apps.platform",  # stateless app servers: session engine, middleware, checks
     # JSON API (apps.content.api): DRF with token auth, OpenAPI schema and a self-hosted docs UI.
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Exports of generations: private files behind short-lived signed links.
+    "apps.exports",
     # Live data moves: `manage.py shardmove`.
     "migrations_tooling",
     "apps.ops",  # the operator console under /ops/ (staff only, read-only)
     # Analytics warehouse: `manage.py warehouse`, /analytics/ (docs/analytics.md).
     "apps.analytics",
+    # Metrics, /readyz, JSON request logs, traces (docs/observability.md).
+    "apps.observability",
+    # Login throttling: failed logins counted per username and per address (apps.security).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -132,6 +142,9 @@ apply_pooler(DATABASES, DATABASE_POOLER)
 SHARDMOVE: dict[str, Any] = {
     "REQUIRE_DIRECT_CONNECTIONS": DATABASE_POOLER == "transaction",
     "DIRECT_CONNECTIONS": direct_connections(_env, DATABASES),
+    # Mirrored reads while a move catches up: this share (0..1) of the range's routed reads also runs on the
+    # target, compared in the background (docs/data-moves.md); 0 turns it off.
+    "MIRROR_READS_SHARE": env_float("QQ_MIRROR_READS_SHARE", 0.0, minimum=0, maximum=1, environ=_env),
 }
 
 DATABASE_ROUTERS = ["shardrouter.router.ShardRouter"]
@@ -139,7 +152,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 SHARDROUTER: dict[str, Any] = {
     # Apps whose tables live on the shards, keyed by each row's user ID.
-    "SHARDED_APPS": ["content"],
+    "SHARDED_APPS": ["content", "exports"],
     # How often each process checks the control database for a new shard-map version.
     "REFRESH_INTERVAL": env_float("SHARDMAP_REFRESH_INTERVAL", 1.0, minimum=0.05, maximum=60, environ=_env),
     # How long a write waits (retrying) while its range is frozen for a cut-over.
@@ -147,13 +160,11 @@ SHARDROUTER: dict[str, Any] = {
     # After a write, the user's reads stay on the write database this long (read-your-writes).
     "READ_YOUR_WRITES_SECONDS": env_float("SHARD_READ_YOUR_WRITES_SECONDS", 5.0, minimum=0, environ=_env),
     "PIN_CACHE": "default",
+    # Live data moves: `shardmap assign` refuses ranges a move owns.
+    "MAP_EDIT_GUARDS": ["migrations_tooling.guards.refuse_ranges_of_active_moves"],
+    # Mirrored reads while a move catches up (SHARDMOVE["MIRROR_READS_SHARE"], docs/data-moves.md).
+    "READ_OBSERVERS": ["migrations_tooling.mirror.observe_read"],
 }
-# Live data moves: `shardmap assign` refuses ranges a move owns.
-SHARDROUTER["MAP_EDIT_GUARDS"] = ["migrations_tooling.guards.refuse_ranges_of_active_moves"]
-# Mirrored reads while a move catches up: this share (0..1) of the range's routed reads also runs on the target,
-# compared in the background (docs/data-moves.md); 0 turns it off.
-SHARDROUTER["READ_OBSERVERS"] = ["migrations_tooling.mirror.observe_read"]
-SHARDMOVE = {"MIRROR_READS_SHARE": env_float("QQ_MIRROR_READS_SHARE", 0.0, minimum=0, maximum=1, environ=_env)}
 
 # --- Redis: the general cache ---------------------------------------------------------------------
 
@@ -192,20 +203,23 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Content generation: the gRPC service, its Celery jobs and live streams (docs/generation.md) ------
 
-_CONTENTGEN_TIMEOUT = env_float("CONTENTGEN_TIMEOUT_SECONDS", 60.0, minimum=0.5, maximum=3600, environ=_env)
+# The client's variables (target, token, TLS, deadline, retries, breaker) have one reader with one set of
+# defaults and limits: contentgen_service.client.ClientConfig.from_env, built once here.
+_CONTENTGEN_CLIENT = env_contentgen_client(environ=_env)
+_CONTENTGEN_TIMEOUT = _CONTENTGEN_CLIENT.timeout_seconds
 CONTENTGEN: dict[str, Any] = {
     # Client of the service (contentgen_service.client): where it is, the shared token, TLS.
-    "TARGET": env_str("CONTENTGEN_TARGET", "127.0.0.1:50051", environ=_env) or "127.0.0.1:50051",
-    "TOKEN": env_str("CONTENTGEN_TOKEN", "", environ=_env) or None,
-    "TLS": env_bool("CONTENTGEN_TLS", False, environ=_env),
-    "TLS_CA_FILE": env_str("CONTENTGEN_TLS_CA_FILE", "", environ=_env) or None,
-    "TLS_SERVER_NAME": env_str("CONTENTGEN_TLS_SERVER_NAME", "", environ=_env) or None,
+    "TARGET": _CONTENTGEN_CLIENT.target,
+    "TOKEN": _CONTENTGEN_CLIENT.token,
+    "TLS": _CONTENTGEN_CLIENT.tls,
+    "TLS_CA_FILE": str(_CONTENTGEN_CLIENT.tls_ca_file) if _CONTENTGEN_CLIENT.tls_ca_file else None,
+    "TLS_SERVER_NAME": _CONTENTGEN_CLIENT.tls_server_name,
     # Deadline of every generation call, from a job or a live stream.
     "TIMEOUT_SECONDS": _CONTENTGEN_TIMEOUT,
     # gRPC-level retries of UNAVAILABLE within one call, and the per-process circuit breaker.
-    "MAX_ATTEMPTS": env_int("CONTENTGEN_MAX_ATTEMPTS", 3, minimum=1, maximum=5, environ=_env),
-    "BREAKER_FAILURES": env_int("CONTENTGEN_BREAKER_FAILURES", 5, minimum=1, environ=_env),
-    "BREAKER_RESET_SECONDS": env_float("CONTENTGEN_BREAKER_RESET_SECONDS", 10.0, minimum=0.1, environ=_env),
+    "MAX_ATTEMPTS": _CONTENTGEN_CLIENT.max_attempts,
+    "BREAKER_FAILURES": _CONTENTGEN_CLIENT.breaker_failures,
+    "BREAKER_RESET_SECONDS": _CONTENTGEN_CLIENT.breaker_reset_seconds,
     # Job-level retries: claims a generation may use before a retryable failure becomes final, and the
     # exponential backoff (with jitter) between them.
     # Retries are budgeted by time from creation (capped exponential backoff with jitter); the attempt cap
@@ -323,11 +337,6 @@ LOGGING: dict[str, Any] = {
 # QQ_STORAGE=s3: static files in their own bucket under hashed names, served from the CDN domain;
 #   media (exported documents) in a separate private bucket, reached only through short-lived signed URLs.
 
-# apps.storage precedes staticfiles: its collectstatic (compares content, not times) replaces the stock one.
-INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles"), "apps.storage")
-INSTALLED_APPS.append("apps.exports")
-SHARDROUTER["SHARDED_APPS"].append("exports")
-
 QQ_STORAGE = (env_str("QQ_STORAGE", "local", environ=_env) or "local").strip().lower()
 # How long a signed link to a private file works (S3 allows at most 7 days; keep it short).
 QQ_MEDIA_URL_EXPIRE_SECONDS = env_int("QQ_MEDIA_URL_EXPIRE_SECONDS", 300, minimum=1, maximum=604800, environ=_env)
@@ -389,9 +398,6 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_FAILURE_VIEW = "apps.security.views.csrf_failure"
 
-INSTALLED_APPS.insert(INSTALLED_APPS.index("apps.accounts"), "apps.security")
-INSTALLED_APPS.append("axes")
-INSTALLED_APPS.remove("rest_framework.authtoken")  # replaced by apps.security's hashed, expiring tokens
 # NUL bytes are refused before anything reads the request; axes turns lockouts into their response last.
 MIDDLEWARE.insert(
     MIDDLEWARE.index("apps.platform.middleware.ServedByMiddleware") + 1, "apps.security.middleware.NulByteMiddleware"
@@ -430,7 +436,6 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 # --- Observability: metrics, readiness, JSON request logs, traces (docs/observability.md) ---------------
 # /metrics and /readyz, per-request metrics and one JSON log line per request; every database alias is
 # measured by the instrumented backend (quantumquill.db.postgresql).
-INSTALLED_APPS.append("quantumquill.observability")
 QQ_METRICS: dict[str, Any] = {
     "ENABLED": env_bool("QQ_METRICS_ENABLED", True, environ=_env),
     # Cluster state that costs queries (shards, queue depth, moves) is measured at most this often, by one process.
@@ -439,14 +444,14 @@ QQ_METRICS: dict[str, Any] = {
 if QQ_METRICS["ENABLED"]:
     MIDDLEWARE.insert(
         MIDDLEWARE.index("apps.platform.middleware.RequestIdMiddleware") + 1,
-        "quantumquill.observability.middleware.RequestMetricsMiddleware",
+        "apps.observability.middleware.RequestMetricsMiddleware",
     )
     for _config in DATABASES.values():
         _config["ENGINE"] = "quantumquill.db.postgresql"
 QQ_LOG_FORMAT = (env_str("QQ_LOG_FORMAT", "json", environ=_env) or "json").strip().lower()
 if QQ_LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"QQ_LOG_FORMAT={QQ_LOG_FORMAT!r} is not a log format; expected 'json' or 'plain'.")
-LOGGING["formatters"]["json"] = {"()": "quantumquill.observability.logs.JsonFormatter"}
+LOGGING["formatters"]["json"] = {"()": "apps.observability.logs.JsonFormatter"}
 LOGGING["handlers"]["console"]["formatter"] = QQ_LOG_FORMAT
 
 # --- Analytics warehouse (apps.analytics, docs/analytics.md) ---------------------------------------

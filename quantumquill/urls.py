@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from apps.observability.views import metrics_view, readyz
 from apps.platform.views import healthz
 from apps.security.views import favicon
-from quantumquill.observability.views import metrics_view, readyz
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),

@@ -11,6 +11,9 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import models
 
 from .conf import get_settings
+from .errors import ShardMapError
+from .keyspace import validate_ranges
+from .mapstore import load_map_from_database
 
 ROUTER_PATH = "shardrouter.router.ShardRouter"
 MIDDLEWARE_PATH = "shardrouter.middleware.ShardContextMiddleware"
@@ -185,10 +188,6 @@ def check_shard_map(
     app_configs: Iterable[Any] | None = None, databases: Iterable[str] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Runs with ``manage.py check --database default``: the stored map is valid and names known aliases."""
-    from .errors import ShardMapError
-    from .keyspace import validate_ranges
-    from .shardmap import load_map_from_database
-
     config = get_settings()
     if not databases or config.control_database not in databases:
         return []

@@ -13,7 +13,7 @@ from django.db import models
 from django.utils.module_loading import import_string
 
 from .context import current_shard_key, validate_shard_key
-from .router import require_shard_key
+from .shardkeys import require_shard_key
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,14 @@ class ShardedQuerySet(models.QuerySet[_M]):
     def _fetch_all(self) -> None:
         observers = read_observers() if self._result_cache is None and self._db is None else ()  # type: ignore[attr-defined]
         if not observers:
-            super()._fetch_all()  # type: ignore[misc]
+            super()._fetch_all()
             return
         started = time.perf_counter()
-        super()._fetch_all()  # type: ignore[misc]
+        super()._fetch_all()
         seconds = time.perf_counter() - started
         key = self._hints.get("shard_key")  # type: ignore[attr-defined]
         key = current_shard_key() if key is None else key
-        rows = self._result_cache  # type: ignore[attr-defined]
+        rows = self._result_cache
         if key is None or rows is None:
             return
         for observer in observers:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.apps import apps
 from django.core.cache import caches
 from django.db import models
 
@@ -22,23 +21,11 @@ from .audit import audit_enabled, observe_relation, observe_route, observe_safel
 from .conf import get_settings
 from .context import current_shard_key, write_override_for
 from .errors import ShardRoutingError
+from .shardkeys import shard_key_attname
+from .shardkeys import sharded_models as sharded_models  # kept importable from here (public API)
 from .shardmap import current_map, shard_map_cache
 
 logger = logging.getLogger(__name__)
-
-
-def shard_key_attname(model: type[models.Model]) -> str | None:
-    """The attribute holding a model's shard key, or None if the model is not sharded."""
-    key = getattr(model, "shard_key", None)
-    return key if isinstance(key, str) else None
-
-
-def require_shard_key(model: type[models.Model]) -> str:
-    """The shard key attribute of a sharded model (raises ShardRoutingError for any other model)."""
-    attname = shard_key_attname(model)
-    if attname is None:
-        raise ShardRoutingError(f"{model._meta.label} is not sharded (it has no shard_key).")
-    return attname
 
 
 def _pin_key(key: int) -> str:
@@ -156,8 +143,3 @@ class ShardRouter:
 
 def is_sharded_app(app_label: str) -> bool:
     return app_label in get_settings().sharded_apps
-
-
-def sharded_models() -> list[type[models.Model]]:
-    """Every installed model that carries a shard key."""
-    return [m for m in apps.get_models() if shard_key_attname(m) is not None]

@@ -20,7 +20,7 @@ from django.db.models import Q, QuerySet
 
 from .errors import ScatterGatherError, ShardRoutingError
 from .keyspace import ShardRange
-from .router import shard_key_attname
+from .shardkeys import shard_key_attname
 from .shardmap import current_map
 
 M = TypeVar("M", bound=models.Model)

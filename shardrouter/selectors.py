@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .advisor import Advice, advise, choose_databases
 from .conf import get_settings
-from .shardmap import load_map_from_database
+from .mapstore import load_map_from_database
 from .stats import user_weights
 
 

@@ -10,8 +10,8 @@ from django.utils.module_loading import import_string
 
 from .errors import ShardMapError
 from .keyspace import ShardMap, ShardRange, assign_range, describe_diff, format_key, split_by_range
-from .router import require_shard_key, sharded_models
-from .shardmap import apply_map, load_map_from_database
+from .mapstore import apply_map, load_map_from_database
+from .shardkeys import require_shard_key, sharded_models
 
 # A guard gets (lo, hi) of a planned edit and raises ShardMapError if the edit must wait
 # (for example while a live move owns the range). Configured in SHARDROUTER["MAP_EDIT_GUARDS"].

@@ -14,23 +14,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from django.db import IntegrityError, transaction
 
 from .conf import get_settings
 from .control import control_connection
-from .errors import ShardMapConflict, ShardMapError
-from .keyspace import ShardMap, ShardRange, merge_adjacent, validate_ranges
+from .errors import ShardMapError
+from .keyspace import ShardMap, ShardRange
 
 logger = logging.getLogger(__name__)
 
 _LATEST = "SELECT version, ranges FROM shardrouter_shardmaprevision ORDER BY version DESC LIMIT 1"
 
 
-def _snapshot_from_row(row: tuple[Any, Any] | None) -> ShardMap:
+def snapshot_from_row(row: tuple[Any, Any] | None) -> ShardMap:
+    """The map a ``(version, ranges)`` row of shardrouter_shardmaprevision describes."""
     if row is None:
         raise ShardMapError(
             "The control database holds no shard map. Run `manage.py migrate_shards` (it creates the "
@@ -109,7 +108,7 @@ class ShardMapCache:
                 self._next_check = time.monotonic() + get_settings().refresh_interval
                 return self._snapshot
             if self._snapshot is None or row is None or int(row[0]) != self._snapshot.version:
-                new = _snapshot_from_row(row)
+                new = snapshot_from_row(row)
                 if self._snapshot is not None:
                     logger.info("Shard map v%s replaces v%s", new.version, self._snapshot.version)
                 self._snapshot = new
@@ -126,46 +125,3 @@ os.register_at_fork(after_in_child=shard_map_cache.invalidate)
 def current_map() -> ShardMap:
     """The shard map this process routes by (at most REFRESH_INTERVAL seconds old)."""
     return shard_map_cache.current()
-
-
-def load_map_from_database() -> ShardMap:
-    """The newest map, read through Django's control connection (commands, checks, tests)."""
-    from .models import ShardMapRevision
-
-    alias = get_settings().control_database
-    latest = ShardMapRevision.objects.using(alias).order_by("-version").values_list("version", "ranges").first()
-    return _snapshot_from_row(latest)
-
-
-def apply_map(
-    ranges: Sequence[ShardRange], *, expected_version: int, reason: str, known_aliases: Sequence[str] | None = None
-) -> ShardMap:
-    """Validate ``ranges`` and store them as version ``expected_version + 1``.
-
-    All or nothing: an invalid map raises ``ShardMapError`` and nothing is
-    written; a concurrent change raises ``ShardMapConflict`` (re-read and retry).
-    """
-    from django.conf import settings
-
-    from .models import ShardMapRevision
-
-    aliases = list(known_aliases) if known_aliases is not None else list(settings.DATABASES)
-    cleaned = merge_adjacent(ranges)
-    validate_ranges(cleaned, aliases)
-    alias = get_settings().control_database
-    new_version = expected_version + 1
-    try:
-        with transaction.atomic(using=alias):
-            latest = ShardMapRevision.objects.using(alias).select_for_update().order_by("-version").first()
-            if latest is not None and latest.version != expected_version:
-                raise ShardMapConflict(
-                    f"The shard map changed while this edit was prepared (now v{latest.version}, edit based on "
-                    f"v{expected_version}). Re-read it with `manage.py shardmap show` and apply again."
-                )
-            ShardMapRevision.objects.using(alias).create(
-                version=new_version, ranges=[r.to_json() for r in cleaned], reason=reason[:500]
-            )
-    except IntegrityError as exc:
-        raise ShardMapConflict(f"Shard map v{new_version} was written concurrently; re-read and apply again.") from exc
-    shard_map_cache.invalidate()
-    return ShardMap(new_version, tuple(cleaned))

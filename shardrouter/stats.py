@@ -16,7 +16,7 @@ from django.db import connections
 
 from .ids import EPOCH_MS, TIMESTAMP_SHIFT
 from .keyspace import ShardRange
-from .router import require_shard_key, sharded_models
+from .shardkeys import require_shard_key, sharded_models
 
 WEIGHTS = ("rows", "bytes", "writes")
 
@@ -80,7 +80,7 @@ def database_counters(alias: str) -> DatabaseCounters:
                 "FROM pg_stat_user_tables WHERE relname = ANY(%s)",
                 [tables],
             )
-            rows, reads, writes, size = cursor.fetchone()  # type: ignore[misc]
+            rows, reads, writes, size = cursor.fetchone()
     except Exception as exc:  # a database that does not answer is shown as such, not as a crash
         return DatabaseCounters(alias, 0, 0, 0, 0, error=str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
     return DatabaseCounters(alias, int(rows), int(size), int(reads), int(writes))

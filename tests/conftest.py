@@ -22,6 +22,9 @@ from shardrouter.shardmap import shard_map_cache
 STANDARD_MAP = (ShardRange(0, 1000, "shard1"), ShardRange(1000, KEYSPACE_END, "shard2"))
 ALL_DATABASES = "__all__"
 
+# make_user, alice (shard1), bob (shard2), carol (shard1) for every folder.
+pytest_plugins = ["tests.support.users"]
+
 
 def write_map(ranges: tuple[ShardRange, ...] | list[ShardRange], reason: str = "test") -> int:
     """Commit ``ranges`` as the newest map version (outside any test transaction) and return the version."""
@@ -91,21 +94,3 @@ def child_env(**extra: str) -> dict[str, str]:
     env.pop("SHARDROUTER_WORKER_ID", None)
     env.update(extra)
     return env
-
-
-@pytest.fixture
-def make_user(django_db_blocker: Any) -> Any:
-    """Create a user with a chosen ID (the ID decides the shard): ``make_user(1010)``."""
-    from django.contrib.auth.models import User
-
-    def create(user_id: int, username: str | None = None, password: str = "correct horse battery") -> User:
-        user = User(id=user_id, username=username or f"user{user_id}")
-        user.set_password(password)
-        user.save(force_insert=True)
-        with connections["default"].cursor() as cursor:
-            cursor.execute(
-                "SELECT setval(pg_get_serial_sequence('auth_user', 'id'), GREATEST((SELECT max(id) FROM auth_user), 1))"
-            )
-        return user
-
-    return create

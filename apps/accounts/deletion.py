@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections, transaction
 
 from apps.exports.services import EXPORTS_STORAGE
 from shardrouter.conf import get_settings
-from shardrouter.router import shard_key_attname
+from shardrouter.shardkeys import shard_key_attname
 from shardrouter.shardmap import current_map
 from shardrouter.writes import fence_sqlstate
 

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from apps.security.tokens import NAME_MAX_CHARS
 
 
-class SignupForm(UserCreationForm):  # type: ignore[type-arg]
+class SignupForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username",)

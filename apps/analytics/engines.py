@@ -210,15 +210,15 @@ class PostgresWarehouse(Warehouse):
         self.conn.execute("SET TIME ZONE 'UTC'")
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(query, list(params))  # type: ignore[arg-type]
+        self.conn.execute(query, list(params))
 
     def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self.conn.execute(query, list(params)).fetchall())  # type: ignore[arg-type]
+        return list(self.conn.execute(query, list(params)).fetchall())
 
     def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             with self.conn.cursor() as cur:
-                cur.executemany(query, rows)  # type: ignore[arg-type]
+                cur.executemany(query, rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

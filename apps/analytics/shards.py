@@ -17,8 +17,8 @@ from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
 from apps.content.models import Generation, UsageEvent
+from shardrouter.mapstore import load_map_from_database
 from shardrouter.scatter import scatter
-from shardrouter.shardmap import load_map_from_database
 
 from .facts import NO_MODEL
 from .reports import ReportResult, report_spec

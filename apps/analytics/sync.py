@@ -37,7 +37,7 @@ from django.db import DatabaseError
 from migrations_tooling.fence import CLEANUP_MESSAGE_PREFIX
 from migrations_tooling.models import MoveRange, Phase
 from shardrouter.control import conninfo_for
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 
 from . import aggregates, capture
 from .conf import WarehouseConfig

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from apps.observability import metrics
 from contentgen_service.client import GenerateResult
-from quantumquill.observability import metrics
 from shardrouter.writes import run_sharded_write
 
 from .models import Generation, UsageEvent
@@ -92,7 +92,7 @@ def generation_claim(
     return claimed
 
 
-def _held(claim: Claim):  # type: ignore[no-untyped-def]
+def _held(claim: Claim) -> QuerySet[Generation]:
     return Generation.objects.for_user(claim.user_id).filter(
         id=claim.generation_id, status=Generation.Status.RUNNING, claim_token=claim.token
     )

@@ -22,7 +22,7 @@ from django.db.models import F, Q, UUIDField, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from quantumquill.observability import metrics
+from apps.observability import metrics
 from shardrouter.writes import run_sharded_write
 
 from .models import Generation, UsageEvent

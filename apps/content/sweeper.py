@@ -32,7 +32,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connections
 
-from quantumquill.observability import metrics
+from apps.observability import metrics
 
 from .claims import claim_lease
 from .selectors import StalledGeneration, generations_stalled

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 EXPORTS_STORAGE = "default"
 
 
-class _Upload(ContentFile):  # type: ignore[type-arg]
+class _Upload(ContentFile):
     """Bytes with the Content-Type the S3 backend stores them under."""
 
     def __init__(self, body: bytes, *, name: str, content_type: str) -> None:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from apps.content.models import Generation
 from apps.content.selectors import generation_get
-from quantumquill.middleware import unavailable_response
+from apps.platform.responses import unavailable_response
 
 from .documents import UnknownExportFormat, export_format_get
 from .models import Export

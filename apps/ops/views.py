@@ -15,8 +15,8 @@ from django.views.decorators.http import require_GET
 from migrations_tooling import selectors as move_selectors
 from migrations_tooling.errors import MoveError
 from shardrouter.errors import ShardMapError
+from shardrouter.mapstore import load_map_from_database
 from shardrouter.selectors import shardmap_advise
-from shardrouter.shardmap import load_map_from_database
 
 from . import selectors
 

@@ -98,7 +98,7 @@ def connect_cluster(location: Collection[str], options: dict[str, Any]) -> Redis
     return cluster
 
 
-class RedisClusterClient(DefaultClient):  # type: ignore[type-arg]
+class RedisClusterClient(DefaultClient):
     """django-redis's client with one ``RedisCluster`` (per cache instance) in place of per-server connections."""
 
     def __init__(self, server: Any, params: dict[str, Any], backend: Any) -> None:
@@ -149,7 +149,7 @@ class RedisClusterClient(DefaultClient):  # type: ignore[type-arg]
         }
 
 
-class RedisClusterCache(RedisCache):  # type: ignore[type-arg]
+class RedisClusterCache(RedisCache):
     """``django_redis.cache.RedisCache`` whose client is :class:`RedisClusterClient`; LOCATION lists ``host:port``."""
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:

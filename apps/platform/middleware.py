@@ -10,10 +10,10 @@ from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from quantumquill.middleware import unavailable_response
-from quantumquill.observability import metrics
+from apps.observability import metrics
 
 from .request_id import REQUEST_ID_HEADER, current_request_id, request_id_from_header
+from .responses import unavailable_response
 from .session_store import SessionStoreUnavailable
 
 logger = logging.getLogger(__name__)

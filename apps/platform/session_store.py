@@ -30,7 +30,7 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,
-    redis_errors.OutOfMemoryError,  # type: ignore[attr-defined]  # in redis-py, missing from older stubs
+    redis_errors.OutOfMemoryError,
     redis_errors.ClusterError,
     redis_errors.TryAgainError,
     redis_errors.RedisClusterException,

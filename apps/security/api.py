@@ -145,7 +145,7 @@ class _MyTokensView(APIView):
 
     @property
     def user_id(self) -> int:
-        return int(self.request.user.pk)  # type: ignore[arg-type]
+        return int(self.request.user.pk)
 
 
 class ApiTokenListView(_MyTokensView):

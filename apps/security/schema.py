@@ -88,7 +88,7 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
     return result
 
 
-class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ApiTokenScheme(OpenApiAuthenticationExtension):
     """``Authorization: Token <key>`` in the schema (registered when this module is imported, in apps.py)."""
 
     target_class = "apps.security.authentication.ApiTokenAuthentication"

@@ -7,13 +7,24 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 
 from .observe import PROMETHEUS_PORT, observe
+from .preflight import DevstackError
 from .run import run
-from .stack import PROFILES, Stack, stack_from_state
+from .stack import PROFILES, Stack, private_profile, stack_from_state
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except DevstackError as exc:
+        # One line naming the cause and the fix: a newcomer's first `make run` must not end in a traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quantumquill.devstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser(
@@ -38,20 +49,29 @@ def main(argv: list[str] | None = None) -> int:
         return run(pgbouncer=args.pgbouncer)
     if args.command == "observe":
         return observe(port=args.port)
+    # A test stack started by hand lives in a sub-folder of its own, beside the private ones of test runs.
+    by_hand = (
+        PROFILES[args.profile]
+        if args.profile == "dev"
+        else replace(PROFILES[args.profile], data_dir=PROFILES[args.profile].data_dir / "manual")
+    )
     if args.command == "up":
-        env = Stack(PROFILES[args.profile]).up()
+        env = Stack(by_hand).up()
         for key, value in env.items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
     if args.command == "down":
-        stack = Stack(PROFILES[args.profile])
+        stack = Stack(by_hand)
         if stack.state_file.exists():
             stack_from_state(stack.state_file).down()
         return 0
     cmd = [part for part in args.cmd if part != "--"] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("exec needs a command after --")
-    stack = Stack(PROFILES[args.profile])
+    profile = PROFILES[args.profile]
+    if profile.fresh:
+        profile = private_profile(profile, f"run-{os.getpid()}")
+    stack = Stack(profile)
     env = {**os.environ, **stack.up()}
     try:
         return subprocess.call(cmd, env=env)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psycopg
 
+from .preflight import DevstackError, PortInUse, require_free_port, require_reachable
+
 # PostgreSQL refuses to run as root; pgserver's convention is a system user of this name.
 SYSTEM_USER = "pgserver"
 SUPERUSER = "postgres"
@@ -68,8 +70,16 @@ class PostgresServer:
             user=_system_user(),
         )
 
+    def _check_reachable(self) -> None:
+        """As root the server runs as an unprivileged user: it must be able to reach binaries and data."""
+        owner = _system_user()
+        if owner:
+            require_reachable(_bin_dir(), owner, "its binaries")
+            require_reachable(self.data_dir.parent, owner, "its data folder")
+
     def init(self, *, durable: bool) -> None:
         """Create the data folder once, configured for logical replication."""
+        self._check_reachable()
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -119,16 +129,35 @@ class PostgresServer:
             return False
         return True
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Start the server unless it runs already; True when this call started it."""
+        self._check_reachable()
         if self.is_running():
-            return
+            return False
+        server = f"PostgreSQL server {self.name}"
+        require_free_port(self.port, server)
         # The log lives outside the data folder, writable by the server's user.
         self.log_file.touch(exist_ok=True)
         owner = _system_user()
         if owner:
             shutil.chown(self.log_file, user=owner, group=owner)
-        self._pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file))
+        seen = self.log_file.stat().st_size
+        try:
+            # -p: the port chosen now wins over the one written at init (a test stack picks a new one on a clash).
+            self._pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file),
+                     "-o", f"-p {self.port}")  # fmt: skip
+        except subprocess.CalledProcessError:
+            with self.log_file.open(errors="replace") as log:
+                log.seek(seen)
+                problem = log.read()
+            if "Address already in use" in problem:
+                raise PortInUse(self.port, server) from None
+            last = next((line for line in reversed(problem.splitlines()) if line.strip()), "no log output")
+            raise DevstackError(
+                f"The embedded {server} did not start: {last.strip()} (log: {self.log_file})."
+            ) from None
         self.wait_ready()
+        return True
 
     def stop(self, mode: str = "fast") -> None:
         if not self.is_running():

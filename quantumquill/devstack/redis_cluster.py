@@ -164,7 +164,7 @@ class RedisClusterStack:
 
     def is_assembled(self) -> bool:
         try:
-            return node_client(self.ports[0]).cluster("info").get("cluster_state") == "ok"  # type: ignore[no-any-return]
+            return node_client(self.ports[0]).cluster("info").get("cluster_state") == "ok"
         except redis.RedisError:
             return False
 

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from .pgbouncer import pooled_env, start_dev_poolers
+from .preflight import require_free_port
 from .session_cluster import session_mode, start_session_cluster
 from .stack import PROFILES, REPO_ROOT, Stack
 
@@ -26,6 +27,7 @@ WORKER_METRICS_PORT = 55808
 CONTENTGEN_METRICS_PORT = 55464
 
 
+WEB_PORT = 8000
 # Pause after each generated token, so that text visibly streams into the page in the demo.
 DEMO_TOKEN_INTERVAL_MS = 30
 
@@ -35,7 +37,7 @@ def app_processes(env: dict[str, str] | None = None, *, celery_concurrency: int 
     py = sys.executable
     env = env or {}
     return [
-        AppProcess("web", (py, "manage.py", "runserver", "127.0.0.1:8000", "--noreload")),
+        AppProcess("web", (py, "manage.py", "runserver", f"127.0.0.1:{WEB_PORT}", "--noreload")),
         # Content generation (docs/generation.md): the gRPC service on the stack's CONTENTGEN_TARGET,
         # with the stack's CONTENTGEN_TOKEN (read from the env), and the Celery worker running the jobs.
         AppProcess(
@@ -75,6 +77,9 @@ def _manage(env: dict[str, str], *args: str) -> None:
 
 def run(*, pgbouncer: bool = False) -> int:
     stack = Stack(PROFILES["dev"])
+    # The application's own ports, checked before any server starts (the servers check theirs as they start).
+    require_free_port(WEB_PORT, "web server (manage.py runserver)", grace=0)
+    require_free_port(stack.ports_to_use()["contentgen"], "generation service (contentgen)", grace=0)
     print("Starting embedded PostgreSQL (3 servers) and Redis under var/devstack ...", flush=True)
     env = {**os.environ, **stack.up()}
     cluster = None

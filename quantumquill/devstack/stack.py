@@ -20,10 +20,11 @@ import os
 import secrets
 import shutil
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .postgres import PostgresServer
+from .preflight import DevstackError, PortInUse
 from .redis import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,38 @@ PROFILES = {
     ),
     "test": Profile("test", REPO_ROOT / "var" / "teststack", durable=False, fresh=True),
 }
+
+
+def private_profile(profile: Profile, label: str) -> Profile:
+    """A fresh profile in its own sub-folder, so two test runs in one clone (``make test`` while ``make
+    typecheck`` runs, or parallel test workers) never stop or wipe each other's servers."""
+    reap_abandoned_runs(profile.data_dir)
+    return replace(profile, name=f"{profile.name}-{label}", data_dir=profile.data_dir / label)
+
+
+def reap_abandoned_runs(parent: Path) -> None:
+    """Stop and remove the private stacks of runs whose process is gone (killed before it cleaned up)."""
+    if not parent.is_dir():
+        return
+    for folder in parent.glob("run-*"):
+        owner = folder.name.removeprefix("run-").split("-")[0]
+        if owner.isdigit() and _alive(int(owner)):
+            continue
+        stack = Stack(Profile("abandoned", folder, durable=False))
+        try:
+            stack.down()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def free_port() -> int:
@@ -141,27 +174,61 @@ class Stack:
         return self._secret("secret_key", 50)
 
     def up(self) -> dict[str, str]:
-        """Start every server (creating data folders and databases on first use) and write the state file."""
+        """Start every server (creating data folders and databases on first use) and write the state file.
+
+        Raises DevstackError (one line: cause and fix) when a server cannot start; the servers this call
+        started are stopped again.
+        """
         if self.profile.fresh and self.profile.data_dir.exists():
             self._stop_from_state()
             shutil.rmtree(self.profile.data_dir)
         self.profile.data_dir.mkdir(parents=True, exist_ok=True)
         self.ports = self._choose_ports()
-        for name in SERVER_NAMES:
-            server = self.postgres(name)
-            server.init(durable=self.profile.durable)
-            server.start()
-        for server_name, dbname in DATABASES.values():
-            self.postgres(server_name).ensure_database(dbname)
-        self.redis().start()
-        self.redis_sessions().start()
-        self.redis_broker().start()
+        started: list[str] = []
+        try:
+            for name in SERVER_NAMES:
+                self.postgres(name).init(durable=self.profile.durable)
+                self._start(name, started)
+            for server_name, dbname in DATABASES.values():
+                self.postgres(server_name).ensure_database(dbname)
+            self._start("redis", started)
+            self._start("redis-sessions", started)
+            self._start("redis-broker", started)
+        except DevstackError:
+            self._stop(started)
+            raise
         env = self.env()
         self.state_file.write_text(json.dumps({"ports": self.ports, "env": env}, indent=2))
         return env
 
+    def _server(self, name: str) -> PostgresServer | RedisServer:
+        if name in SERVER_NAMES:
+            return self.postgres(name)
+        servers = {"redis": self.redis, "redis-sessions": self.redis_sessions, "redis-broker": self.redis_broker}
+        return servers[name]()
+
+    def _start(self, name: str, started: list[str]) -> None:
+        """Start one server; a private stack whose random port was taken meanwhile picks another."""
+        for attempt in range(5):
+            try:
+                if self._server(name).start():
+                    started.append(name)
+                return
+            except PortInUse:
+                if self.profile.fixed_ports or attempt == 4:
+                    raise  # a person chose these ports (make run): say which one, never move it silently
+                self.ports[name] = free_port()
+
+    def _stop(self, names: list[str]) -> None:
+        for name in reversed(names):
+            self._server(name).stop()
+
     def down(self) -> None:
         self._stop_from_state()
+
+    def ports_to_use(self) -> dict[str, int]:
+        """The ports ``up`` will use: the profile's fixed ones (make run), or free ones picked now."""
+        return self._choose_ports()
 
     def _choose_ports(self) -> dict[str, int]:
         if self.profile.fixed_ports:

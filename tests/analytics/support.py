@@ -17,7 +17,7 @@ from apps.analytics.conf import WarehouseConfig
 from apps.analytics.engines import warehouse
 from apps.analytics.sync import Syncer
 from quantumquill.devstack.stack import REPO_ROOT
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import child_env
 from tests.moves.support import on_db
 from tests.support import wait_until

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -51,6 +52,7 @@ def test_typed_readers_name_the_variable() -> None:
         env_bool("DEBUGGING", False, environ={"DEBUGGING": "maybe"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
@@ -69,9 +71,50 @@ def test_the_platform_refuses_to_start_on_a_malformed_setting(variable: str, val
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_secret_key_is_refused_rather_than_defaulted() -> None:
     env = child_env(REDIS_URL="redis://127.0.0.1:1/0")
     env.pop("DJANGO_SECRET_KEY", None)
     env["QQ_DEVSTACK_STATE"] = "/nonexistent/stack.json"
     result = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+SETTINGS_CLIENT_PROBE = """
+import dataclasses, json
+import django
+django.setup()
+from django.conf import settings
+from apps.content.generator import client_config
+print(json.dumps({"settings": dataclasses.asdict(client_config()), "job_limit": settings.CONTENTGEN["JOB_TIME_LIMIT"]},
+                 default=str))
+"""
+DJANGO_FREE_CLIENT_PROBE = """
+import dataclasses, json, sys
+from contentgen_service.client import ClientConfig
+assert "django" not in sys.modules
+print(json.dumps(dataclasses.asdict(ClientConfig.from_env()), default=str))
+"""
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{}, {"CONTENTGEN_TIMEOUT_SECONDS": "12.5", "CONTENTGEN_MAX_ATTEMPTS": "5", "CONTENTGEN_TLS_CA_FILE": "/ca.pem"}],
+)
+def test_the_platform_and_a_process_without_django_configure_the_generation_client_alike(
+    variables: dict[str, str],
+) -> None:
+    env = child_env(**variables)
+    for name in ("CONTENTGEN_TIMEOUT_SECONDS", "CONTENTGEN_MAX_ATTEMPTS", "CONTENTGEN_TLS_CA_FILE"):
+        if name not in variables:
+            env.pop(name, None)
+
+    def probe(code: str) -> dict[str, object]:
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout.splitlines()[-1]))
+
+    platform, plain = probe(SETTINGS_CLIENT_PROBE), probe(DJANGO_FREE_CLIENT_PROBE)
+    assert platform["settings"] == plain
+    timeout = float(variables.get("CONTENTGEN_TIMEOUT_SECONDS", 60))
+    assert plain["timeout_seconds"] == timeout and platform["job_limit"] == int(timeout) + 10

@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contentgen_service.backends.ngram.store import load_or_train
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
+from tests.support import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789abcdef"
@@ -40,18 +41,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class ServerProcess:

@@ -8,6 +8,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     "metadata, message",

@@ -35,6 +35,7 @@ def client_for(token):
         client.close()
 
 
+@pytest.mark.slow
 def test_generate_returns_a_typed_result(shared_server, client_for):
     result = client_for(shared_server.target).generate(
         GenerationParams(request_id="c-1", user_id=5, prompt="Return the", max_tokens=9)
@@ -47,6 +48,7 @@ def test_generate_returns_a_typed_result(shared_server, client_for):
     assert result.text.strip()
 
 
+@pytest.mark.slow
 def test_a_stream_yields_chunks_then_exposes_the_summary_and_matches_the_unary_text(shared_server, client_for):
     client = client_for(shared_server.target)
     params = GenerationParams(request_id="c-2", user_id=5, prompt="The file", max_tokens=15, seed=4)
@@ -59,6 +61,7 @@ def test_a_stream_yields_chunks_then_exposes_the_summary_and_matches_the_unary_t
     assert "".join(chunk.text for chunk in chunks) == client.generate(params).text
 
 
+@pytest.mark.slow
 def test_closing_a_stream_cancels_the_generation_on_the_server(start_server, client_for, wait_until):
     server = start_server(token_interval_ms=20)
     stream = client_for(server.target).generate_stream(
@@ -75,6 +78,7 @@ def test_closing_a_stream_cancels_the_generation_on_the_server(start_server, cli
     assert list(stream) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings, error_type, retryable",
     [
@@ -99,6 +103,7 @@ def test_failures_raise_typed_errors_that_say_whether_to_retry(
     assert error.value.retryable is retryable
 
 
+@pytest.mark.slow
 def test_a_short_deadline_raises_deadline_exceeded(start_server, client_for):
     server = start_server(token_interval_ms=20)
 
@@ -110,6 +115,7 @@ def test_a_short_deadline_raises_deadline_exceeded(start_server, client_for):
     assert error.value.retryable
 
 
+@pytest.mark.slow
 def test_overload_raises_a_retryable_overloaded_error(start_server, client_for):
     server = start_server(token_interval_ms=20, max_concurrency=1)
     client = client_for(server.target)
@@ -121,6 +127,7 @@ def test_overload_raises_a_retryable_overloaded_error(start_server, client_for):
     assert error.value.retryable
 
 
+@pytest.mark.slow
 def test_round_robin_spreads_calls_over_every_server_in_the_target(start_server, client_for, wait_until):
     servers = [start_server(), start_server()]
     client = client_for("ipv4:" + ",".join(server.target for server in servers))
@@ -144,6 +151,7 @@ def test_round_robin_spreads_calls_over_every_server_in_the_target(start_server,
     assert all(count >= 5 for count in spread), spread
 
 
+@pytest.mark.slow
 def test_calls_go_to_the_other_server_while_one_is_draining(start_server, client_for, wait_until):
     draining = start_server(token_interval_ms=40, grace_seconds=30)
     healthy = start_server()
@@ -165,6 +173,7 @@ def test_calls_go_to_the_other_server_while_one_is_draining(start_server, client
     assert healthy.metric("contentgen_requests_total", method="Generate") == 10
 
 
+@pytest.mark.slow
 def test_the_circuit_opens_while_the_service_is_down_and_closes_when_it_returns(
     start_server, client_for, wait_until, free_port
 ):
@@ -204,6 +213,7 @@ def test_the_circuit_opens_while_the_service_is_down_and_closes_when_it_returns(
     assert client.breaker_state is BreakerState.CLOSED
 
 
+@pytest.mark.slow
 def test_the_client_works_in_a_forked_child_after_use_in_the_parent(shared_server, client_for):
     client = client_for(shared_server.target)
     params = GenerationParams(request_id="fork", user_id=5, prompt="The", max_tokens=8)

@@ -25,6 +25,7 @@ def run_serve(env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env, expected",
     [
@@ -86,6 +87,7 @@ def test_a_flag_wins_over_the_environment_and_is_named_when_malformed():
     assert "--max-concurrency='zero' is not valid" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_reported_without_a_traceback(start_server, model_cache_dir):
     running = start_server()
 

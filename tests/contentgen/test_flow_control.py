@@ -13,6 +13,8 @@ import pytest
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
 from tests.contentgen.slow_link import SlowStartLink
 
+pytestmark = pytest.mark.slow
+
 PACING_MS = 20
 # Long enough to connect on a loaded machine, far shorter than 1000 paced tokens (20 s).
 DEADLINE_S = 2.0

@@ -7,6 +7,8 @@ import pytest
 
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 
+pytestmark = pytest.mark.slow
+
 
 def test_generate_returns_text_and_usage(shared_server, auth, make_request):
     response = shared_server.stub().Generate(make_request(max_tokens=20, seed=7), metadata=auth, timeout=10)

@@ -13,6 +13,8 @@ from contentgen_service.client import ClientConfig, ContentGenClient, Generation
 from contentgen_service.client_errors import ContentGenUnavailable
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 
+pytestmark = pytest.mark.slow
+
 UPSTREAM_KEY = "sk-upstream-test-key"
 
 

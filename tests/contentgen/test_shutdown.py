@@ -9,6 +9,8 @@ import pytest
 
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 
+pytestmark = pytest.mark.slow
+
 
 def test_sigterm_lets_a_running_stream_finish_while_health_reports_not_serving(
     start_server, auth, make_request, wait_until

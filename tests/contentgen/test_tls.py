@@ -10,6 +10,8 @@ import pytest
 from contentgen_service.client import ClientConfig, ContentGenClient, GenerationParams
 from contentgen_service.client_errors import ContentGenUnavailable
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def certificate(tmp_path):

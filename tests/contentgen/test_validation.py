@@ -5,6 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+pytestmark = pytest.mark.slow
+
 BAD_FIELDS = {
     "missing request_id": ({"request_id": ""}, "request_id is required"),
     "overlong request_id": (

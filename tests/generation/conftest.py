@@ -32,8 +32,8 @@ from tests.contentgen.conftest import (
     _factory,
     free_port,
     model_cache_dir,  # noqa: F401 - the session's trained model, reused here
-    wait_until,
 )
+from tests.support import wait_until
 
 # Deadline 3 s per call (claims expire 13 s after they are taken), retries after 0.5 s, 1 s, 2 s ...
 TUNING = {

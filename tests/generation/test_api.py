@@ -33,6 +33,7 @@ def eli(make_user: Any) -> Any:
     return make_user(31, "eli")  # shard1
 
 
+@pytest.mark.slow
 def test_a_token_from_username_and_password_creates_a_generation_that_a_job_completes_on_my_shard(
     stack: GenerationStack, dana: Any
 ) -> None:

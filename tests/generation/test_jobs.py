@@ -21,10 +21,10 @@ from tests.generation.conftest import (
     parse_sse,
     wait_for_row,
     wait_for_status,
-    wait_until,
 )
+from tests.support import wait_until
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture

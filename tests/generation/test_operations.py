@@ -27,12 +27,18 @@ from tests.conftest import ALL_DATABASES, child_env, raw_rows
 from tests.generation.conftest import GenerationStack, wait_for_status
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("CONTENTGEN_TIMEOUT_SECONDS", "soon", "CONTENTGEN_TIMEOUT_SECONDS='soon' is not a number"),
-        ("CONTENTGEN_MAX_ATTEMPTS", "9", "CONTENTGEN_MAX_ATTEMPTS=9 is above the maximum 5"),
-        ("CONTENTGEN_TLS", "maybe", "CONTENTGEN_TLS='maybe' is not a boolean"),
+        ("CONTENTGEN_TIMEOUT_SECONDS", "soon", "CONTENTGEN_TIMEOUT_SECONDS='soon' is not valid: expected a number"),
+        ("CONTENTGEN_TIMEOUT_SECONDS", "0.1", "CONTENTGEN_TIMEOUT_SECONDS='0.1' is not valid: expected a number of"),
+        (
+            "CONTENTGEN_MAX_ATTEMPTS",
+            "9",
+            "CONTENTGEN_MAX_ATTEMPTS='9' is not valid: expected a whole number from 1 to 5",
+        ),
+        ("CONTENTGEN_TLS", "maybe", "CONTENTGEN_TLS='maybe' is not valid: expected 1/0"),
         ("CONTENTGEN_JOB_MAX_ATTEMPTS", "0", "CONTENTGEN_JOB_MAX_ATTEMPTS=0 is below the minimum 1"),
         ("API_THROTTLE_CREATE", "lots", "API_THROTTLE_CREATE='lots' is not a rate"),
     ],
@@ -99,6 +105,7 @@ def test_each_service_error_maps_to_retry_or_a_final_message(error: Exception, r
     assert bool(failure.gave_up) is retryable
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 def test_requeue_sends_jobs_for_generations_nothing_would_run_and_the_worker_completes_them(
     stack: GenerationStack,

@@ -34,6 +34,7 @@ new MutationObserver(() => {
 """
 
 
+@pytest.mark.slow
 def test_a_user_watches_the_text_arrive_in_steps_and_the_page_ends_succeeded(
     stack: GenerationStack, make_user: Any
 ) -> None:
@@ -73,6 +74,7 @@ def test_a_user_watches_the_text_arrive_in_steps_and_the_page_ends_succeeded(
     assert completion_events(user.id, generation_id) == 1
 
 
+@pytest.mark.slow
 def test_without_javascript_the_page_refreshes_until_the_background_job_has_the_result(
     stack: GenerationStack, make_user: Any, settings: Any
 ) -> None:

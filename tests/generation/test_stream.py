@@ -25,8 +25,8 @@ from tests.generation.conftest import (
     generation_row,
     parse_sse,
     wait_for_status,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 
@@ -74,6 +74,7 @@ class EventReader:
         self.connection.close()
 
 
+@pytest.mark.slow
 def test_a_stream_sends_several_chunks_before_done_and_stores_what_it_sent(stack: GenerationStack, fay: Any) -> None:
     stack.server(token_interval_ms=PACED_MS)
     app = stack.app_server()
@@ -97,6 +98,7 @@ def test_a_stream_sends_several_chunks_before_done_and_stores_what_it_sent(stack
     assert completion_events(fay.id, generation.id) == 1
 
 
+@pytest.mark.slow
 def test_hanging_up_cancels_the_service_call_and_a_background_job_finishes_the_same_text(
     stack: GenerationStack, fay: Any
 ) -> None:
@@ -164,6 +166,7 @@ def test_the_page_stream_needs_a_login(fay: Any) -> None:
     assert api_client_for(fay).get(f"/generations/{generation.id}/stream/").status_code == 403  # no session
 
 
+@pytest.mark.slow
 def test_a_wrong_token_between_django_and_the_service_fails_the_stream_with_a_clear_message(
     stack: GenerationStack, fay: Any, settings: Any
 ) -> None:

@@ -21,6 +21,8 @@ from locustfiles.localplatform import LocalPlatform
 from locustfiles.options import DEFAULT_THRESHOLDS
 from tests.loadtest.conftest import REPO, run_against
 
+pytestmark = pytest.mark.slow
+
 GATE_REPORTS = REPO / "reports" / "ci-gate"
 # A max_tokens no seeded generation has, to tell the rows the run wrote from the seeded history.
 RUN_MAX_TOKENS = "37"

@@ -13,6 +13,8 @@ import pytest
 from quantumquill.devstack.stack import free_port
 from tests.loadtest.conftest import launch
 
+pytestmark = pytest.mark.slow
+
 
 def assert_clean_failure(run_code: int, output: str, code: int, message: str) -> None:
     assert run_code == code, output

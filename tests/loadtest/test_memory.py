@@ -1,52 +1,78 @@
-"""The soak's memory samples: gunicorn's workers found in /proc, and a leak told from warm-up."""
+"""The soak's memory samples: gunicorn's workers found through the socket they listen on, and a leak told
+from warm-up."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 
-from locustfiles.memory import GunicornMemory, MemorySample, find_listening_master, memory_trend
+import pytest
 
-TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+from locustfiles.memory import GunicornMemory, MemorySample, children, find_listening_master, memory_trend
+from tests.support import wait_until
 
-
-def fake_process(proc: Path, pid: int, ppid: int, rss_kb: int, sockets: tuple[int, ...] = ()) -> None:
-    folder = proc / str(pid)
-    (folder / "fd").mkdir(parents=True)
-    (folder / "stat").write_text(f"{pid} (python (x)) S {ppid} 1 1 0 -1\n")
-    (folder / "status").write_text(f"Name:\tpython\nVmRSS:\t{rss_kb} kB\n")
-    for n, inode in enumerate(sockets, start=3):
-        (folder / "fd" / str(n)).symlink_to(f"socket:[{inode}]")
-
-
-def listening(proc: Path, *port_inodes: tuple[int, int]) -> None:
-    (proc / "net").mkdir()
-    rows = [
-        f"   {n}: 0100007F:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000  0 0 {inode} 1\n"
-        for n, (port, inode) in enumerate(port_inodes)
-    ]
-    (proc / "net" / "tcp").write_text(TCP_HEADER + "".join(rows))
-
-
-def test_the_app_server_is_the_master_of_the_processes_listening_on_the_hosts_port(tmp_path: Path) -> None:
-    listening(tmp_path, (8000, 777), (8001, 888))
-    fake_process(tmp_path, 1, 0, 1000)
-    fake_process(tmp_path, 40, 1, 2000)
-    fake_process(tmp_path, 50, 40, 30 * 1024, sockets=(777,))  # master
-    fake_process(tmp_path, 51, 50, 60 * 1024, sockets=(777,))  # workers inherit the socket
-    fake_process(tmp_path, 52, 50, 70 * 1024, sockets=(777,))
-    fake_process(tmp_path, 60, 1, 10 * 1024, sockets=(888,))  # another server, another port
-    assert find_listening_master(8000, tmp_path) == 50
-    assert find_listening_master(8001, tmp_path) == 60
-    sample = GunicornMemory(50, tmp_path).sample()
-    assert sample is not None
-    assert (sample.workers, sample.workers_rss_mb, sample.master_rss_mb) == (2, 130.0, 30.0)
+# A master that listens and forks two workers inheriting the socket, as gunicorn does; each worker holds
+# 40 MiB more than the master, so the sample can tell workers from master.
+PREFORK_SERVER = """
+import os, signal, socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+workers = []
+master = os.getpid()
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        ballast = bytearray(os.urandom(40 * 1024 * 1024))
+        while os.getppid() == master:  # a worker never outlives its master
+            time.sleep(0.2)
+        os._exit(0)
+    workers.append(pid)
+print(listener.getsockname()[1], flush=True)
+time.sleep(120)
+"""
 
 
-def test_no_app_server_on_this_machine_means_no_samples(tmp_path: Path) -> None:
-    listening(tmp_path, (8000, 777))
-    fake_process(tmp_path, 1, 0, 1000)
-    assert find_listening_master(9000, tmp_path) is None
-    memory = GunicornMemory(find_listening_master(8000, tmp_path), tmp_path)
+@pytest.fixture
+def prefork_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    server = subprocess.Popen(
+        [sys.executable, "-c", PREFORK_SERVER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert server.stdout is not None
+        yield server, int(server.stdout.readline())
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # the master and its workers
+        server.wait(10)
+
+
+@pytest.mark.slow
+def test_the_app_server_is_the_master_of_the_processes_listening_on_the_port(
+    prefork_server: tuple[subprocess.Popen[str], int],
+) -> None:
+    server, port = prefork_server
+    assert find_listening_master(port) == server.pid
+    memory = GunicornMemory.discover(port=port)
+    assert memory.master_pid == server.pid and memory.available
+    wait_until(lambda: len(children(server.pid)) == 2, timeout=30, what="both workers to start")
+    sample = wait_until(
+        lambda: (s := memory.sample()) is not None and s.workers_rss_mb > 80 + 2 * s.master_rss_mb and s,
+        timeout=30,
+        what="the workers to hold their 40 MiB each",
+    )
+    assert sample.workers == 2
+
+
+def test_no_app_server_on_this_machine_means_no_samples() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening
+        assert find_listening_master(port) is None
+        memory = GunicornMemory.discover(port=port)
     assert not memory.available
     assert memory.sample() is None
 

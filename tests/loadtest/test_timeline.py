@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from locustfiles.requestlog import RequestLog
 from locustfiles.timeline import Request, Step, around, read_request_log, windows
 from tests.loadtest.conftest import REPO
@@ -46,6 +48,7 @@ def test_the_request_log_round_trips(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_the_migration_script_refuses_an_empty_range_before_starting_anything() -> None:
     done = subprocess.run(
         [sys.executable, "scripts/migration_under_load.py", "--lo", "10", "--hi", "10"],

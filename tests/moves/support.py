@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,21 +28,10 @@ from migrations_tooling.services import move_refresh
 from quantumquill.devstack.stack import REPO_ROOT
 from shardrouter.control import conninfo_for
 from shardrouter.ids import new_id
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from shardrouter.writes import run_sharded_write
 from tests.conftest import child_env
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, poll: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
+from tests.support import wait_until
 
 
 def shardmove(*args: str) -> str:

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from migrations_tooling.models import MoveRange
 from shardrouter.advisor import advise
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import Ledger, latest_move, on_db, seed, shardmove, wait_for_phase
 

@@ -16,7 +16,7 @@ from migrations_tooling.models import MoveRange
 from quantumquill.devstack.postgres import PostgresServer
 from quantumquill.devstack.stack import free_port
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES, child_env, database_url, write_map
 from tests.moves.support import REPO_ROOT, latest_move, on_db, shardmove, wait_for_phase
 
@@ -132,6 +132,7 @@ def plan_in_child(extra_shard: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_a_server_without_logical_wal_level_is_refused_naming_the_setting(server_without_logical_wal: str) -> None:
     result = plan_in_child(f"shard4={server_without_logical_wal}")
     assert result.returncode != 0
@@ -139,6 +140,7 @@ def test_a_server_without_logical_wal_level_is_refused_naming_the_setting(server
     assert "ALTER SYSTEM SET wal_level = logical" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_role_without_replication_rights_is_refused_with_the_grants_to_run() -> None:
     on_db("shard3", "DROP ROLE IF EXISTS qq_limited")
     on_db("shard3", "CREATE ROLE qq_limited LOGIN NOSUPERUSER NOREPLICATION")

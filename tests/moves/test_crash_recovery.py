@@ -28,7 +28,7 @@ from tests.moves.support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 # Standard map: [0, 1000) on shard1, [1000, MAX) on shard2. The moves below take [1000, 5000) to shard3.
 IN_RANGE = [1001, 1500, 2600, 4999]

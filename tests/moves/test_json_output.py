@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES
 from tests.moves.jsonfields import check_fields, documented_fields
 from tests.moves.support import Ledger, latest_move, seed, shardmove, wait_for_phase

@@ -6,7 +6,7 @@ import pytest
 
 from migrations_tooling.models import MoveEvent
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES, write_map
 from tests.moves.support import (
     Ledger,
@@ -19,7 +19,7 @@ from tests.moves.support import (
     wait_for_phase,
 )
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 # Users on both sides of every boundary the moves below draw (0 | 500 | 1000 | MAX).
 USERS = [3, 120, 260, 499, 500, 777, 999, 1000, 1001, 4200, 77_000, 10**12]

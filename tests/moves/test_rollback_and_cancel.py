@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 
 from migrations_tooling.models import MoveRange
 from migrations_tooling.schema import sharded_tables
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import (
     Ledger,
@@ -22,7 +22,7 @@ from tests.moves.support import (
     wait_for_phase,
 )
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 # Standard map: [0, 1000) on shard1, [1000, MAX) on shard2. The moves take [0, 500) from shard1 to shard2.
 IN_RANGE = [7, 130, 499]

@@ -10,9 +10,10 @@ from django.core.management.base import CommandError
 
 from apps.content.models import Generation
 from migrations_tooling.models import MoveEvent, MoveRange, MoveTable, VerifyRun
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES
-from tests.moves.support import Ledger, Operator, latest_move, on_db, seed, shardmove, wait_for_phase, wait_until
+from tests.moves.support import Ledger, Operator, latest_move, on_db, seed, shardmove, wait_for_phase
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 

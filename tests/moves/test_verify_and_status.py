@@ -14,7 +14,8 @@ from migrations_tooling.models import VerifyChunk, VerifyRun
 from migrations_tooling.schema import sharded_tables
 from shardrouter.control import conninfo_for
 from tests.conftest import ALL_DATABASES
-from tests.moves.support import Ledger, Operator, latest_move, on_db, seed, shardmove, wait_for_phase, wait_until
+from tests.moves.support import Ledger, Operator, latest_move, on_db, seed, shardmove, wait_for_phase
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 
@@ -27,6 +28,7 @@ def started_move(rows_per_user: int = 50) -> int:
     return move.id
 
 
+@pytest.mark.slow
 def test_verify_lists_exactly_the_rows_that_differ_and_switch_writes_refuses_them() -> None:
     move_id = started_move()
     changed, removed = on_db("shard1", "SELECT id FROM content_generation WHERE user_id = 20 ORDER BY id LIMIT 2")
@@ -49,6 +51,7 @@ def test_verify_lists_exactly_the_rows_that_differ_and_switch_writes_refuses_the
     assert on_db("shard1", "SELECT state FROM qq_fence") == [("tracking",)]
 
 
+@pytest.mark.slow
 def test_an_interrupted_verify_resumes_where_it_stopped() -> None:
     move_id = started_move(rows_per_user=100)
     operator = Operator("verify", str(move_id), "--chunk-rows", "20", pause_at="verify:chunk")
@@ -85,6 +88,7 @@ def test_status_reports_phase_copy_progress_lag_and_traffic() -> None:
     assert "phase     reads_switched" in text
 
 
+@pytest.mark.slow
 def test_status_watch_refreshes_until_interrupted() -> None:
     move_id = started_move(rows_per_user=5)
     operator = Operator("status", str(move_id), "--watch", "--interval", "0.2")

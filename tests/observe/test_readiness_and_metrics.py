@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.content.models import Generation
 from apps.content.services import generation_create
+from apps.observability import cluster
 from quantumquill.devstack.stack import stack_from_state
-from quantumquill.observability import cluster
 from shardrouter.control import control_connection
 from shardrouter.errors import ShardWriteUnavailable
 from shardrouter.writes import run_sharded_write

@@ -12,7 +12,7 @@ from django.db import connections
 
 from migrations_tooling.pgconn import connect
 from quantumquill.devstack.pgbouncer import PgBouncer
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES
 from tests.moves.conftest import no_move_leftovers  # noqa: F401 - autouse: no replication objects between tests
 from tests.moves.support import Ledger, Load, assert_every_write_in_place, latest_move, seed, shardmove, wait_for_phase

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from django.core.cache import cache
 
 from tests.conftest import ALL_DATABASES, child_env
+from tests.support import wait_until
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -40,11 +42,8 @@ def worker() -> object:
 
 
 def wait_for(key: str, timeout: float = 30) -> object:
-    deadline = time.monotonic() + timeout
-    while (value := cache.get(key)) is None:
-        assert time.monotonic() < deadline, f"the worker never wrote {key}"
-        time.sleep(0.05)
-    return value
+    """The value the worker wrote under ``key`` (wrapped, so that a falsy value counts as written)."""
+    return wait_until(lambda: (value := cache.get(key)) is not None and [value], timeout=timeout, what=key)[0]
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES)

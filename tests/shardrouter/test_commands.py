@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from apps.content.services import generation_create
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
-from shardrouter.shardmap import load_map_from_database
+from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES, write_map
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)

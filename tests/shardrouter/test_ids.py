@@ -85,6 +85,7 @@ sys.stdin.readline()  # stay alive (holding the lease) until every producer has 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 def test_concurrent_processes_lease_distinct_worker_ids_and_never_collide() -> None:
     procs = [
@@ -134,6 +135,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(databases=ALL_DATABASES)
 def test_a_released_worker_id_is_reused_only_after_its_previous_holders_last_millisecond(
     only_worker_777_free: None,

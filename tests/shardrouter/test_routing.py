@@ -12,6 +12,7 @@ from shardrouter.errors import ShardRoutingError
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
 from shardrouter.router import ShardRouter
 from tests.conftest import ALL_DATABASES, raw_rows, write_map
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
 
@@ -161,12 +162,12 @@ def test_the_read_your_writes_pin_expires() -> None:
     with override_settings(SHARDROUTER={"SHARDED_APPS": ["content"], "READ_YOUR_WRITES_SECONDS": 1}):
         router.db_for_write(Generation, shard_key=USER_A + 2)
         assert router.db_for_read(Generation, shard_key=USER_A + 2) == "shard1"
-        import time
-
-        deadline = time.monotonic() + 5
-        while router.db_for_read(Generation, shard_key=USER_A + 2) != "shard3":
-            assert time.monotonic() < deadline, "the pin never expired"
-            time.sleep(0.1)
+        wait_until(
+            lambda: router.db_for_read(Generation, shard_key=USER_A + 2) == "shard3",
+            timeout=5,
+            what="the read-your-writes pin to expire",
+            poll=0.1,
+        )
 
 
 def test_a_user_reads_their_own_write_made_through_run_sharded_write_while_reads_are_switched() -> None:

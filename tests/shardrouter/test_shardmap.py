@@ -10,8 +10,9 @@ import pytest
 
 from shardrouter.errors import ShardMapConflict, ShardMapError
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
+from shardrouter.mapstore import apply_map, load_map_from_database
 from shardrouter.models import ShardMapRevision
-from shardrouter.shardmap import apply_map, current_map, load_map_from_database
+from shardrouter.shardmap import current_map
 from tests.conftest import ALL_DATABASES, child_env
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
@@ -63,6 +64,7 @@ sys.exit(1)
 """
 
 
+@pytest.mark.slow
 def test_a_map_change_reaches_a_second_running_process_without_a_restart() -> None:
     watcher = subprocess.Popen(
         [sys.executable, "-c", WATCHER], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

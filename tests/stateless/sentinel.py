@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import redis
 
 from quantumquill.devstack.redis import RedisServer, redis_server_binary
 from quantumquill.devstack.stack import free_port
+from tests.support import wait_until
 
 SERVICE = "qqsessions"
 
@@ -28,17 +29,8 @@ def _kill(pid_file: Path) -> None:
         pass
 
 
-def _wait(condition: object, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():  # type: ignore[operator]
-                return
-        except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Timed out after {timeout:.0f}s waiting for {what}.")
-        time.sleep(0.1)
+def _wait(condition: Callable[[], object], what: str, timeout: float) -> None:
+    wait_until(condition, timeout=timeout, what=what, poll=0.1, ignoring=(redis.RedisError,))
 
 
 @dataclass

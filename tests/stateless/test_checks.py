@@ -102,6 +102,7 @@ def test_horizontal_mode_defaults_to_on_exactly_when_debug_is_off(debug: bool) -
         assert horizontal_mode() is (not debug)
 
 
+@pytest.mark.slow
 def test_check_deploy_shows_the_statelessness_checks_with_their_hints() -> None:
     env = {
         **os.environ,

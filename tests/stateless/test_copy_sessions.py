@@ -132,6 +132,7 @@ def test_expired_and_unreadable_sessions_are_skipped_and_reported(make_user: Any
     assert not session_redis.exists(session_cache_key("expiredsessionkey0123456789abcde"))
 
 
+@pytest.mark.slow
 def test_progress_shows_rate_and_eta_per_batch(make_user: Any) -> None:
     for user_id in (1707, 1708, 1709):
         _log_in_with_database_sessions(make_user, user_id)
@@ -140,6 +141,7 @@ def test_progress_shows_rate_and_eta_per_batch(make_user: Any) -> None:
     assert [line.split()[0] for line in progress] == ["1/3", "2/3", "3/3"]
 
 
+@pytest.mark.slow
 def test_an_unreachable_store_fails_the_command_with_the_fix(make_user: Any, session_redis_server: RedisServer) -> None:
     _log_in_with_database_sessions(make_user, 1710)
     session_redis_server.stop()
@@ -152,6 +154,7 @@ def test_a_bad_batch_size_is_refused() -> None:
         _copy("--batch-size", "0")
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 def test_sigterm_stops_after_the_current_batch_with_a_summary_and_a_failing_exit() -> None:
     encoded = DatabaseSessionStore().encode({"_auth_user_id": "1"})

@@ -101,6 +101,7 @@ def _gunicorn_config(**env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_gunicorn_takes_workers_threads_timeouts_and_recycling_from_the_environment() -> None:
     result = _gunicorn_config(
         GUNICORN_BIND="127.0.0.1:9123",
@@ -122,6 +123,7 @@ def test_gunicorn_takes_workers_threads_timeouts_and_recycling_from_the_environm
     assert printed["control_socket_disable"] == "True"
 
 
+@pytest.mark.slow
 def test_gunicorn_refuses_a_malformed_setting_naming_the_variable() -> None:
     result = _gunicorn_config(GUNICORN_WORKERS="many")
     assert result.returncode != 0

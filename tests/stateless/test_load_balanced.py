@@ -4,7 +4,6 @@ a session works on whichever server answers, and plain HTTP is sent to HTTPS."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer, NginxBalancer
 from tests.conftest import ALL_DATABASES, child_env
 from tests.stateless.conftest import PASSWORD
+from tests.support import wait_until
 from tests.support.tls import self_signed_certificate
 
 pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
@@ -111,8 +111,13 @@ def test_a_session_holds_across_servers_crashes_restarts_and_logout(
     traced = browser.get(base + LIST, headers={"X-Request-ID": "e2e-trace-1"}, timeout=10)
     assert traced.headers["X-Request-ID"] == "e2e-trace-1"
     server = app1 if traced.headers["X-Served-By"] == "app1" else app2
-    assert _eventually(lambda: "request_id=e2e-trace-1 served_by=" + server.name in server.log_file.read_text())
-    assert _eventually(lambda: "request_id=e2e-trace-1" in nginx.access_log.read_text())
+    # Log lines are flushed asynchronously: wait for them.
+    wait_until(
+        lambda: "request_id=e2e-trace-1 served_by=" + server.name in server.log_file.read_text(),
+        timeout=5,
+        what="the request ID in the app server's log",
+    )
+    wait_until(lambda: "request_id=e2e-trace-1" in nginx.access_log.read_text(), timeout=5, what="nginx's log line")
 
     # One server crashes: the user sees no error, the other server serves everything, even a POST.
     app1.kill()
@@ -131,18 +136,23 @@ def test_a_session_holds_across_servers_crashes_restarts_and_logout(
         timeout=10,
     )
     assert created.status_code == 302 and created.headers["X-Served-By"] == "app2"
-    assert _eventually(lambda: f"upstream=127.0.0.1:{app1.port}, 127.0.0.1:{app2.port}" in nginx.access_log.read_text())
+    wait_until(
+        lambda: f"upstream=127.0.0.1:{app1.port}, 127.0.0.1:{app2.port}" in nginx.access_log.read_text(),
+        timeout=5,
+        what="nginx to log the retry on the second server",
+    )
 
     # Both restart: still signed in, and both serve again once nginx retries the recovered server.
     app2.stop()
     app1.start()
     app2.start()
     seen: set[str] = set()
-    deadline = time.monotonic() + 30
-    while seen != {"app1", "app2"} and time.monotonic() < deadline:
-        seen.update(_served_by(browser, base, 2))
-        time.sleep(0.2)
-    assert seen == {"app1", "app2"}
+    wait_until(
+        lambda: seen.update(_served_by(browser, base, 2)) or seen == {"app1", "app2"},
+        timeout=30,
+        what="both restarted servers to answer through nginx",
+        poll=0.2,
+    )
 
     # Log out on app1 directly: the same cookie is dead on app2 and through the balancer.
     token = _csrf_token(browser, app1.url + LIST, headers=behind_proxy(browser, app1))
@@ -185,13 +195,3 @@ def test_a_revoked_api_token_stops_working_on_every_server_behind_nginx(
     assert {r.headers["X-Served-By"] for r in refused} == {"app1", "app2"}
     assert {r.status_code for r in refused} == {401}
     assert all("was revoked at" in r.json()["detail"] for r in refused)
-
-
-def _eventually(condition: Any, timeout: float = 5) -> bool:
-    """Log lines are flushed asynchronously; wait a little for them."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -17,7 +17,7 @@ from tests.conftest import ALL_DATABASES
 from tests.stateless.conftest import PASSWORD, session_cache_key
 from tests.stateless.sentinel import SentinelTopology
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES), pytest.mark.slow]
 
 
 @pytest.fixture

@@ -100,6 +100,7 @@ def test_a_valid_redis_url_is_accepted_as_given() -> None:
     assert parse_redis_url("unix:///run/redis.sock?db=2", variable="X") == "unix:///run/redis.sock?db=2"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "variable"),
     [

@@ -21,6 +21,7 @@ def _cookie_deleted(response: Any) -> bool:
     return morsel is not None and morsel.value == ""
 
 
+@pytest.mark.slow
 def test_a_signed_in_user_gets_503_during_the_outage_and_is_still_signed_in_after_it(
     logged_in_client: Client, session_redis_server: RedisServer
 ) -> None:
@@ -42,6 +43,7 @@ def test_a_signed_in_user_gets_503_during_the_outage_and_is_still_signed_in_afte
     assert logged_in_client.cookies[settings.SESSION_COOKIE_NAME].value == session_key
 
 
+@pytest.mark.slow
 def test_anonymous_pages_keep_working_during_the_outage_and_a_login_answers_503(
     make_user: Any, session_redis_server: RedisServer
 ) -> None:
@@ -61,6 +63,7 @@ def test_anonymous_pages_keep_working_during_the_outage_and_a_login_answers_503(
     assert visitor.get(reverse("content:list")).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_logout_during_the_outage_is_refused_not_pretended(
     logged_in_client: Client, session_redis_server: RedisServer
 ) -> None:
@@ -73,6 +76,7 @@ def test_a_logout_during_the_outage_is_refused_not_pretended(
     assert logged_in_client.get(reverse("content:list")).status_code == 302
 
 
+@pytest.mark.slow
 def test_a_global_ignore_exceptions_setting_cannot_silence_the_session_store(
     logged_in_client: Client, session_redis_server: RedisServer
 ) -> None:
@@ -82,6 +86,7 @@ def test_a_global_ignore_exceptions_setting_cannot_silence_the_session_store(
         assert logged_in_client.get(reverse("content:list")).status_code == 503
 
 
+@pytest.mark.slow
 def test_djangos_stock_cache_engine_would_log_the_user_out_for_good(
     logged_in_client: Client, session_redis_server: RedisServer
 ) -> None:

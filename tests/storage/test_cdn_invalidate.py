@@ -149,6 +149,7 @@ def test_cloudfront_refusals_become_errors_that_say_what_to_fix(cloudfront: Stub
         run("/static/robots.txt")
 
 
+@pytest.mark.slow
 def test_against_a_cloudfront_over_http_the_command_creates_the_invalidation_and_waits(s3_server: S3Server) -> None:
     client = s3_server.client("cloudfront")
     origin = {

@@ -79,6 +79,7 @@ def test_a_missing_or_malformed_storage_setting_stops_start_up_naming_the_variab
         load_settings(monkeypatch, **{**VALID_S3, **env})
 
 
+@pytest.mark.slow
 def test_without_aws_credentials_the_app_refuses_to_start(buckets: Buckets) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env.update(
@@ -94,6 +95,7 @@ def test_without_aws_credentials_the_app_refuses_to_start(buckets: Buckets) -> N
     assert "ImproperlyConfigured: QQ_STORAGE=s3 but boto3 found no AWS credentials" in result.stderr
 
 
+@pytest.mark.slow
 def test_checks_flag_static_files_served_without_a_cdn_and_long_lived_links(
     s3_server: S3Server, buckets: Buckets
 ) -> None:
@@ -112,6 +114,7 @@ def test_a_media_storage_that_hands_out_plain_links_is_an_error(settings: Any) -
         assert [message.id for message in check_storage_configuration()] == ["storage.E001"]
 
 
+@pytest.mark.slow
 def test_the_deploy_check_asks_the_buckets_and_wants_the_static_manifest(s3_server: S3Server, buckets: Buckets) -> None:
     with override_settings(**s3_settings(s3_server, Buckets(static=buckets.static, media="qq-media-never-created"))):
         messages = check_buckets_reachable()
@@ -125,6 +128,7 @@ def test_the_deploy_check_asks_the_buckets_and_wants_the_static_manifest(s3_serv
         assert check_buckets_reachable() == []
 
 
+@pytest.mark.slow
 def test_with_a_media_cdn_domain_links_are_cloudfront_signed_and_expire(
     s3_server: S3Server, buckets: Buckets, tmp_path: Any
 ) -> None:

@@ -7,14 +7,15 @@ it from the environment, talking HTTP to the test S3 server.
 from __future__ import annotations
 
 import re
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import botocore.auth
 import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -22,20 +23,11 @@ from django.urls import reverse
 from apps.content.models import Generation
 from apps.content.services import generation_create
 from tests.conftest import ALL_DATABASES, raw_rows
+from tests.support.users import logged_in
 
 from .conftest import Buckets, S3Server, object_versions, s3_media_settings
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
-
-
-@pytest.fixture
-def alice(make_user: Any) -> Any:
-    return make_user(10, "alice")  # shard1
-
-
-@pytest.fixture
-def bob(make_user: Any) -> Any:
-    return make_user(1010, "bob")  # shard2
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES), pytest.mark.slow]
 
 
 @pytest.fixture
@@ -51,12 +43,6 @@ def poem(alice: Any) -> Generation:
 def media_on_s3(s3_server: S3Server, buckets: Buckets) -> Iterator[Buckets]:
     with override_settings(**s3_media_settings(s3_server, buckets)):
         yield buckets
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def export_url(generation_id: int, fmt: str) -> str:
@@ -123,14 +109,20 @@ def test_a_markdown_export_holds_the_prompt_the_output_and_the_settings(
 
 
 def test_a_signed_link_stops_working_once_its_lifetime_is_over_and_cannot_be_altered(
-    s3_server: S3Server, buckets: Buckets, alice: Any, poem: Generation
+    s3_server: S3Server, buckets: Buckets, alice: Any, poem: Generation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with override_settings(**s3_media_settings(s3_server, buckets, QQ_MEDIA_URL_EXPIRE_SECONDS="1")):
+    with override_settings(**s3_media_settings(s3_server, buckets, QQ_MEDIA_URL_EXPIRE_SECONDS="5")):
         link = signed_link(logged_in(alice), poem.id, "md")
         assert fetch(link)[0] == 200
-        assert fetch(link.replace("X-Amz-Expires=1", "X-Amz-Expires=600"))[0] == 403
-        time.sleep(2.2)  # past the one-second lifetime, whatever the second it was signed in
-        status, _headers, body = fetch(link)
+        assert fetch(link.replace("X-Amz-Expires=5", "X-Amz-Expires=600"))[0] == 403
+        # The same link as the app signs it, signed ten seconds ago (now= for the signer's clock): its
+        # five-second lifetime is over, and S3 says so.
+        ten_seconds_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=10)
+        with monkeypatch.context() as signer:
+            signer.setattr(botocore.auth, "get_current_datetime", lambda remove_tzinfo=True: ten_seconds_ago)
+            stale = signed_link(logged_in(alice), poem.id, "md")
+        assert urlsplit(stale).path == urlsplit(link).path
+        status, _headers, body = fetch(stale)
         assert status == 403 and b"Request has expired" in body
         # The app hands out a fresh link to the same file.
         assert fetch(str(logged_in(alice).get(export_url(poem.id, "md"))["Location"]))[0] == 200

@@ -21,6 +21,8 @@ from apps.storage.backends import IMMUTABLE
 
 from .conftest import CDN_DOMAIN, REPO_ROOT, Buckets, S3Server, object_versions, s3_settings
 
+pytestmark = pytest.mark.slow
+
 LOGO_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\x00" * 16
 SITE_CSS = 'body { background: url("../img/logo.png") no-repeat; }\n'
 

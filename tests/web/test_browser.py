@@ -12,7 +12,7 @@ from tests.browser import chromium
 from tests.conftest import ALL_DATABASES, raw_rows
 from tests.web.conftest import AppServer
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 
 def test_a_new_user_can_sign_up_create_open_and_delete_a_generation(app_server: AppServer) -> None:

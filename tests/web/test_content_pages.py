@@ -11,29 +11,9 @@ from django.urls import reverse
 from apps.content.models import Generation
 from apps.content.services import generation_create
 from tests.conftest import ALL_DATABASES, raw_rows
+from tests.support.users import logged_in
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
-
-
-@pytest.fixture
-def alice(make_user: Any) -> Any:
-    return make_user(10, "alice")  # shard1
-
-
-@pytest.fixture
-def bob(make_user: Any) -> Any:
-    return make_user(1010, "bob")  # shard2
-
-
-@pytest.fixture
-def carol(make_user: Any) -> Any:
-    return make_user(11, "carol")  # shard1, next to alice
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_creating_a_generation_stores_it_queued_on_the_users_shard(bob: Any) -> None:

@@ -9,7 +9,7 @@ from django.urls import reverse
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
 from tests.conftest import ALL_DATABASES, raw_rows, write_map
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 
 def test_sign_up_create_list_open_and_delete_all_happen_on_the_control_database() -> None:

@@ -13,7 +13,7 @@ from quantumquill.devstack.stack import stack_from_state
 from tests.conftest import ALL_DATABASES
 from tests.web.conftest import AppServer
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
 
 
 def session_for(user: Any) -> str:

@@ -131,7 +131,7 @@ class GenerationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @property
     def user_id(self) -> int:
-        return int(self.request.user.pk)  # type: ignore[arg-type]
+        return int(self.request.user.pk)
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db.backends.postgresql import base
 
-from quantumquill.observability import metrics
-from quantumquill.observability.context import current_stats
+from apps.observability import metrics
+from apps.observability.context import current_stats
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -11,9 +11,9 @@ from django.db import connections
 
 from shardrouter.errors import ShardMapError
 from shardrouter.keyspace import format_key, parse_key, validate_ranges
+from shardrouter.mapstore import load_map_from_database
 from shardrouter.selectors import shardmap_advise
 from shardrouter.services import count_rows_in_range, shardmap_apply_edit, shardmap_plan_assign
-from shardrouter.shardmap import load_map_from_database
 from shardrouter.stats import WEIGHTS
 
 

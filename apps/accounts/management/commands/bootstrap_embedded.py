@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.accounts.services import users_seed
 from apps.content.services import generation_create
 from shardrouter.keyspace import parse_map_text
-from shardrouter.shardmap import apply_map, load_map_from_database
+from shardrouter.mapstore import apply_map, load_map_from_database
 
 DEMO_PASSWORD = "quantumquill-demo"
 DEMO_PROMPTS = [

@@ -22,7 +22,7 @@ class Command(collectstatic.Command):
 
     def handle(self, **options: Any) -> str | None:
         try:
-            return super().handle(**options)  # type: ignore[no-any-return]
+            return super().handle(**options)
         except (BotoCoreError, ClientError) as exc:
             bucket = getattr(self.storage, "bucket_name", "?")
             raise CommandError(

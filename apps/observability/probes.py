@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from celery import current_app as celery_app  # the project's app (quantumquill.celery)
 from django.conf import settings
 from django.db import connections
 from django_redis import get_redis_connection
 
 from apps.content.generator import contentgen_client
-from quantumquill.celery import app as celery_app
 
 DEFAULT_DEADLINE = 0.8
 
@@ -99,7 +99,7 @@ def redis_probe(alias: str) -> Probe:
 def broker_probe() -> Probe:
     def probe(deadline: float) -> None:
         with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=0, timeout=deadline)  # type: ignore[call-arg]
+            conn.ensure_connection(max_retries=0, timeout=deadline)
 
     return probe
 

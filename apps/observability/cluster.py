@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from celery import current_app as celery_app  # the project's app (quantumquill.celery)
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -32,7 +33,6 @@ from prometheus_client.registry import Collector
 
 from migrations_tooling.models import MoveEvent, MoveRange, Phase, VerifyRun
 from migrations_tooling.selectors import move_status, moves_to_show
-from quantumquill.celery import app as celery_app
 
 from .probes import database_probe, run_probes
 from .readiness import readiness_probes
@@ -111,7 +111,7 @@ def snapshot_take() -> Snapshot:
 def _queue_length(queue: str, errors: list[str]) -> int | None:
     try:
         with celery_app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=0, timeout=1)  # type: ignore[call-arg]
+            conn.ensure_connection(max_retries=0, timeout=1)
             return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
     except Exception as exc:
         errors.append(f"queue {queue}: {type(exc).__name__}: {exc}")

@@ -6,7 +6,7 @@ from django.apps import AppConfig
 class ObservabilityConfig(AppConfig):
     """Metrics, readiness, request logs and traces of the Django processes (docs/observability.md)."""
 
-    name = "quantumquill.observability"
+    name = "apps.observability"
     label = "observability"
     verbose_name = "Observability"
 

@@ -78,7 +78,7 @@ class _Forward(Collector):
     def __init__(self, source: CollectorRegistry) -> None:
         self.source = source
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self):
         return self.source.collect()
 
 
