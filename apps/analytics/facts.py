@@ -17,6 +17,9 @@ GENERATION_SOURCE_COLUMNS = (
     "output", "error", "finish_reason", "prompt_tokens", "completion_tokens", "created_at", "updated_at",
     "started_at", "completed_at", "claim_token", "claimed_at", "attempts", "model_name",
     "time_to_first_token_ms", "total_ms",
+    # Pipeline bookkeeping (which job or stream holds the row, its dispatch, the API's idempotency key): known,
+    # not facts.
+    "claimed_by", "dispatch_token", "dispatch_due_at", "idempotency_key",
 )  # fmt: skip
 USAGE_SOURCE_COLUMNS = ("id", "user_id", "kind", "generation_id", "tokens", "created_at")
 
