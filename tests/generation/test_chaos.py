@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from rest_framework.authtoken.models import Token
 
+from apps.security.tokens import api_token_create
 from quantumquill.devstack.redis import RedisServer
 from tests.conftest import ALL_DATABASES, raw_rows
 from tests.generation.conftest import SWEEPER, GenerationStack, kill_redis, shard_of
@@ -85,7 +85,7 @@ def test_chaos_every_generation_succeeds_exactly_once_with_no_5xx(
 ) -> None:
     rng = random.Random(SEED)
     user = make_user(1090, "chaos")
-    token = Token.objects.create(user=user).key
+    token = api_token_create(user_id=user.pk, name="chaos").key
     services = [stack.server(**SERVER_OPTIONS)]
     stack.worker(**SWEEPER)
     web = stack.app_server()

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 from django.db import connections
-from rest_framework.authtoken.models import Token
 
+from apps.security.tokens import api_token_create
 from migrations_tooling.models import MoveRange
 from quantumquill.devstack.prometheus import PrometheusQueryError
 from quantumquill.devstack.stack import REPO_ROOT, stack_from_state
@@ -172,11 +172,11 @@ def test_every_dashboard_and_rule_expression_runs_on_the_real_prometheus(platfor
 
 
 def create_generation(platform: Platform, user: Any, request_id: str) -> int:
-    token, _ = Token.objects.get_or_create(user=user)
+    key = api_token_create(user_id=user.pk, name="request id test").key
     request = urllib.request.Request(
         f"{platform.web.url}/api/v1/generations/",
         data=json.dumps({"prompt": "follow this request", "max_tokens": 8}).encode(),
-        headers={"Authorization": f"Token {token.key}", "Content-Type": "application/json", "X-Request-ID": request_id},
+        headers={"Authorization": f"Token {key}", "Content-Type": "application/json", "X-Request-ID": request_id},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -167,12 +167,15 @@ def test_the_cluster_is_measured_once_per_interval_whoever_scrapes(settings: Any
 
 
 def test_cache_and_broker_down_is_degraded_not_unready() -> None:
-    server = stack_from_state().redis()
-    server.stop()
+    stack = stack_from_state()
+    servers = [stack.redis(), stack.redis_broker()]  # the cache's Redis and the broker's, each its own server
+    for server in servers:
+        server.stop()
     try:
         response = Client().get("/readyz")
     finally:
-        server.start()
+        for server in servers:
+            server.start()
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "degraded"
