@@ -121,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     _moves_in_history(10)
     receiver = OtlpReceiver().start()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-observability-"))
-    base_env = {**os.environ, "DJANGO_DEBUG": "0", "GUNICORN_ACCESS_LOG": "", "GUNICORN_MAX_REQUESTS": "0"}
+    base_env = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "QQ_HTTPS": "0",  # plain HTTP on loopback, no proxy in front
+        "GUNICORN_ACCESS_LOG": "",
+        "GUNICORN_MAX_REQUESTS": "0",
+    }
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "PROMETHEUS_MULTIPROC_DIR"):
         base_env.pop(name, None)
     on = {"QQ_METRICS_ENABLED": "1", "LOG_LEVEL": "INFO", "QQ_LOG_FORMAT": "json"}

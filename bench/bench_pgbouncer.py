@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     base_env = {
         **os.environ,
         "DJANGO_DEBUG": "0",
+        "QQ_HTTPS": "0",  # plain HTTP on loopback, no proxy in front
         "GUNICORN_ACCESS_LOG": "",
         "LOG_LEVEL": "ERROR",
         "GUNICORN_MAX_REQUESTS": "0",

@@ -23,8 +23,6 @@ _own_metrics_dir = ""
 if os.environ.get(WORKER_METRICS_PORT_ENV) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="qq-worker-metrics-")
 
-from apps.observability import exposition  # noqa: E402
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantumquill.settings")
 
 app = Celery("quantumquill")
@@ -43,6 +41,9 @@ def _serve_worker_metrics(**_: Any) -> None:
     port = os.environ.get(WORKER_METRICS_PORT_ENV, "")
     if not port:
         return
+    # Imported here, not at the top: `import quantumquill` (the devstack command, settings) must not need the apps.
+    from apps.observability import exposition
+
     exposition.prepare_multiprocess_dir()
     exposition.serve_in_background(int(port), os.environ.get("QQ_WORKER_METRICS_HOST", "127.0.0.1"))
 

@@ -50,7 +50,8 @@ class RedisServer:
             # No retries: redis-py's default retries with backoff would turn "down" into seconds of waiting.
             client = redis.Redis(port=self.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
             return bool(client.ping())
-        except redis.RedisError:
+        except (redis.RedisError, OSError, AttributeError):
+            # AttributeError: redis-py reading the handshake of a server that is shutting down mid-reply.
             return False
 
     def _our_process_alive(self) -> bool:

@@ -70,7 +70,7 @@ def test_a_private_test_stack_moves_to_another_port_when_its_random_one_is_taken
 ) -> None:
     stack = Stack(Profile("private", stack_folder, durable=False, fresh=True))
     stack._choose_ports = lambda: {  # type: ignore[method-assign]  # a random pick that happens to be taken
-        **{name: free_port() for name in (*SERVER_NAMES, "redis-sessions", "contentgen")},
+        **{name: free_port() for name in (*SERVER_NAMES, "redis-sessions", "redis-broker", "contentgen")},
         "redis": listening,
     }
     try:

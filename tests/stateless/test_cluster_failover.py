@@ -39,7 +39,10 @@ def cluster_web_tier(
     redis_cluster: RedisClusterStack,
 ) -> Iterator[tuple[NginxBalancer, RedisClusterStack]]:
     env = child_env(
-        DJANGO_DEBUG="0", GUNICORN_ACCESS_LOG="-", **cluster_env(redis_cluster, SESSION_REDIS_RETRY_AFTER="2")
+        DJANGO_DEBUG="0",
+        QQ_HTTPS="0",  # plain HTTP through this nginx (the HTTPS path is tested in test_load_balanced.py)
+        GUNICORN_ACCESS_LOG="-",
+        **cluster_env(redis_cluster, SESSION_REDIS_RETRY_AFTER="2"),
     )
     app1 = GunicornServer("app1", free_port(), env, tmp_path, workers=1, threads=4)
     app2 = GunicornServer("app2", free_port(), env, tmp_path, workers=1, threads=4)
