@@ -1,4 +1,4 @@
-"""CI enforces the tools: `.ci/run` is `make check`, which lints, checks formatting and types, then tests.
+"""CI enforces the tools: `.ci/run` lints, checks formatting and types, then runs `make test`, as `make check` does.
 
 The Makefile is read with ``make -n`` (print, don't run) in a copy of the files it depends on, so these tests
 see exactly the commands CI and a newcomer would run, without installing or starting anything.
@@ -35,10 +35,12 @@ def makefile_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_ci_runs_make_check() -> None:
+def test_ci_lints_and_type_checks_then_runs_the_readmes_test_command() -> None:
     script = (REPO / ".ci" / "run").read_text().splitlines()
     commands = [line for line in script if line.strip() and not line.startswith("#")]
-    assert commands[-1] == "make check"
+    assert commands[-3:] == ["make lint", "make typecheck", "make test"]
+    readme = (REPO / "README.md").read_text()
+    assert "make test   #" in readme.split("```")[1]  # the README's own test command
 
 
 def test_make_check_lints_checks_formatting_and_types_then_runs_the_whole_suite() -> None:
