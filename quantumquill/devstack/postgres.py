@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -13,19 +15,46 @@ from pathlib import Path
 
 import psycopg
 
-from .preflight import DevstackError, PortInUse, require_free_port, require_reachable
+from .preflight import DevstackError, PortInUse, first_unreachable_folder, require_free_port, require_reachable
 
 # PostgreSQL refuses to run as root; pgserver's convention is a system user of this name.
 SYSTEM_USER = "pgserver"
 SUPERUSER = "postgres"
 
 
+# Where the server's files go when the project sits in a folder the server's user cannot enter (a clone in
+# root's 0700 home, or in a `mktemp -d` folder): a place every user can enter.
+REACHABLE_ROOT = Path("/var/tmp/quantumquill")
+
+
+def _reachable_place(path: Path, kind: str) -> Path:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    return REACHABLE_ROOT / f"{kind}-{digest}"
+
+
+def _needs_reachable_place(path: Path) -> bool:
+    owner = _system_user()
+    return owner is not None and first_unreachable_folder(path, owner) is not None
+
+
+@functools.cache
 def _bin_dir() -> Path:
     # Locate the wheel without importing it: its import touches per-user runtime folders we don't use.
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("The pgserver package is not installed; run `pip install -r requirements.txt`.")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if not _needs_reachable_place(install):
+        return install / "bin"
+    # The server's user cannot reach the wheel's binaries: run a copy of them (34 MB, made once per install).
+    copy = _reachable_place(install, "pginstall")
+    if not (copy / ".complete").exists():
+        REACHABLE_ROOT.mkdir(parents=True, exist_ok=True)
+        REACHABLE_ROOT.chmod(0o755)
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(install, copy, symlinks=True)
+        (copy / ".complete").touch()
+    return copy / "bin"
 
 
 def _system_user() -> str | None:
@@ -51,8 +80,15 @@ class PostgresServer:
     port: int
 
     @property
+    def pg_dir(self) -> Path:
+        """The server's data folder: ``data_dir``, or a place its user can reach when ``data_dir`` is not."""
+        if _needs_reachable_place(self.data_dir.parent):
+            return _reachable_place(self.data_dir.parent, "data") / self.name
+        return self.data_dir
+
+    @property
     def log_file(self) -> Path:
-        return self.data_dir.parent / f"{self.name}.log"
+        return self.pg_dir.parent / f"{self.name}.log"
 
     def conninfo(self, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={dbname} connect_timeout=3"
@@ -75,22 +111,22 @@ class PostgresServer:
         owner = _system_user()
         if owner:
             require_reachable(_bin_dir(), owner, "its binaries")
-            require_reachable(self.data_dir.parent, owner, "its data folder")
+            require_reachable(self.pg_dir.parent, owner, "its data folder")
 
     def init(self, *, durable: bool) -> None:
         """Create the data folder once, configured for logical replication."""
         self._check_reachable()
-        if (self.data_dir / "PG_VERSION").exists():
+        if (self.pg_dir / "PG_VERSION").exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pg_dir.mkdir(parents=True, exist_ok=True)
         owner = _system_user()
         if owner:
-            shutil.chown(self.data_dir, user=owner, group=owner)
-            shutil.chown(self.data_dir.parent, user=owner, group=owner)
+            shutil.chown(self.pg_dir, user=owner, group=owner)
+            shutil.chown(self.pg_dir.parent, user=owner, group=owner)
         self._pg(
             "initdb",
             "-D",
-            str(self.data_dir),
+            str(self.pg_dir),
             "-U",
             SUPERUSER,
             "--auth=trust",
@@ -100,7 +136,7 @@ class PostgresServer:
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
-            "unix_socket_directories": f"'{self.data_dir}'",
+            "unix_socket_directories": f"'{self.pg_dir}'",
             # Live data moves use logical replication (publications with row filters).
             "wal_level": "logical",
             "max_wal_senders": "40",
@@ -115,16 +151,16 @@ class PostgresServer:
         if not durable:
             # Test servers trade crash safety for speed; their data is thrown away.
             settings.update({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
-        with (self.data_dir / "postgresql.conf").open("a") as conf:
+        with (self.pg_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# QuantumQuill embedded server\n")
             for key, value in settings.items():
                 conf.write(f"{key} = {value}\n")
-        with (self.data_dir / "pg_hba.conf").open("a") as hba:
+        with (self.pg_dir / "pg_hba.conf").open("a") as hba:
             hba.write("host replication all 127.0.0.1/32 trust\n")
 
     def is_running(self) -> bool:
         try:
-            self._pg("pg_ctl", "status", "-D", str(self.data_dir), timeout=10)
+            self._pg("pg_ctl", "status", "-D", str(self.pg_dir), timeout=10)
         except subprocess.CalledProcessError:
             return False
         return True
@@ -144,7 +180,7 @@ class PostgresServer:
         seen = self.log_file.stat().st_size
         try:
             # -p: the port chosen now wins over the one written at init (a test stack picks a new one on a clash).
-            self._pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file),
+            self._pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pg_dir), "-l", str(self.log_file),
                      "-o", f"-p {self.port}")  # fmt: skip
         except subprocess.CalledProcessError:
             with self.log_file.open(errors="replace") as log:
@@ -162,7 +198,7 @@ class PostgresServer:
     def stop(self, mode: str = "fast") -> None:
         if not self.is_running():
             return
-        self._pg("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.data_dir))
+        self._pg("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.pg_dir))
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -103,7 +103,7 @@ def test_make_run_with_its_web_port_taken_says_so_before_starting_anything() -> 
     assert "Starting embedded PostgreSQL" not in result.stdout
 
 
-def test_a_clone_only_root_can_enter_fails_in_one_line_naming_the_cause_and_the_fix(tmp_path: Path) -> None:
+def test_a_clone_only_root_can_enter_runs_its_servers_from_a_place_their_user_can_reach(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("only root runs the embedded PostgreSQL as another user, the case this protects")
     root_only = tmp_path / "root-home"
@@ -120,11 +120,10 @@ def test_a_clone_only_root_can_enter_fails_in_one_line_naming_the_cause_and_the_
         env={**os.environ, "PYTHONPATH": str(clone)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
 
-    line = one_line_error(result)
-    blocked = first_unreachable_folder(clone / "var", SYSTEM_USER)
-    assert f"cannot enter {blocked}" in line and f"'{SYSTEM_USER}'" in line
-    assert f"chmod o+x {blocked}" in line and "/srv/quantumquill" in line
-    assert not (clone / "var" / "teststack").exists() or not any((clone / "var" / "teststack").rglob("PG_VERSION"))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    # The servers' data lived where their user can reach it, not in the clone.
+    assert not any((clone / "var").rglob("PG_VERSION"))
