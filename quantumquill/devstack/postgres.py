@@ -46,15 +46,20 @@ def _bin_dir() -> Path:
     install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
     if not _needs_reachable_place(install):
         return install / "bin"
-    # The server's user cannot reach the wheel's binaries: run a copy of them (34 MB, made once per install).
+    # The server's user cannot reach the wheel's binaries: run a copy of them (about 40 MB, made once per
+    # install), laid out as in site-packages, since the binaries find their libraries at
+    # $ORIGIN/../../../pgserver.libs.
     copy = _reachable_place(install, "pginstall")
     if not (copy / ".complete").exists():
         REACHABLE_ROOT.mkdir(parents=True, exist_ok=True)
         REACHABLE_ROOT.chmod(0o755)
         shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(install, copy, symlinks=True)
+        shutil.copytree(install, copy / "pgserver" / "pginstall", symlinks=True)
+        libs = install.parent.parent / "pgserver.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / "pgserver.libs", symlinks=True)
         (copy / ".complete").touch()
-    return copy / "bin"
+    return copy / "pgserver" / "pginstall" / "bin"
 
 
 def _system_user() -> str | None:
