@@ -21,7 +21,7 @@ import psycopg
 
 from deploy.render_pgbouncer import PgBouncerSettings, render_pgbouncer_ini
 
-from .postgres import SUPERUSER, _system_user
+from .postgres import SUPERUSER, _system_user, reachable_folder
 from .stack import DATABASES, SERVER_NAMES, Stack, free_port
 
 # Fixed ports of the dev profile's poolers (`make run PGBOUNCER=1`), next to the servers' 55432-55434.
@@ -159,7 +159,8 @@ def poolers_for(
     stack: Stack, *, work_dir: Path | None = None, fixed_ports: bool = False, **tuning: Any
 ) -> dict[str, PgBouncer]:
     """One (not yet started) PgBouncer per PostgreSQL server of ``stack``, keyed by server name."""
-    base = work_dir or stack.profile.data_dir / "pgbouncer"
+    # PgBouncer, started as root, drops to the PostgreSQL servers' user, which must reach its files too.
+    base = reachable_folder(work_dir or stack.profile.data_dir / "pgbouncer")
     return {
         name: PgBouncer(
             name=f"pgbouncer-{name}",

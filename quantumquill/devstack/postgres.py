@@ -32,6 +32,11 @@ def _reachable_place(path: Path, kind: str) -> Path:
     return REACHABLE_ROOT / f"{kind}-{digest}"
 
 
+def reachable_folder(path: Path) -> Path:
+    """``path``, or a place under REACHABLE_ROOT when the servers' user cannot enter the folders on the way to it."""
+    return _reachable_place(path, "data") if _needs_reachable_place(path.parent) else path
+
+
 def _needs_reachable_place(path: Path) -> bool:
     owner = _system_user()
     return owner is not None and first_unreachable_folder(path, owner) is not None
