@@ -83,10 +83,10 @@ def prepare(rows: int) -> None:
             """
             INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, seed,
                 stop, status, output, error, finish_reason, prompt_tokens, completion_tokens, created_at, updated_at,
-                attempts, model_name)
+                attempts, model_name, claimed_by, idempotency_key)
             SELECT g, %(lo)s + g %% (%(hi)s - %(lo)s), gen_random_uuid(), 'prompt ' || md5(g::text) || repeat(' words', 30),
                 200, 0.8, 0.95, g, '["\\n\\n"]', 'succeeded', repeat(md5((g * 7)::text), 10), '', 'stop', 40, 200,
-                now() - make_interval(secs => g), now(), 1, 'bench'
+                now() - make_interval(secs => g), now(), 1, 'bench', '', ''
             FROM generate_series(1, %(rows)s) g
             """,
             {"lo": LO, "hi": HI, "rows": rows},
