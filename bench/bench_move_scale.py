@@ -3,18 +3,24 @@
 Run it on a private embedded stack (fresh servers, thrown away afterwards):
 
     .venv/bin/python -m quantumquill.devstack exec --profile test -- \\
-        .venv/bin/python bench/bench_move_scale.py --rows 300000 1000000 3000000 \\
-        --json var/move-scale.json --chart docs/move-cost-curves.png
+        .venv/bin/python bench/bench_move_scale.py --rows 300000 1000000 3000000 --freezes 8 \\
+        --copy-rounds 2 --cpu-cap 0.5 --cpu-shares 65536 --json var/move-scale.json --chart docs/move-cost-curves.png
 
-Options: ``--rows`` total rows in the moved range at each size (half generations
-of about 0.5 kB, half their usage events; default 300000 1000000, a few
-minutes), ``--freezes`` cut-overs timed per size (default 6; switch-writes and
-rollback alternate), ``--rate`` background writes per second during the
-cut-overs (default 200), ``--burst`` generations written to the range in one
-transaction for the catch-up measurement (default 20000, the same at every
-size), ``--cpu-cap`` cores each PostgreSQL server may use (cgroup v1 ``cpu``
-controller, with ``cpu.shares`` 8192 for the servers and this process; 0, the
-default, leaves them uncapped), ``--json PATH``, ``--chart PATH`` (PNG).
+(about 8 minutes on 2 cores; without options, 300k and 1M rows uncapped, about 2 minutes).
+
+Options: ``--rows`` total rows in the moved range at each size, smallest first
+(half generations of about 0.5 kB, half their usage events; default 300000
+1000000, a few minutes), ``--freezes`` cut-overs timed per size (default 6;
+switch-writes and rollback alternate), ``--rate`` background writes per second
+during the cut-overs (default 200), ``--burst`` generations written to the
+range in one transaction for the catch-up measurement (default 20000, the same
+at every size), ``--copy-rounds`` copies per size, the best kept (default 1),
+``--cpu-cap`` cores each PostgreSQL server may use (cgroup v1 ``cpu``
+controller; 0, the default, leaves them uncapped), ``--cpu-shares`` of the
+servers' and this process's cgroups (default 8192, so that they get their
+quota on a busy machine), ``--json PATH``, ``--chart PATH`` (PNG) and
+``--from-json PATH`` (measure nothing; redraw ``--chart`` from an earlier
+``--json``).
 
 For each size, on the same servers, one after the other (the previous size's
 move is cancelled first):
@@ -22,12 +28,16 @@ move is cancelled first):
 1. Seed: ``INSERT ... SELECT FROM generate_series`` on the source (shard2),
    the same rows ``bench_moves.py`` uses, then ``VACUUM ANALYZE``.
 2. Copy: ``shardmove start`` until the move reaches ``catching_up`` (set-up,
-   slot, subscription, the initial copy of every table).
+   slot, subscription, the initial copy of every table); with
+   ``--copy-rounds`` above 1 the move is cancelled and started again.
 3. Catch-up: ``--burst`` generations written to the range on the source in one
    transaction; the time from its commit until a marker committed after it is
    visible on the target (replication applies in commit order).
-4. Verify: one full ``verify`` (chunked checksums on both sides), no load.
-5. Freeze: with ``--rate`` writes/s going on (half of them in the moving range),
+4. Vacuum: ``VACUUM (ANALYZE)`` of the copied tables on the target, as an
+   operator does after a large copy (otherwise autovacuum holds them for
+   seconds and a cut-over's lock times out).
+5. Verify: one full ``verify`` (chunked checksums on both sides), no load.
+6. Freeze: with ``--rate`` writes/s going on (half of them in the moving range),
    ``switch-reads``, then ``--freezes`` cut-overs alternating ``switch-writes``
    and ``rollback``; each freeze as the engine measures it.
 
@@ -54,6 +64,7 @@ from bench.bench_moves import (  # importing it sets Django up
     HI,
     LO,
     SOURCE,
+    TABLES,
     TARGET,
     Load,
     log,
@@ -62,13 +73,13 @@ from bench.bench_moves import (  # importing it sets Django up
     prepare,
 )
 from migrations_tooling import fence, services
+from migrations_tooling.errors import FreezeExpired, LockTimedOut
 from migrations_tooling.models import MoveRange, Phase
 from migrations_tooling.pgconn import connect
 from migrations_tooling.progress import Reporter
 
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
 CGROUP_PREFIX = "qq-bench-move-scale"
-HIGH_SHARES = 8192
 BURST_ID_BASE = 10**15  # above every seeded ID, below Snowflake IDs of the load
 
 
@@ -110,8 +121,8 @@ def move_into(group: Path, pids: list[int]) -> None:
 
 
 @contextmanager
-def cpu_caps(cores: float, aliases: list[str]) -> Iterator[dict[str, Any]]:
-    """Each server's processes (and their future children) in a cgroup of `cores` CPUs, high shares; undone after."""
+def cpu_caps(cores: float, shares: int, aliases: list[str]) -> Iterator[dict[str, Any]]:
+    """Each server's processes (and their future children) in a cgroup of `cores` CPUs and `shares`; undone after."""
     if cores <= 0:
         yield {"cpu_cap_cores": None}
         return
@@ -126,12 +137,12 @@ def cpu_caps(cores: float, aliases: list[str]) -> Iterator[dict[str, Any]]:
             group = CGROUP_ROOT / f"{CGROUP_PREFIX}-{os.getpid()}-{name}"
             group.mkdir(exist_ok=True)
             groups.append(group)
-            (group / "cpu.shares").write_text(str(HIGH_SHARES))
+            (group / "cpu.shares").write_text(str(shares))
             if name != "bench":
                 (group / "cpu.cfs_period_us").write_text(str(period))
                 (group / "cpu.cfs_quota_us").write_text(str(int(cores * period)))
             move_into(group, pids)
-        yield {"cpu_cap_cores": cores, "cpu_shares": HIGH_SHARES, "cgroups": [g.name for g in groups]}
+        yield {"cpu_cap_cores": cores, "cpu_shares": shares, "cgroups": [g.name for g in groups]}
     finally:
         for group in groups:
             for _ in range(50):
@@ -178,9 +189,24 @@ def catch_up_after_burst(move: MoveRange, burst: int, offset: int) -> dict[str, 
     return {"write_seconds": committed - started, "catch_up_seconds": applied - committed}
 
 
+def vacuum_target(move: MoveRange) -> float:
+    """VACUUM ANALYZE the copied tables on the target (waiting for an autovacuum already at them).
+
+    A freshly copied range makes autovacuum process the target's tables, which takes seconds at a million
+    rows; a cut-over meanwhile cannot take its lock within the lock timeout (an autovacuum yields to a
+    waiting lock only after deadlock_timeout, 1 s) and gives up. Operators do the same before switch-writes.
+    """
+    started = time.monotonic()
+    with connect(move.target) as target:
+        for table in TABLES:
+            target.execute(f"VACUUM (ANALYZE) {table}")
+    return time.monotonic() - started
+
+
 def timed_freezes(move: MoveRange, count: int, rate: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     reporter = Reporter()
     freezes: list[dict[str, Any]] = []
+    aborted: list[str] = []
     with Load(rate) as load:
         services.move_switch_reads(move, reporter=reporter, back=False, max_lag=1.0, dry_run=False)
         for _ in range(count):
@@ -190,7 +216,12 @@ def timed_freezes(move: MoveRange, count: int, rate: float) -> tuple[list[dict[s
             action = services.move_switch_writes if move.phase == Phase.READS_SWITCHED else services.move_rollback
             time.sleep(1)
             t0 = time.monotonic()
-            result = action(move, reporter=reporter, max_freeze=2.0, max_lag=1.0, dry_run=False)
+            try:
+                result = action(move, reporter=reporter, max_freeze=2.0, max_lag=1.0, dry_run=False)
+            except (LockTimedOut, FreezeExpired) as exc:  # all attempts given up: recorded, not hidden
+                aborted.append(f"{action.__name__}: {exc}")
+                log(f"  cut-over given up: {exc}")
+                continue
             t1 = time.monotonic()
             if result is None:
                 raise SystemExit(f"Move {move.id}: a cut-over did not happen (phase {move.phase}).")
@@ -213,7 +244,10 @@ def timed_freezes(move: MoveRange, count: int, rate: float) -> tuple[list[dict[s
         "p50_ms": 1000 * percentile(latencies, 50) if latencies else 0.0,
         "p99_ms": 1000 * percentile(latencies, 99) if latencies else 0.0,
         "errors": load.errors[:5],
+        "cut_overs_given_up": aborted,
     }
+    if not freezes:
+        raise SystemExit(f"Move {move.id}: every cut-over was given up: {aborted[:2]}")
     return freezes, requests
 
 
@@ -229,14 +263,25 @@ def cancel(move: MoveRange) -> float:
 def one_size(total_rows: int, args: argparse.Namespace, index: int) -> dict[str, Any]:
     log(f"[{total_rows:,} rows] seeding {total_rows // 2:,} generations + as many usage events on {SOURCE} ...")
     result: dict[str, Any] = {"rows": total_rows, "seed_seconds": seed(total_rows), "load_before": os.getloadavg()}
-    copy_seconds, copied, move = move_copy()
-    result.update(copy_seconds=copy_seconds, rows_copied=copied)
-    log(f"  copy:     {copied:,} rows in {copy_seconds:.2f} s = {copied / copy_seconds:,.0f} rows/s")
+    rounds: list[float] = []
+    move: MoveRange | None = None
+    for _ in range(args.copy_rounds):
+        if move is not None:
+            cancel(move)
+            vacuum_target(move)  # the cancelled copy's dead rows, not the next copy's business
+        seconds, copied, move = move_copy()
+        rounds.append(seconds)
+        log(f"  copy:     {copied:,} rows in {seconds:.2f} s = {copied / seconds:,.0f} rows/s")
+    assert move is not None
+    copy_seconds = min(rounds)
+    result.update(copy_seconds=copy_seconds, copy_rounds_seconds=rounds, rows_copied=copied)
     result["burst"] = {"rows": args.burst, **catch_up_after_burst(move, args.burst, index * 10**9)}
     log(
         f"  catch-up: {args.burst:,}-row burst written in {result['burst']['write_seconds']:.2f} s, "
         f"applied on {TARGET} {result['burst']['catch_up_seconds']:.2f} s after its commit"
     )
+    result["target_vacuum_seconds"] = vacuum_target(move)
+    log(f"  vacuum:   VACUUM (ANALYZE) of the copied tables on {TARGET} in {result['target_vacuum_seconds']:.2f} s")
     started = time.monotonic()
     run = services.move_verify(move, reporter=Reporter(), restart=False, chunk_rows=None)
     result.update(verify_seconds=time.monotonic() - started, rows_verified=run.rows_checked)
@@ -257,7 +302,8 @@ def one_size(total_rows: int, args: argparse.Namespace, index: int) -> dict[str,
     )
     log(
         f"  freeze:   p50 {result['freeze_p50_ms']:.1f} ms, max {result['freeze_max_ms']:.1f} ms over {len(ms)}; "
-        f"{requests['requests']:,} requests, {requests['failed']} failed"
+        f"{requests['requests']:,} requests, {requests['failed']} failed; "
+        f"{len(requests['cut_overs_given_up'])} cut-over(s) given up"
     )
     result["cancel_seconds"] = cancel(move)
     return result
@@ -298,7 +344,7 @@ def summarise(sizes: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def draw(sizes: list[dict[str, Any]], summary: dict[str, Any], path: str, title: str) -> None:
+def draw(sizes: list[dict[str, Any]], summary: dict[str, Any], path: str, title: str, rate: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -323,7 +369,7 @@ def draw(sizes: list[dict[str, Any]], summary: dict[str, Any], path: str, title:
             )
     left.set_xlabel("rows in the moved range (millions)")
     left.set_ylabel("seconds")
-    left.set_title("Copy and verify grow linearly")
+    left.set_title("Copy and verify time by range size")
     left.set_xlim(left=0)
     left.set_ylim(bottom=0)
     left.legend(fontsize=8)
@@ -337,7 +383,7 @@ def draw(sizes: list[dict[str, Any]], summary: dict[str, Any], path: str, title:
     right.plot(rows, catch, "s:", color="tab:purple", label=f"catch-up after a {sizes[0]['burst']['rows']:,}-row burst")
     right.set_xlabel("rows in the moved range (millions)")
     right.set_ylabel("milliseconds")
-    right.set_title("Freeze (200 writes/s) and catch-up stay flat")
+    right.set_title(f"Freeze under {rate:.0f} writes/s, and catch-up, by range size")
     right.set_xlim(left=0)
     right.set_ylim(bottom=0)
     right.legend(fontsize=8)
@@ -346,6 +392,17 @@ def draw(sizes: list[dict[str, Any]], summary: dict[str, Any], path: str, title:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def chart(results: dict[str, Any], path: str) -> None:
+    sizes, args = results["sizes"], results["args"]
+    cap = f", each PostgreSQL server capped at {args['cpu_cap']:g} CPU" if args["cpu_cap"] else ""
+    loads = [s["load_before"][0] for s in sizes] + [s["load_after"][0] for s in sizes]
+    title = (
+        f"bench/bench_move_scale.py: {os.cpu_count()} cores{cap}; 1-min load average {min(loads):.1f}-{max(loads):.1f}"
+    )
+    draw(sizes, results["summary"], path, title, float(args["rate"]))
+    log(f"chart: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,17 +414,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200, help="background writes per second during the cut-overs")
     parser.add_argument("--burst", type=int, default=20_000, help="generations in the catch-up burst")
     parser.add_argument("--cpu-cap", type=float, default=0.0, help="cores per PostgreSQL server (0: uncapped)")
+    parser.add_argument(
+        "--cpu-shares", type=int, default=8192, help="cpu.shares of the servers' and this process's cgroups"
+    )
+    parser.add_argument("--copy-rounds", type=int, default=1, help="copies per size (cancelled between); best kept")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     parser.add_argument("--chart", default="", help="draw the curves into this PNG file")
+    parser.add_argument(
+        "--from-json", default="", help="measure nothing: redraw --chart from a file an earlier --json wrote"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        if not args.chart:
+            parser.error("--from-json redraws a chart: give --chart PATH too")
+        chart(json.loads(Path(args.from_json).read_text()), args.chart)
+        return 0
     if any(r < 2 for r in args.rows) or args.rows != sorted(args.rows):
         parser.error("--rows takes sizes of at least 2 rows, smallest first, e.g. --rows 300000 1000000 3000000")
-    if args.freezes < 1 or args.burst < 1 or args.rate <= 0:
-        parser.error("--freezes and --burst must be at least 1 and --rate above 0")
+    if args.freezes < 1 or args.burst < 1 or args.copy_rounds < 1 or args.rate <= 0:
+        parser.error("--freezes, --burst and --copy-rounds must be at least 1 and --rate above 0")
+    if not 2 <= args.cpu_shares <= 262144:
+        parser.error("--cpu-shares takes 2 to 262144 (cgroup v1 cpu.shares)")
 
     results: dict[str, Any] = {"load_start": os.getloadavg(), "args": vars(args)}
     prepare(0)  # migrate and map the shards before the servers are capped
-    with cpu_caps(args.cpu_cap, ["default", SOURCE, TARGET]) as caps:
+    with cpu_caps(args.cpu_cap, args.cpu_shares, ["default", SOURCE, TARGET]) as caps:
         results["cpu"] = caps
         sizes = [one_size(total, args, n) for n, total in enumerate(args.rows)]
     results["sizes"] = sizes
@@ -379,16 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     if args.chart:
-        cap = f", each PostgreSQL server capped at {args.cpu_cap} CPU" if args.cpu_cap else ""
-        loads = [s["load_before"][0] for s in sizes] + [s["load_after"][0] for s in sizes]
-        draw(
-            sizes,
-            results["summary"],
-            args.chart,
-            f"bench/bench_move_scale.py: 2 cores{cap}; load average {min(loads):.1f}-{max(loads):.1f}",
-        )
-        log(f"chart: {args.chart}")
-    failed = sum(s["requests"]["failed"] for s in sizes)
+        chart(results, args.chart)
+    failed = sum(s["requests"]["failed"] + len(s["requests"]["cut_overs_given_up"]) for s in sizes)
     return 0 if failed == 0 else 1
 
 
