@@ -7,7 +7,7 @@ from django.db import migrations, models
 from django.db.migrations.state import ProjectState
 from django.db.models import Value
 
-from migrations_tooling.ddl import Effect, migration_waves, classify
+from migrations_tooling.ddl import Effect, classify, migration_waves
 from shardrouter.errors import MigrationRefused
 
 ADDITIVE = [
