@@ -54,7 +54,7 @@ from .errors import MoveError
 from .models import ACTIVE_PHASES, MoveRange
 from .progress import Reporter
 from .schema import sharded_tables
-from .schema_changes import move_add_tables, move_pause_for_ddl, move_resume_after_ddl
+from .schema_changes import move_add_tables, move_pause_for_ddl, move_resume_after_ddl, tables_missing_from_move
 from .selectors import channel_for
 
 
@@ -209,7 +209,6 @@ def coordinate_migrations(plans: MigrationPlans, *, on_ddl: str, dry_run: bool, 
     to_pause: list[MoveRange] = []
     before: set[tuple[str, str]] = set()
     notes: list[str] = []
-    new_tables: dict[int, set[str]] = {}
     for move in moves:
         paused = move.step == phases.PAUSED_FOR_DDL
         unsafe: dict[str, list[Change]] = {}
@@ -222,9 +221,6 @@ def coordinate_migrations(plans: MigrationPlans, *, on_ddl: str, dry_run: bool, 
             bad = [c for c in mine if c.effect == Effect.UNSAFE]
             if bad:
                 unsafe[alias] = bad
-            new_tables.setdefault(move.id, set()).update(
-                c.table for c in mine if c.effect == Effect.NEW_TABLE and c.table in moved
-            )
         if paused:
             notes.append(f"Move {move.id} is paused for a schema change; its copy restarts after the migration.")
             continue
@@ -266,9 +262,11 @@ def coordinate_migrations(plans: MigrationPlans, *, on_ddl: str, dry_run: bool, 
             try:
                 if move.step == phases.PAUSED_FOR_DDL:
                     move_resume_after_ddl(move, reporter=reporter)
-                elif new_tables.get(move.id):
-                    tables = [t for t in sharded_tables() if t.name in new_tables[move.id]]
-                    move_add_tables(move, tables, reporter=reporter)
+                else:
+                    # Every sharded table both sides have, also one an interrupted earlier run left out.
+                    missing = tables_missing_from_move(move)
+                    if missing:
+                        move_add_tables(move, missing, reporter=reporter)
             except MoveError as exc:
                 errors.append(str(exc))
         if errors:

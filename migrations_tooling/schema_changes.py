@@ -24,9 +24,10 @@ from . import fence, phases, replication, selectors
 from .errors import MoveError
 from .hooks import pause_point
 from .models import MoveRange, MoveTable
+from .pgconn import pool
 from .planning import label
 from .progress import Reporter
-from .schema import ShardedTable, ensure_replica_identity, schema_differences
+from .schema import ShardedTable, ensure_replica_identity, schema_differences, sharded_tables, table_columns
 from .services import DDL_LOCK_TIMEOUT, Throttle, _delete_range, _set_up
 from .work import driving
 
@@ -82,6 +83,25 @@ def move_resume_after_ddl(move: MoveRange, *, reporter: Reporter) -> bool:
         work.journal("resume", f"Schema change done; restarting the copy of move {work.move.id}.")
         _set_up(work)
         return True
+
+
+def tables_missing_from_move(move: MoveRange) -> list[ShardedTable]:
+    """Sharded tables that exist on both sides but are not in the move's active publication (read-only)."""
+    channel = selectors.channel_for(move)
+    if channel is None or move.step == phases.PAUSED_FOR_DDL:
+        return []
+    with pool() as db:
+        publisher, subscriber = db[channel.publisher], db[channel.subscriber]
+        if replication.subscription_oid(subscriber, channel.name) is None:
+            return []  # not set up (yet): the set-up includes every table
+        published = replication.publication_tables(publisher, channel.name)
+        return [
+            table
+            for table in sharded_tables()
+            if table.name not in published
+            and table_columns(publisher, table.name) is not None
+            and table_columns(subscriber, table.name) is not None
+        ]
 
 
 def move_add_tables(move: MoveRange, tables: list[ShardedTable], *, reporter: Reporter) -> list[str]:
