@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connections
 from django.db.migrations import operations as ops
@@ -254,7 +255,12 @@ def coordinate_migrations(plans: MigrationPlans, *, on_ddl: str, dry_run: bool, 
 
     def prepare() -> None:
         for move in to_pause:
-            move_pause_for_ddl(move, reporter=reporter)
+            try:
+                move_pause_for_ddl(move, reporter=reporter)
+            except MoveError as exc:
+                raise MigrationRefused(
+                    f"Nothing was migrated: {exc} Moves paused already stay paused; re-run once it is fixed."
+                ) from exc
 
     def finish() -> None:
         errors: list[str] = []
@@ -267,8 +273,8 @@ def coordinate_migrations(plans: MigrationPlans, *, on_ddl: str, dry_run: bool, 
                     missing = tables_missing_from_move(move)
                     if missing:
                         move_add_tables(move, missing, reporter=reporter)
-            except MoveError as exc:
-                errors.append(str(exc))
+            except (MoveError, psycopg.Error) as exc:
+                errors.append(f"move {move.id}: {exc}")
         if errors:
             raise MigrationRefused("The migrations were applied, but:\n" + "\n".join(errors))
 

@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 
 from migrations_tooling.models import MoveRange
+from migrations_tooling.phases import next_steps
 from quantumquill.devstack.stack import REPO_ROOT
 from shardrouter.ids import new_id
 from tests.conftest import ALL_DATABASES, child_env
@@ -169,6 +170,8 @@ def test_a_destructive_migration_during_a_move_is_refused_and_changes_nothing(no
     before = {alias: (columns(alias, "ddlnotes_note"), applied(alias)) for alias in settings.DATABASES}
     state = MoveRange.objects.filter(id=move.id).values("phase", "step", "copy_started_at").get()
 
+    plan = manage("destructive", "migrate_shards", "--plan", "--on-ddl", "stop")
+    assert f"Move {move.id} shard1 -> shard2 will be paused (--on-ddl stop)" in plan, plan
     out = manage("destructive", "migrate_shards", expect_ok=False)
 
     assert f"Move {move.id} shard1 -> shard2 (catching_up)" in out, out
@@ -212,6 +215,7 @@ def test_on_ddl_stop_pauses_the_move_at_a_safe_point_and_a_re_run_resumes_it(not
         # Paused: no replication, no copy on the target; users keep reading and writing the source.
         stopped = MoveRange.objects.get(id=move.id)
         assert (stopped.phase, stopped.step, stopped.copy_started_at) == ("copying", "paused for a schema change", None)
+        assert next_steps(stopped) == ["manage.py migrate_shards --plan", "manage.py migrate_shards"]
         assert on_db("shard2", "SELECT count(*) FROM pg_subscription") == [(0,)]
         assert notes_in_range("shard2") == set()
         assert on_db("shard2", "SELECT count(*) FROM content_generation WHERE user_id < 500") == [(0,)]
