@@ -139,6 +139,24 @@ VERIFY = Action(
     drawn=False,
 )
 
+# `migrate_shards --on-ddl stop`: replication stops and the copy on the target is discarded, so the schema can
+# change on both sides; the copy restarts afterwards. Only while reads and writes are on the source.
+PAUSE_FOR_DDL = Action(
+    "migrate_shards --on-ddl stop",
+    {Phase.COPYING: Phase.COPYING, Phase.CATCHING_UP: Phase.COPYING, Phase.ROLLED_BACK: Phase.COPYING},
+    refusals={
+        Phase.READS_SWITCHED: "Move {id} reads from {target}: stopping its replication would serve stale rows. Run "
+        "`manage.py shardmove switch-reads {id} --back` first, then migrate with --on-ddl stop.",
+        Phase.WRITES_SWITCHED: "Move {id} writes to {target}. Run `manage.py shardmove rollback {id}` first (then "
+        "migrate with --on-ddl stop), or finish it with `manage.py shardmove complete {id}` and migrate after.",
+        Phase.COMPLETE: "Move {id} is complete; nothing to pause.",
+        Phase.CANCELLED: "Move {id} is cancelled; nothing to pause.",
+    },
+)
+# The step of a move paused for a schema change (phase copying, no copy running); a re-run of
+# `migrate_shards` (or `shardmove start`) restarts its copy.
+PAUSED_FOR_DDL = "paused for a schema change"
+
 ACTIONS: tuple[Action, ...] = (
     COPY_FINISHED,
     SWITCH_READS,
@@ -148,6 +166,7 @@ ACTIONS: tuple[Action, ...] = (
     COMPLETE,
     CANCEL,
     VERIFY,
+    PAUSE_FOR_DDL,
 )
 INITIAL = Phase.COPYING  # what `start` creates
 FINAL = (Phase.COMPLETE, Phase.CANCELLED)
@@ -220,6 +239,8 @@ NEXT_STEPS: Mapping[Phase, tuple[str, ...]] = {
 def next_steps(move: MoveRange) -> list[str]:
     """The exact commands an operator would run next for ``move``, most likely first."""
     step = move.step or ""
+    if step == PAUSED_FOR_DDL and Phase(move.phase) == Phase.COPYING:
+        return ["manage.py migrate_shards --plan", "manage.py migrate_shards"]
     for ending in ("complete", "cancel"):
         if Phase(move.phase) not in FINAL and step.startswith(ending):
             return [f"manage.py shardmove {ending} {move.id}"]  # an interrupted ending is finished by re-running it

@@ -82,6 +82,24 @@ def create_publication(
     return True
 
 
+def publication_tables(conn: psycopg.Connection[Any], name: str) -> set[str]:
+    return {
+        str(row[0]) for row in conn.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s", [name])
+    }
+
+
+def add_to_publication(conn: psycopg.Connection[Any], name: str, table: ShardedTable, *, lo: int, hi: int) -> bool:
+    """Add a table (with the range's row filter) to an existing publication; True if added."""
+    if table.name in publication_tables(conn, name):
+        return False
+    conn.execute(
+        sql.SQL("ALTER PUBLICATION {} ADD TABLE {} WHERE ({})").format(
+            sql.Identifier(name), table.ident, table.in_range(lo, hi)
+        )
+    )
+    return True
+
+
 def drop_publication(conn: psycopg.Connection[Any], name: str) -> None:
     conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
 
@@ -223,6 +241,13 @@ def create_subscription(conn: psycopg.Connection[Any], channel: Channel, *, copy
     oid = subscription_oid(conn, channel.name)
     assert oid is not None
     return oid
+
+
+def refresh_subscription(conn: psycopg.Connection[Any], name: str) -> None:
+    """Make the subscription pick up tables added to its publication, copying their current rows first."""
+    conn.execute(
+        sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = true)").format(sql.Identifier(name))
+    )
 
 
 def disable_subscription(conn: psycopg.Connection[Any], name: str, *, timeout: float = 15.0) -> None:

@@ -162,6 +162,8 @@ SHARDROUTER: dict[str, Any] = {
     "PIN_CACHE": "default",
     # Live data moves: `shardmap assign` refuses ranges a move owns.
     "MAP_EDIT_GUARDS": ["migrations_tooling.guards.refuse_ranges_of_active_moves"],
+    # Live data moves: `migrate_shards` orders additive migrations around them and refuses the rest.
+    "MIGRATION_COORDINATOR": "migrations_tooling.ddl.coordinate_migrations",
     # Mirrored reads while a move catches up (SHARDMOVE["MIRROR_READS_SHARE"], docs/data-moves.md).
     "READ_OBSERVERS": ["migrations_tooling.mirror.observe_read"],
 }

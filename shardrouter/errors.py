@@ -37,3 +37,7 @@ class ScatterGatherError(ShardRouterError):
             f"Cross-shard read failed on {len(failures)} database(s): {detail}. "
             "Retry, or pass allow_partial=True to accept results from the shards that answered."
         )
+
+
+class MigrationRefused(ShardRouterError):
+    """``migrate_shards`` will not apply these migrations now (for example while a live move needs the tables)."""

@@ -14,7 +14,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
+
+from shardrouter.errors import MigrationRefused
+from shardrouter.migrating import ON_DDL_CHOICES, MigrationSchedule, migration_coordinator
 
 _APPLYING = re.compile(r"Applying (\S+)\.\.\.")
 
@@ -26,6 +30,7 @@ class DatabaseOutcome:
     applied: int = 0
     seconds: float = 0.0
     error: str = ""
+    skipped: bool = False  # not started: an earlier wave failed
 
 
 class _ProgressWriter:
@@ -66,12 +71,21 @@ class Command(BaseCommand):
             "--plan", action="store_true", help="show how many migrations each database needs; change nothing"
         )
         parser.add_argument("--parallel", type=int, default=4, help="databases migrated at the same time (default 4)")
+        parser.add_argument(
+            "--on-ddl",
+            choices=ON_DDL_CHOICES,
+            default="refuse",
+            help="what to do when a migration would break a live data move: refuse (default: change nothing and "
+            "say why) or stop (pause the move at a safe point, migrate, then restart its copy)",
+        )
 
     def progress(self, line: str) -> None:
         with self._lock:
             self.stdout.write(line)
 
-    def handle(self, *args: Any, databases: list[str] | None, plan: bool, parallel: int, **options: Any) -> None:
+    def handle(
+        self, *args: Any, databases: list[str] | None, plan: bool, parallel: int, on_ddl: str, **options: Any
+    ) -> None:
         self._lock = threading.Lock()
         aliases = databases or list(settings.DATABASES)
         unknown = sorted(set(aliases) - set(settings.DATABASES))
@@ -81,7 +95,14 @@ class Command(BaseCommand):
             )
         if parallel < 1:
             raise CommandError("--parallel must be at least 1.")
-        outcomes = {alias: DatabaseOutcome(alias, self._pending(alias)) for alias in aliases}
+        plans = {alias: self._plan(alias) for alias in aliases}
+        outcomes = {alias: DatabaseOutcome(alias, len(steps)) for alias, steps in plans.items()}
+        try:
+            schedule = migration_coordinator()(plans, on_ddl=on_ddl, dry_run=plan, say=self.progress)
+        except MigrationRefused as exc:
+            raise CommandError(str(exc)) from exc
+        for note in schedule.notes:
+            self.stdout.write(note)
         if plan:
             for outcome in outcomes.values():
                 self.stdout.write(f"  {outcome.alias}: {outcome.planned} migration(s) to apply")
@@ -89,18 +110,45 @@ class Command(BaseCommand):
         # Build the recorder's model class once, before threads race to create it.
         MigrationRecorder(connections["default"]).Migration  # noqa: B018
         started = time.monotonic()
-        self.stdout.write(
-            self.style.MIGRATE_HEADING(f"Migrating {len(aliases)} database(s), {min(parallel, len(aliases))} at a time")
-        )
-        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="migrate") as pool:
-            for future in [pool.submit(self._migrate, outcomes[alias], started) for alias in aliases]:
-                future.result()
+        self._run(schedule, outcomes, parallel, started)
         self._summary(outcomes, time.monotonic() - started)
+        try:
+            schedule.finish()
+        except MigrationRefused as exc:
+            raise CommandError(str(exc)) from exc
 
-    def _pending(self, alias: str) -> int:
+    def _run(
+        self, schedule: MigrationSchedule, outcomes: dict[str, DatabaseOutcome], parallel: int, started: float
+    ) -> None:
+        """Migrate the databases wave by wave; a failed wave leaves the later ones untouched."""
+        try:
+            schedule.prepare()
+        except MigrationRefused as exc:
+            raise CommandError(str(exc)) from exc
+        waves = [[alias for alias in wave if alias in outcomes] for wave in schedule.waves]
+        waves = [wave for wave in waves if wave]
+        total = sum(len(wave) for wave in waves)
+        self.stdout.write(
+            self.style.MIGRATE_HEADING(
+                f"Migrating {total} database(s), {min(parallel, total)} at a time"
+                + (f", in {len(waves)} waves" if len(waves) > 1 else "")
+            )
+        )
+        for number, wave in enumerate(waves, start=1):
+            if any(o.error for o in outcomes.values()):
+                for alias in wave:
+                    outcomes[alias].skipped = True
+                continue
+            if len(waves) > 1:
+                self.progress(f"Wave {number}/{len(waves)}: {', '.join(wave)}")
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="migrate") as pool:
+                for future in [pool.submit(self._migrate, outcomes[alias], started) for alias in wave]:
+                    future.result()
+
+    def _plan(self, alias: str) -> list[tuple[Migration, bool]]:
         try:
             executor = MigrationExecutor(connections[alias])
-            return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+            return executor.migration_plan(executor.loader.graph.leaf_nodes())
         except Exception as exc:
             raise CommandError(f"Cannot read the migration state of {alias!r}: {exc}") from exc
         finally:
@@ -130,6 +178,8 @@ class Command(BaseCommand):
         for outcome in outcomes.values():
             if outcome.error:
                 status = self.style.ERROR("FAILED")
+            elif outcome.skipped:
+                status = self.style.WARNING("not started")
             elif outcome.planned == 0:
                 status = "up to date"
             else:
@@ -137,7 +187,10 @@ class Command(BaseCommand):
             self.stdout.write(f"  {outcome.alias:<12} {status:<20} {outcome.seconds:6.1f}s")
         failed = [o.alias for o in outcomes.values() if o.error]
         if failed:
+            skipped = [o.alias for o in outcomes.values() if o.skipped]
+            later = f" ({', '.join(skipped)} not started: they come after it)" if skipped else ""
             raise CommandError(
-                f"Migration failed on {', '.join(failed)}; fix the error above and re-run (finished databases are kept)."
+                f"Migration failed on {', '.join(failed)}{later}; fix the error above and re-run (finished databases "
+                "are kept)."
             )
         self.stdout.write(self.style.SUCCESS(f"All {len(outcomes)} database(s) migrated in {total:.1f}s."))
