@@ -4,6 +4,9 @@ Run it on a private embedded stack (fresh servers, thrown away afterwards):
 
     .venv/bin/python -m quantumquill.devstack exec --profile test -- .venv/bin/python bench/bench_warehouse.py
 
+On a shared machine, run it under ``bench/cpu_shares.py`` (servers and benchmark in one cgroup with a high
+``cpu.shares``). The case study's size: ``--generations 1000000`` (2,000,000 rows; about 5 minutes).
+
 Options: ``--generations`` (default 100000, each with a usage event: 200000 rows) spread over shard1 and shard2,
 ``--rate`` writes per second while following (default 200), ``--seconds`` of following (default 30),
 ``--json PATH``.

@@ -26,7 +26,7 @@ import duckdb
 import psycopg
 
 from .conf import WarehouseConfig
-from .errors import WarehouseUnavailable
+from .errors import RowsPresent, WarehouseUnavailable
 
 LOCK_WAIT_SECONDS = 15.0
 
@@ -64,10 +64,14 @@ class Warehouse:
         raise NotImplementedError
         yield
 
-    def copy_csv_into(self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path) -> None:
+    def copy_csv_into(
+        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    ) -> None:
         """Insert CSV rows (``columns`` in order) into ``table``, keeping rows whose ``id`` already exists.
 
-        ``rows()`` opens the rows; an engine may open them a second time (the same rows: a snapshot).
+        ``rows()`` opens the rows; an engine may open them a second time (the same rows: a snapshot). Without
+        ``skip_present`` the engine may insert without looking for present rows and raise ``RowsPresent`` if one
+        is there (its transaction is then lost: the caller loads again with ``skip_present``).
         """
         raise NotImplementedError
 
@@ -183,26 +187,33 @@ class DuckDBWarehouse(Warehouse):
             assignments = ", ".join(f"{c} = s.{c}" for c in columns[1:])
             self.conn.execute(f"UPDATE {table} SET {assignments} FROM {stage} s WHERE {table}.id = s.id")
 
-    def copy_csv_into(self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path) -> None:
+    def copy_csv_into(
+        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    ) -> None:
         """Read the rows into part files in a thread while DuckDB inserts the parts already read.
 
         DuckDB reads CSV files itself much faster than it binds values from Python; the parts let reading the
-        source and inserting into DuckDB overlap (DuckDB works without Python's lock).
+        source and inserting into DuckDB overlap (DuckDB works without Python's lock). A plain INSERT first (the
+        primary key refuses a present row, and DuckDB then loses the whole transaction: ``RowsPresent``); with
+        ``skip_present`` an anti-join (rather than ON CONFLICT: DuckDB checks conflicts row by row), which costs a
+        hash table over the whole fact table per part.
         """
         scratch.parent.mkdir(parents=True, exist_ok=True)
         names = ", ".join(columns)
         insert = (
-            # An anti-join rather than ON CONFLICT: DuckDB checks conflicts row by row.
             f"INSERT INTO {table} ({names}) SELECT * FROM read_csv(?, header = false, "
-            f"columns = {self._column_spec(table, columns)}, nullstr = '', auto_detect = false) s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)"
+            f"columns = {self._column_spec(table, columns)}, nullstr = '', auto_detect = false) s"
         )
+        if skip_present:
+            insert += f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)"
         reader = _PartReader(rows, scratch)
         reader.start()
         try:
             for part in reader.parts():
                 try:
                     self.conn.execute(insert, [str(part)])
+                except duckdb.ConstraintException as exc:
+                    raise RowsPresent(str(exc)) from exc
                 finally:
                     part.unlink(missing_ok=True)
         finally:
@@ -244,7 +255,9 @@ class PostgresWarehouse(Warehouse):
         with self.conn.transaction():
             yield
 
-    def copy_csv_into(self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path) -> None:
+    def copy_csv_into(
+        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    ) -> None:
         """COPY straight into ``table``; if a row is already there (a range loaded from the shard it moved from),
         undo that and load again through a staging table, skipping the rows present.
 
@@ -252,12 +265,13 @@ class PostgresWarehouse(Warehouse):
         conflict only happens for rows that changed shard, so the first attempt nearly always stands.
         """
         names = ", ".join(columns)
-        try:
-            with self.conn.transaction():  # a savepoint: a conflict undoes this COPY only
-                self._copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)", rows)
-            return
-        except psycopg.errors.UniqueViolation:
-            pass
+        if not skip_present:
+            try:
+                with self.conn.transaction():  # a savepoint: a conflict undoes this COPY only
+                    self._copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)", rows)
+                return
+            except psycopg.errors.UniqueViolation:
+                pass
         self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} (LIKE {table}) ON COMMIT DROP")
         with self.conn.cursor() as cur:
             self._copy(f"COPY staging_{table} ({names}) FROM STDIN (FORMAT csv)", rows)

@@ -43,7 +43,7 @@ from shardrouter.mapstore import load_map_from_database
 from . import aggregates, capture
 from .conf import WarehouseConfig
 from .engines import Warehouse, warehouse
-from .errors import WarehouseError
+from .errors import RowsPresent, WarehouseError
 from .facts import (
     FACT_COLUMNS,
     FACT_TABLE,
@@ -206,6 +206,8 @@ class Syncer:
                     self._forget(alias)
                     self._record_error(wh, alias, _one_line(exc))
                     result.error = _one_line(exc)
+            if any(s.loaded_rows for s in outcome.sources):
+                pause_point("load:committed")
             aggregates.refresh_stale(wh)
         return outcome
 
@@ -257,6 +259,12 @@ class Syncer:
     # --- initial load ----------------------------------------------------------------------------
 
     def _initial_load(self, wh: Warehouse, conn: psycopg.Connection[Any], alias: str) -> int:
+        try:
+            return self._load(wh, conn, alias, skip_present=False)
+        except RowsPresent:  # rows of this source are already in (a range that moved): again, skipping them
+            return self._load(wh, conn, alias, skip_present=True)
+
+    def _load(self, wh: Warehouse, conn: psycopg.Connection[Any], alias: str, *, skip_present: bool) -> int:
         moves = active_moves()
         if moves:
             raise WarehouseError(
@@ -299,7 +307,8 @@ class Syncer:
                     with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
                         yield _CopyReader(copy, seen)  # type: ignore[misc]
 
-                wh.copy_csv_into(fact, FACT_COLUMNS[fact], rows, _scratch(self.config, alias, fact))
+                scratch = _scratch(self.config, alias, fact)
+                wh.copy_csv_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
                 if self.progress:
                     self.progress(f"{alias} {fact}", done, done)
                 total += done
