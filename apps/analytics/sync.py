@@ -314,7 +314,7 @@ class Syncer:
                 total += done
                 span = wh.loaded_span(fact) if done else None
                 spans.extend(span or ())
-            # Aggregates are recomputed once per cycle for every source loaded in it (see _refresh_loaded_days),
+            # Aggregates are recomputed once per cycle for every source loaded in it (aggregates.refresh_stale),
             # not once per source: the span to redo is recorded with the facts, so a crash cannot lose it.
             aggregates.mark_stale(wh, spans)
             pause_point("load:copied")
