@@ -4,6 +4,9 @@ Run it on a private embedded stack (fresh servers, thrown away afterwards):
 
     .venv/bin/python -m quantumquill.devstack exec --profile test -- .venv/bin/python bench/bench_warehouse.py
 
+On a shared machine, run it under ``bench/cpu_shares.py`` (servers and benchmark in one cgroup with a high
+``cpu.shares``). The case study's size: ``--generations 1000000`` (2,000,000 rows; about 5 minutes).
+
 Options: ``--generations`` (default 100000, each with a usage event: 200000 rows) spread over shard1 and shard2,
 ``--rate`` writes per second while following (default 200), ``--seconds`` of following (default 30),
 ``--json PATH``.
@@ -85,14 +88,14 @@ def prepare(generations: int) -> None:
                 INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, seed,
                   stop, status, output, error, finish_reason, prompt_tokens, completion_tokens, created_at, updated_at,
                   started_at, completed_at, claim_token, claimed_at, attempts, model_name, time_to_first_token_ms,
-                  total_ms)
-                SELECT %(base)s + g, %(lo)s + (g * 7919) %% (%(hi)s - %(lo)s), gen_random_uuid(),
+                  total_ms, claimed_by, idempotency_key)
+                SELECT %(base)s + g, %(lo)s + (g::bigint * 7919) %% (%(hi)s - %(lo)s), gen_random_uuid(),
                   'prompt ' || g, 200, 0.8, 0.95, NULL, '[]'::jsonb,
                   (ARRAY['succeeded','succeeded','succeeded','failed','cancelled'])[1 + g %% 5],
                   repeat('x', 200 + g %% 300), '', 'length', 10 + g %% 40, 50 + g %% 150,
                   timestamptz '2026-01-01' + (g %% 330) * interval '1 day' + (g %% 86400) * interval '1 second',
                   now(), NULL, NULL, NULL, NULL, 1,
-                  (ARRAY['ngram-small','ngram-large','gpt-like'])[1 + g %% 3], 20 + g %% 50, 100 + (g * 37) %% 2000
+                  (ARRAY['ngram-small','ngram-large','gpt-like'])[1 + g %% 3], 20 + g %% 50, 100 + (g::bigint * 37) %% 2000, '', ''
                 FROM generate_series(1, %(n)s) AS g
                 """,
                 {"base": base_id, "lo": lo, "hi": hi, "n": per_shard},
@@ -165,8 +168,8 @@ def follow_lag(config: WarehouseConfig, *, rate: float, seconds: float) -> dict[
                 conn.execute(
                     "INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, "
                     "stop, status, output, error, finish_reason, prompt_tokens, completion_tokens, created_at, "
-                    "updated_at, attempts, model_name) VALUES (%s, %s, gen_random_uuid(), 'lag', 10, 0.8, 0.95, "
-                    "'[]', 'queued', '', '', '', 5, 0, now(), now(), 0, '')",
+                    "updated_at, attempts, model_name, claimed_by, idempotency_key) VALUES (%s, %s, gen_random_uuid(), "
+                    "'lag', 10, 0.8, 0.95, '[]', 'queued', '', '', '', 5, 0, now(), now(), 0, '', '', '')",
                     [gid, user],
                 )
                 n += 1

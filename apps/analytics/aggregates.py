@@ -51,6 +51,31 @@ def refresh_days(wh: Warehouse, days: Iterable[date]) -> None:
     )
 
 
+STALE_KEY = "stale_days"
+
+
+def mark_stale(wh: Warehouse, days: Iterable[date]) -> None:
+    """Record (with the facts, in their transaction) that the aggregates of these days are to be recomputed."""
+    wanted = sorted({d for d in days if d.year > 1970})
+    if not wanted:
+        return
+    current = meta(wh, STALE_KEY)
+    if current:
+        first, last = (date.fromisoformat(d) for d in current.split(","))
+        wanted = [min(first, wanted[0]), max(last, wanted[-1])]
+    set_meta(wh, STALE_KEY, f"{wanted[0].isoformat()},{wanted[-1].isoformat()}")
+
+
+def refresh_stale(wh: Warehouse) -> None:
+    """Recompute the days ``mark_stale`` recorded, then forget them, in one transaction."""
+    current = meta(wh, STALE_KEY)
+    if not current:
+        return
+    with wh.transaction():
+        refresh_days(wh, [date.fromisoformat(d) for d in current.split(",")])
+        wh.execute("DELETE FROM wh_meta WHERE key = %s", [STALE_KEY])
+
+
 def replace_users(wh: Warehouse, users: list[tuple[int, str, bool, datetime | None]]) -> None:
     wh.execute("DELETE FROM dim_user")
     wh.insert_rows(

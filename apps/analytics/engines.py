@@ -13,10 +13,11 @@ retry for a few seconds while the other holds it.
 from __future__ import annotations
 
 import csv
+import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -25,9 +26,12 @@ import duckdb
 import psycopg
 
 from .conf import WarehouseConfig
-from .errors import WarehouseUnavailable
+from .errors import RowsPresent, WarehouseUnavailable
 
 LOCK_WAIT_SECONDS = 15.0
+
+# Opens the rows to load, as CSV, from the start (a load may read them twice: see PostgresWarehouse.copy_csv_into).
+CsvRows = Callable[[], AbstractContextManager[IO[bytes]]]
 
 # One DuckDB connection per file at a time within a process: DuckDB shares one database instance between the
 # connections of a process, where two writers would run concurrent transactions instead of waiting for the lock.
@@ -60,9 +64,21 @@ class Warehouse:
         raise NotImplementedError
         yield
 
-    def copy_csv_into(self, table: str, columns: Sequence[str], source: IO[bytes], scratch: Path) -> None:
-        """Insert CSV rows (``columns`` in order) into ``table``, keeping rows whose ``id`` already exists."""
+    def copy_csv_into(
+        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    ) -> None:
+        """Insert CSV rows (``columns`` in order) into ``table``, keeping rows whose ``id`` already exists.
+
+        ``rows()`` opens the rows; an engine may open them a second time (the same rows: a snapshot). Without
+        ``skip_present`` the engine may insert without looking for present rows and raise ``RowsPresent`` if one
+        is there (its transaction is then lost: the caller loads again with ``skip_present``).
+        """
         raise NotImplementedError
+
+    def loaded_span(self, table: str) -> tuple[date, date] | None:
+        """First and last day of ``table``'s rows (tombstones aside): the days an initial load may have touched."""
+        row = self.fetchone(f"SELECT min(day), max(day) FROM {table} WHERE day > %s", [date(1970, 1, 1)])
+        return (row[0], row[1]) if row and row[0] is not None else None
 
     def close(self) -> None:
         raise NotImplementedError
@@ -171,23 +187,37 @@ class DuckDBWarehouse(Warehouse):
             assignments = ", ".join(f"{c} = s.{c}" for c in columns[1:])
             self.conn.execute(f"UPDATE {table} SET {assignments} FROM {stage} s WHERE {table}.id = s.id")
 
-    def copy_csv_into(self, table: str, columns: Sequence[str], source: IO[bytes], scratch: Path) -> None:
+    def copy_csv_into(
+        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    ) -> None:
+        """Read the rows into part files in a thread while DuckDB inserts the parts already read.
+
+        DuckDB reads CSV files itself much faster than it binds values from Python; the parts let reading the
+        source and inserting into DuckDB overlap (DuckDB works without Python's lock). A plain INSERT first (the
+        primary key refuses a present row, and DuckDB then loses the whole transaction: ``RowsPresent``); with
+        ``skip_present`` an anti-join (rather than ON CONFLICT: DuckDB checks conflicts row by row), which costs a
+        hash table over the whole fact table per part.
+        """
         scratch.parent.mkdir(parents=True, exist_ok=True)
-        with scratch.open("wb") as out:
-            while chunk := source.read(1 << 20):
-                out.write(chunk)
         names = ", ".join(columns)
-        spec = self._column_spec(table, columns)
+        insert = (
+            f"INSERT INTO {table} ({names}) SELECT * FROM read_csv(?, header = false, "
+            f"columns = {self._column_spec(table, columns)}, nullstr = '', auto_detect = false) s"
+        )
+        if skip_present:
+            insert += f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)"
+        reader = _PartReader(rows, scratch)
+        reader.start()
         try:
-            if scratch.stat().st_size:
-                self.conn.execute(
-                    # An anti-join rather than ON CONFLICT: DuckDB checks conflicts row by row.
-                    f"INSERT INTO {table} ({names}) SELECT * FROM read_csv(?, header = false, columns = {spec}, "
-                    f"nullstr = '', auto_detect = false) s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)",
-                    [str(scratch)],
-                )
+            for part in reader.parts():
+                try:
+                    self.conn.execute(insert, [str(part)])
+                except duckdb.ConstraintException as exc:
+                    raise RowsPresent(str(exc)) from exc
+                finally:
+                    part.unlink(missing_ok=True)
         finally:
-            scratch.unlink(missing_ok=True)
+            reader.stop()
 
     def close(self) -> None:
         try:
@@ -225,20 +255,116 @@ class PostgresWarehouse(Warehouse):
         with self.conn.transaction():
             yield
 
-    def copy_csv_into(self, table: str, columns: Sequence[str], source: IO[bytes], scratch: Path) -> None:
+    def copy_csv_into(
+        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    ) -> None:
+        """COPY straight into ``table``; if a row is already there (a range loaded from the shard it moved from),
+        undo that and load again through a staging table, skipping the rows present.
+
+        The direct COPY writes every row once; staging writes it twice and sorts out conflicts row by row. A
+        conflict only happens for rows that changed shard, so the first attempt nearly always stands.
+        """
         names = ", ".join(columns)
+        if not skip_present:
+            try:
+                with self.conn.transaction():  # a savepoint: a conflict undoes this COPY only
+                    self._copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)", rows)
+                return
+            except psycopg.errors.UniqueViolation:
+                pass
         self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} (LIKE {table}) ON COMMIT DROP")
         with self.conn.cursor() as cur:
-            with cur.copy(f"COPY staging_{table} ({names}) FROM STDIN (FORMAT csv)") as copy:
-                while chunk := source.read(1 << 20):
-                    copy.write(chunk)
+            self._copy(f"COPY staging_{table} ({names}) FROM STDIN (FORMAT csv)", rows)
             cur.execute(
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM staging_{table} ON CONFLICT (id) DO NOTHING"
             )
             cur.execute(f"DROP TABLE staging_{table}")
 
+    def _copy(self, statement: str, rows: CsvRows) -> None:
+        with self.conn.cursor() as cur, cur.copy(statement) as copy, rows() as source:
+            while chunk := source.read(1 << 20):
+                copy.write(chunk)
+
     def close(self) -> None:
         self.conn.close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _PartReader:
+    """Drains ``rows()`` into CSV part files of about ``PART_BYTES`` in a thread, handing each on when complete."""
+
+    PART_BYTES = 8 << 20
+
+    def __init__(self, rows: CsvRows, scratch: Path) -> None:
+        self._rows = rows
+        self._scratch = scratch
+        self._ready: queue.Queue[Path | BaseException | None] = queue.Queue(maxsize=2)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"load {scratch.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def parts(self) -> Iterator[Path]:
+        while (item := self._ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        """Wait for the thread (told to stop early if the caller failed); remove parts nobody inserted."""
+        self._stopping.set()
+        while self._thread.is_alive():
+            try:
+                item = self._ready.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, Path):
+                item.unlink(missing_ok=True)
+        self._thread.join()
+        while not self._ready.empty():
+            item = self._ready.get_nowait()
+            if isinstance(item, Path):
+                item.unlink(missing_ok=True)
+
+    def _put(self, item: Path | BaseException | None) -> bool:
+        while not self._stopping.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        if isinstance(item, Path):
+            item.unlink(missing_ok=True)
+        return False
+
+    def _run(self) -> None:
+        try:
+            with self._rows() as source:
+                number = 0
+                while True:
+                    if self._stopping.is_set():
+                        raise _Stopped  # inside the read: the source's COPY is cancelled, not left half-read
+                    part = self._scratch.with_name(f"{self._scratch.stem}.{number}.csv")
+                    size = 0
+                    with part.open("wb") as out:
+                        while size < self.PART_BYTES and (chunk := source.read(1 << 20)):
+                            out.write(chunk)
+                            size += len(chunk)
+                    if not size:
+                        part.unlink(missing_ok=True)
+                        break
+                    if not self._put(part):
+                        return
+                    number += 1
+            self._put(None)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the inserting thread, which raises it
+            self._put(exc)
 
 
 def _csv_value(value: Any) -> Any:

@@ -7,3 +7,7 @@ class WarehouseError(Exception):
 
 class WarehouseUnavailable(WarehouseError):
     """The warehouse cannot be reached or opened right now (pages answer 503)."""
+
+
+class RowsPresent(Exception):
+    """A load found rows already in the warehouse; it is done again, skipping them (not an error to report)."""

@@ -2,7 +2,8 @@
 
 It prints ``paused at <step>`` on stderr and sleeps, so a test can SIGKILL it
 at a known point. Steps: ``load:copied`` (rows copied, warehouse transaction
-not committed), ``apply:written`` (changes written, not committed),
+not committed), ``load:committed`` (a source loaded and committed, the daily
+aggregates of its days not yet recomputed), ``apply:written`` (changes written, not committed),
 ``apply:committed`` (warehouse committed, source slot not yet advanced).
 """
 

@@ -24,7 +24,8 @@ twice or not at all while the map flips).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -42,7 +43,7 @@ from shardrouter.mapstore import load_map_from_database
 from . import aggregates, capture
 from .conf import WarehouseConfig
 from .engines import Warehouse, warehouse
-from .errors import WarehouseError
+from .errors import RowsPresent, WarehouseError
 from .facts import (
     FACT_COLUMNS,
     FACT_TABLE,
@@ -205,6 +206,9 @@ class Syncer:
                     self._forget(alias)
                     self._record_error(wh, alias, _one_line(exc))
                     result.error = _one_line(exc)
+            if any(s.loaded_rows for s in outcome.sources):
+                pause_point("load:committed")
+            aggregates.refresh_stale(wh)
         return outcome
 
     def _ensure_capture(self, wh: Warehouse) -> dict[str, str]:
@@ -255,6 +259,12 @@ class Syncer:
     # --- initial load ----------------------------------------------------------------------------
 
     def _initial_load(self, wh: Warehouse, conn: psycopg.Connection[Any], alias: str) -> int:
+        try:
+            return self._load(wh, conn, alias, skip_present=False)
+        except RowsPresent:  # rows of this source are already in (a range that moved): again, skipping them
+            return self._load(wh, conn, alias, skip_present=True)
+
+    def _load(self, wh: Warehouse, conn: psycopg.Connection[Any], alias: str, *, skip_present: bool) -> int:
         moves = active_moves()
         if moves:
             raise WarehouseError(
@@ -272,13 +282,14 @@ class Syncer:
                 ).fetchall()
             }
             _check_columns(alias, table, columns, known)
+        where = " OR ".join(f"(user_id >= {lo} AND user_id < {hi})" for lo, hi in owned) or "false"
         total = 0
-        days: set[date] = set()
+        spans: list[date] = []
         with wh.transaction(), conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             for table, select in INITIAL_SELECT.items():
-                where = " OR ".join(f"(user_id >= {lo} AND user_id < {hi})" for lo, hi in owned) or "false"
-                expected = int(conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])  # type: ignore[index]
+                # One pass over the source per table: the progress bar's total is the planner's estimate.
+                expected = _estimated_rows(conn, f"SELECT 1 FROM {table} WHERE {where}")
                 fact = FACT_TABLE[table]
                 done = 0
 
@@ -286,19 +297,26 @@ class Syncer:
                     nonlocal done
                     done += rows
                     if self.progress:
-                        self.progress(f"{alias} {fact}", done, expected)
+                        self.progress(f"{alias} {fact}", done, max(expected, done))
 
-                with conn.cursor() as cur, cur.copy(f"COPY ({select} WHERE {where}) TO STDOUT (FORMAT csv)") as copy:
-                    reader: IO[bytes] = _CopyReader(copy, seen)  # type: ignore[assignment]
-                    wh.copy_csv_into(fact, FACT_COLUMNS[fact], reader, _scratch(self.config, alias, fact))
+                @contextmanager
+                def rows(query: str = f"COPY ({select} WHERE {where}) TO STDOUT (FORMAT csv)") -> Iterator[IO[bytes]]:
+                    nonlocal done
+                    done = 0  # read from the start (again, if the warehouse asks twice)
+                    # A savepoint: a read cut short (the warehouse failed mid-COPY) leaves the snapshot usable.
+                    with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
+                        yield _CopyReader(copy, seen)  # type: ignore[misc]
+
+                scratch = _scratch(self.config, alias, fact)
+                wh.copy_csv_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
+                if self.progress:
+                    self.progress(f"{alias} {fact}", done, done)
                 total += done
-                days.update(
-                    d
-                    for (d,) in conn.execute(
-                        f"SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM {table} WHERE {where}"
-                    ).fetchall()
-                )
-            aggregates.refresh_days(wh, days)
+                span = wh.loaded_span(fact) if done else None
+                spans.extend(span or ())
+            # Aggregates are recomputed once per cycle for every source loaded in it (aggregates.refresh_stale),
+            # not once per source: the span to redo is recorded with the facts, so a crash cannot lose it.
+            aggregates.mark_stale(wh, spans)
             pause_point("load:copied")
             wh.execute(
                 "UPDATE wh_source SET loaded = TRUE, caught_up_at = %s, error = NULL, error_at = NULL WHERE alias = %s",
@@ -545,6 +563,11 @@ def _check_columns(alias: str, table: str, columns: set[str], known: Iterable[st
     problem = _column_problem(alias, table, columns, known)
     if problem:
         raise WarehouseError(problem)
+
+
+def _estimated_rows(conn: psycopg.Connection[Any], query: str) -> int:
+    plan = conn.execute(f"EXPLAIN (FORMAT JSON) {query}").fetchone()[0]  # type: ignore[index]
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def _scratch(config: WarehouseConfig, alias: str, fact: str) -> Path:

@@ -33,7 +33,7 @@ def change_everything(rng: random.Random) -> None:
         Generation.objects.for_user(user).filter(id__in=victims).delete()
 
 
-@pytest.mark.parametrize("step", ["load:copied", "apply:written", "apply:committed"])
+@pytest.mark.parametrize("step", ["load:copied", "load:committed", "apply:written", "apply:committed"])
 def test_a_sync_killed_at_a_crash_point_neither_loses_nor_applies_twice(
     duckdb_warehouse: WarehouseConfig, step: str, make_user: Any
 ) -> None:
