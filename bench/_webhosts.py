@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,14 +82,19 @@ class CpuGroup:
     def remove(self) -> None:
         """Move any process left back to the root group, then remove the folders."""
         for folder in reversed(self._dirs):
-            if not folder.exists():
-                continue
-            for pid in (folder / "cgroup.procs").read_text().split():
+            # A server in the group may fork while we move it out (a PostgreSQL backend): repeat until empty.
+            for _ in range(50):
+                if not folder.exists():
+                    break
+                for pid in (folder / "cgroup.procs").read_text().split():
+                    try:
+                        (folder.parent / "cgroup.procs").write_text(pid)
+                    except OSError:
+                        pass  # it exited meanwhile
                 try:
-                    (folder.parent / "cgroup.procs").write_text(pid)
-                except (ProcessLookupError, OSError):
-                    pass  # it exited meanwhile
-            folder.rmdir()
+                    folder.rmdir()
+                except OSError:
+                    time.sleep(0.1)
         self._dirs.clear()
 
 
@@ -110,6 +116,8 @@ class NetnsHosts:
     delay_ms: float = 0.25  # each way: 0.5 ms round trip
     prefix: str = "qqw"
     subnet: str = "10.77.0"
+    # Why no delay could be added (tc netem missing from the kernel), else "": the hop is then veth + bridge only.
+    delay_problem: str = ""
     created_netns: list[str] = field(default_factory=list)
     created_links: list[str] = field(default_factory=list)
 
@@ -145,13 +153,24 @@ class NetnsHosts:
             self.created_links.append(host_end)
             _ip("ip", "link", "set", ns_end, "netns", ns)
             _ip("ip", "link", "set", host_end, "master", self.bridge, "up")
-            _ip("tc", "qdisc", "add", "dev", host_end, "root", "netem", "delay", f"{self.delay_ms}ms")
+            self._delay(host_end)
             _ip("ip", "addr", "add", f"{self.address(name)}/24", "dev", ns_end, netns=ns)
             _ip("ip", "link", "set", ns_end, "up", netns=ns)
             _ip("sysctl", "-qw", f"net.ipv4.conf.{ns_end}.route_localnet=1", netns=ns)
-            _ip("tc", "qdisc", "add", "dev", ns_end, "root", "netem", "delay", f"{self.delay_ms}ms", netns=ns)
+            self._delay(ns_end, netns=ns)
             # The namespace's own loopback stays down, so 127.0.0.1 means the root namespace's servers.
             _ip("ip", "route", "add", "127.0.0.1/32", "via", self.gateway, "src", self.address(name), netns=ns)
+
+    def _delay(self, link: str, *, netns: str = "") -> None:
+        if self.delay_problem or not self.delay_ms:
+            return
+        try:
+            _ip("tc", "qdisc", "add", "dev", link, "root", "netem", "delay", f"{self.delay_ms}ms", netns=netns)
+        except subprocess.CalledProcessError as exc:
+            self.delay_problem = (
+                f"tc netem failed ({exc.stderr.strip() or exc.returncode}): this kernel has no sch_netem "
+                "(modprobe sch_netem, or a kernel built with CONFIG_NET_SCH_NETEM), so the hop carries no added delay"
+            )
 
     def remove(self) -> None:
         """Delete every namespace and link created (their veth peers and qdiscs go with them); safe to repeat."""

@@ -39,6 +39,7 @@ import json
 import multiprocessing
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -310,9 +311,12 @@ class Topology:
     apps: list[GunicornServer]
 
 
-def _app_env() -> dict[str, str]:
+def _app_env(hosts: NetnsHosts | None) -> dict[str, str]:
+    # The health check reaches a namespaced server by its own address; nginx passes the client's Host.
+    addresses = [hosts.address(name) for name in hosts.names] if hosts else []
     return {
         **os.environ,
+        "DJANGO_ALLOWED_HOSTS": ",".join(["127.0.0.1", "localhost", *addresses]),
         "DJANGO_DEBUG": "0",
         "QQ_HTTPS": "0",  # plain HTTP behind nginx on loopback
         "GUNICORN_ACCESS_LOG": "",
@@ -329,7 +333,7 @@ def web_tier(
         GunicornServer(
             name,
             free_port(),
-            _app_env(),
+            _app_env(hosts),
             work / label,
             workers=1,
             threads=threads,
@@ -359,6 +363,31 @@ def web_tier(
             app.stop(timeout=10)
 
 
+def connect_rtt_ms(host: str, port: int, samples: int = 200) -> float:
+    """Median time of a TCP connect (SYN, SYN-ACK) from here to an app server: the hop's round trip."""
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        with socket.create_connection((host, port), timeout=5):
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def data_server_pids() -> list[int]:
+    """The test stack's PostgreSQL (postmaster and backends) and Redis processes."""
+    stack = stack_from_state()
+    pids: list[int] = []
+    for name in stack.ports:
+        postgres = stack.postgres(name).pg_dir / "postmaster.pid"
+        if postgres.exists():
+            postmaster = int(postgres.read_text().split()[0])
+            pids += [postmaster, *_children(postmaster)]
+    for server in (stack.redis(), stack.redis_sessions(), stack.redis_broker()):
+        if server.pid_file.exists():
+            pids.append(int(server.pid_file.read_text().strip()))
+    return pids
+
+
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return [int(line) for line in found.stdout.split()]
@@ -375,6 +404,8 @@ def measure(topology: Topology, args: argparse.Namespace, groups: dict[str, CpuG
     load = dict(processes=args.processes, threads=args.connections // args.processes, load_group=groups["load"])
     for mode, port in ports.items():  # warm-up: imports, connections, template caches
         run_load(port, cookies[mode], seconds=2, rate=0, groups=every, **load)  # type: ignore[arg-type]
+    rtt = connect_rtt_ms(topology.apps[0].host, topology.apps[0].port)
+    say(f"[{topology.label}] TCP connect to app1 ({topology.apps[0].host}): median {rtt:.3f} ms")
     proof = prove_shared_sessions(topology.two.port)
     say(f"[{topology.label}] one signed-in client through 2 servers: {proof}")
     saturated: dict[str, list[Sample]] = {mode: [] for mode in ports}
@@ -415,6 +446,7 @@ def measure(topology: Topology, args: argparse.Namespace, groups: dict[str, CpuG
     ratios = [two.rate / one.rate for one, two in zip(saturated["1 server"], saturated["2 servers"], strict=True)]
     return {
         "label": topology.label,
+        "connect_rtt_ms": rtt,
         "session_proof": proof,
         "saturated": {
             mode: {
@@ -506,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "app2": CpuGroup(f"{GROUP_PREFIX}-app2", args.cpu),
         "edge": CpuGroup(f"{GROUP_PREFIX}-nginx", None),
         "load": CpuGroup(f"{GROUP_PREFIX}-load", None),
+        "data": CpuGroup(f"{GROUP_PREFIX}-data", None),
     }
     hosts = NetnsHosts(["app1", "app2"], delay_ms=args.delay_ms) if args.netns else None
     work = Path(tempfile.mkdtemp(prefix="bench-scaleout-web-"))
@@ -514,12 +547,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for group in groups.values():
             group.create()
+        for pid in data_server_pids():  # uncapped, but not starved by other work on the machine either
+            groups["data"].join(pid)
         with web_tier("loopback", work, groups, None, args.threads) as topology:
             results.append(measure(topology, args, groups))
         if hosts is not None:
             hosts.create()
+            if hosts.delay_problem:
+                print(f"bench_scaleout_web: --netns without added delay: {hosts.delay_problem}", file=sys.stderr)
             with reachable_from(hosts), web_tier("netns", work, groups, hosts, args.threads) as topology:
                 results.append(measure(topology, args, groups))
+            results[-1]["delay_ms_each_way"] = 0.0 if hosts.delay_problem else hosts.delay_ms
+            results[-1]["delay_problem"] = hosts.delay_problem
     finally:
         if hosts is not None:
             hosts.remove()
