@@ -5,7 +5,7 @@
 
 Needs root and the cgroup v1 cpu and cpuacct controllers (checked first; the
 run stops with the reason when they are missing). Each app server (1 gunicorn
-worker x 4 threads, production settings) runs in a cgroup of its own with the
+worker x 8 threads, production settings) runs in a cgroup of its own with the
 same quota (``--cpu``, default 0.3 of a core) and ``cpu.shares`` 8192, so it
 gets that quota despite other work on the machine. nginx (the project's
 template, ``deploy/render_nginx.py``) and the load generator run in uncapped
@@ -504,18 +504,50 @@ def print_table(results: list[dict[str, Any]]) -> None:
         )
 
 
+def draw_chart(results: list[dict[str, Any]], path: Path, caption: str) -> None:
+    """Saturated throughput and the fixed-load p95 of 1 vs 2 app servers, per topology (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = ["1 server", "2 servers"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.8 / len(results)
+    for index, result in enumerate(results):
+        xs = [m + index * width for m in range(len(modes))]
+        rates = [result["saturated"][mode]["req_per_s_median"] for mode in modes]
+        p95s = [result["fixed_load"][mode]["p95_ms"] for mode in modes]
+        bars = left.bar(xs, rates, width, label=f"{result['label']} ({result['ratio_median']:.2f}x)")
+        left.bar_label(bars, fmt="%.0f")
+        right.bar(xs, p95s, width, label=result["label"])
+    for axis in (left, right):
+        axis.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(modes))], modes)
+        axis.legend()
+    left.set_ylabel("requests/s, saturated (median of rounds)")
+    left.set_title("Throughput: each app server capped at the same CPU")
+    right.set_ylabel("p95 ms")
+    offered = ", ".join(f"{r['label']} {r['fixed_load']['offered_req_per_s']:.0f}" for r in results)
+    right.set_title(f"p95 at a fixed offered load ({offered} req/s)")
+    figure.text(0.5, 0.01, caption, ha="center", fontsize=8)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu", type=float, default=0.3, help="CPU quota of each app server, in cores (0.3)")
     parser.add_argument("--seconds", type=float, default=8, help="seconds per measurement (8)")
     parser.add_argument("--rounds", type=int, default=4, help="saturation rounds; the order alternates (4)")
-    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections of the load (16)")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections of the load (32)")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes (2)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per app server (1 worker) (4)")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per app server (1 worker) (8)")
     parser.add_argument("--offered", type=float, default=0.7, help="fixed load, x 1 server's saturated rate (0.7)")
     parser.add_argument("--netns", action="store_true", help="also run with each app server in a network namespace")
     parser.add_argument("--delay-ms", type=float, default=0.25, help="--netns: netem delay each way (0.25 ms)")
     parser.add_argument("--json", default="", help="write every figure to this file")
+    parser.add_argument("--chart", default="", help="draw the figures into this PNG file")
     args = parser.parse_args(argv)
     if args.connections % args.processes:
         parser.error("--connections must be a multiple of --processes")
@@ -570,6 +602,12 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before {load_before[0]:.2f} {load_before[1]:.2f}, after {load_after[0]:.2f} "
         f"{load_after[1]:.2f}; {machine()}"
     )
+    if args.chart:
+        caption = (
+            f"GET /generations/ signed in; {args.cpu} CPU per app server; load average {load_before[0]:.1f} -> "
+            f"{load_after[0]:.1f}; {machine()}"
+        )
+        draw_chart(results, Path(args.chart), caption)
     if args.json:
         payload = {
             "settings": {k: v for k, v in vars(args).items() if k != "json"},
