@@ -63,7 +63,7 @@ class CpuGroup:
     @property
     def procs_files(self) -> tuple[Path, ...]:
         """Write a PID into each to move that process (and the children it forks later) into the group."""
-        return tuple(folder / "cgroup.procs" for folder in self._dirs)
+        return tuple(root / self.name / "cgroup.procs" for root in dict.fromkeys((CPU_ROOT, CPUACCT_ROOT)))
 
     def join(self, pid: int = 0) -> None:
         for procs in self.procs_files:
