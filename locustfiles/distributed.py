@@ -21,8 +21,57 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from locust.env import Environment
 
 DEFAULT_MASTER_PORT = 5557  # Locust's own default
+
+
+DRAIN, DRAINED = "qq_drain", "qq_drained"  # our messages between master and workers at the end of a run
+DRAIN_TIMEOUT = 30.0
+
+
+def attach_drain(environment: Environment) -> None:
+    """Make a headless distributed run count every request its workers made before it ends.
+
+    When a run ends, Locust's master sends "quit" and waits half a second for
+    each worker's last statistics; a worker busy finishing its users (on a
+    loaded machine, or with long server-sent event streams in flight) reports
+    after that, and its last requests are lost from the master's totals. So
+    the master first asks every worker to stop its users and say when it has,
+    then waits for the workers' next statistics report, and only then quits.
+    """
+    from locust.runners import MasterRunner, WorkerRunner  # Locust only runs in its own processes
+
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+
+        def on_drain(environment: Environment, msg: Any, **_kwargs: Any) -> None:
+            environment.runner.stop()  # type: ignore[union-attr]  # the users end; their requests are in the stats
+            environment.runner.send_message(DRAINED)  # type: ignore[union-attr]
+
+        runner.register_message(DRAIN, on_drain, concurrent=True)
+    elif isinstance(runner, MasterRunner):
+        drained: set[str] = set()
+        runner.register_message(DRAINED, lambda environment, msg, **_kwargs: drained.add(msg.node_id))
+
+        def before_quitting(environment: Environment, **_kwargs: Any) -> None:
+            import gevent
+            from locust.runners import WORKER_REPORT_INTERVAL
+
+            options = environment.parsed_options
+            expected = {client.id for client in runner.clients.all}
+            if not expected or not (options and options.headless):
+                return  # in the web UI the workers keep reporting after a stop; nothing is lost
+            runner.send_message(DRAIN)
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            while not expected <= drained and time.monotonic() < deadline:
+                gevent.sleep(0.2)
+            gevent.sleep(WORKER_REPORT_INTERVAL + 1)  # the workers' next report carries their last requests
+
+        environment.events.test_stopping.add_listener(before_quitting)
 
 
 @dataclass(frozen=True)
