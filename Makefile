@@ -65,13 +65,13 @@ SHAPE ?= baseline
 LOADTEST_ARGS ?=
 .PHONY: loadtest loadtest-headless loadtest-migration
 
-## loadtest: Locust's web UI on http://127.0.0.1:8089 (starts the platform unless one answers; HOST=URL to aim elsewhere)
+## loadtest: Locust's web UI on http://127.0.0.1:8089 (starts the platform unless one answers; HOST=URL to aim elsewhere; WORKERS=N: a master and N worker processes)
 loadtest: $(STAMP)
-	$(BIN)/python -m locustfiles.run $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+	$(BIN)/python -m locustfiles.run $(if $(HOST),--host $(HOST)) $(if $(WORKERS),--workers $(WORKERS)) $(LOADTEST_ARGS)
 
 ## loadtest-headless: SHAPE=baseline|stress|spike|soak without the UI; reports in reports/, exit status = verdict
 loadtest-headless: $(STAMP)
-	$(BIN)/python -m locustfiles.run --headless --shape $(SHAPE) $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+	$(BIN)/python -m locustfiles.run --headless --shape $(SHAPE) $(if $(HOST),--host $(HOST)) $(if $(WORKERS),--workers $(WORKERS)) $(LOADTEST_ARGS)
 
 ## loadtest-migration: baseline load while a shard move copies and cuts over; report in reports/migration-*
 loadtest-migration: $(STAMP)

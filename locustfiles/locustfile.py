@@ -16,6 +16,7 @@ from typing import Any
 import gevent
 from locust import events
 
+from locustfiles.distributed import attach_drain
 from locustfiles.grpc_user import GrpcUser
 from locustfiles.journeys import ApiUser, NewVisitor, WebUser
 from locustfiles.options import LoadOptions, add_arguments
@@ -77,6 +78,7 @@ def _on_init(environment: Any, runner: Any, web_ui: Any = None, **_kwargs: Any) 
         environment.shape_class = None
     if options.request_log:
         attach_request_log(environment, options.request_log)
+    attach_drain(environment)
     extend_web_ui(environment)
 
 

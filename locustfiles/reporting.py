@@ -154,6 +154,10 @@ def write_reports(report_dir: Path, verdict: Verdict, shape: dict[str, Any] | No
 
 def on_quitting(environment: Environment, **_kwargs: Any) -> None:
     """Judge the run; exit code 0 when it meets the thresholds (or the shape is not gated), 1 when not."""
+    from locust.runners import WorkerRunner
+
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master judges the whole run from every worker's statistics; a worker's share is not a verdict
     options = LoadOptions.from_parsed(environment.parsed_options)
     shape = environment.shape_class
     if isinstance(shape, PhasedShape):

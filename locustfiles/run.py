@@ -3,6 +3,8 @@
     python -m locustfiles.run                                 # web UI on http://127.0.0.1:8089
     python -m locustfiles.run --headless --shape baseline     # for scripts; exit status = the verdict
     python -m locustfiles.run --host https://staging.example  # an already running platform
+    python -m locustfiles.run --workers 4                     # a master and 4 worker processes (distributed.py)
+    python -m locustfiles.run --master-host 10.0.0.5 --workers 8   # 8 more workers here, for that master
 
 Without ``--host`` it uses the platform on http://127.0.0.1:8000 (or
 ``$QQ_LOADTEST_HOST``) when one answers there, and otherwise starts one there
@@ -28,6 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .distributed import (
+    DEFAULT_MASTER_PORT,
+    MasterSettings,
+    WorkerPool,
+    master_arguments,
+    worker_command,
+    worker_request_log,
+)
 from .localplatform import LocalPlatform, PlatformError, PlatformSettings
 from .options import DEFAULT_THRESHOLDS, SHAPES
 from .thresholds import ThresholdsError, load_thresholds
@@ -83,6 +93,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reports-dir", default=str(REPO_ROOT / "reports"), help="where reports are written")
     parser.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default 8089)")
     parser.add_argument("--contentgen-target", default=os.environ.get("CONTENTGEN_TARGET", ""), help="for GrpcUser")
+    parser.add_argument(
+        "--request-log",
+        metavar="FILE",
+        default="",
+        help="one CSV line per request; with workers, each writes its own (FILE.workerN.csv)",
+    )
+    spread = parser.add_argument_group("distributed load generation (a master and worker processes)")
+    spread.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="worker processes to start here (default 0: one Locust process does everything)",
+    )
+    spread.add_argument(
+        "--expect-workers",
+        type=int,
+        default=None,
+        help="headless: workers to wait for before starting, local and remote (default: --workers)",
+    )
+    spread.add_argument(
+        "--master-bind-host",
+        default="127.0.0.1",
+        help="address the master listens on for workers (0.0.0.0 to let workers on other hosts join)",
+    )
+    spread.add_argument(
+        "--master-port", type=int, default=DEFAULT_MASTER_PORT, help=f"master's port (default {DEFAULT_MASTER_PORT})"
+    )
+    spread.add_argument(
+        "--master-host",
+        default=None,
+        help="run only --workers workers (default 1) for the master on this host; no platform, no reports here",
+    )
     group = parser.add_argument_group("the platform started when none is running")
     parser.add_argument(
         "--seed-users",
@@ -193,12 +235,69 @@ def locust_command(
         command += ["--contentgen-target", args.contentgen_target]
     if app_pid:
         command += ["--app-pid", str(app_pid)]
+    if args.request_log and not distributed(args):
+        command += ["--request-log", str(Path(args.request_log).resolve())]
+    if distributed(args):
+        expect = args.expect_workers if args.expect_workers is not None else args.workers
+        master = MasterSettings(bind_host=args.master_bind_host, port=args.master_port, expect_workers=expect)
+        command += master_arguments(master, headless=args.headless)
     if args.headless:
         command += ["--headless", "--only-summary"]
     else:
         command += ["--web-host", "127.0.0.1", "--web-port", str(args.web_port), "--class-picker"]
     extra = args.locust_args[1:] if args.locust_args[:1] == ["--"] else args.locust_args
     return [*command, *extra, *classes]
+
+
+def distributed(args: argparse.Namespace) -> bool:
+    """A master and workers rather than one process: workers are started here or expected from elsewhere."""
+    return bool(args.workers or args.expect_workers)
+
+
+def check_distributed(args: argparse.Namespace) -> None:
+    """Refuse worker settings that cannot work, before anything starts."""
+    if args.workers < 0:
+        raise LaunchError(f"--workers must be 0 or more, got {args.workers}")
+    if args.expect_workers is not None and args.expect_workers < max(1, args.workers):
+        raise LaunchError(
+            f"--expect-workers {args.expect_workers} is fewer than the {max(1, args.workers)} worker(s) started "
+            "here; leave it out, or give the total of local and remote workers"
+        )
+    if args.master_host is None and distributed(args) and not port_free(args.master_port):
+        raise LaunchError(f"port {args.master_port} is in use (another Locust master?); pass --master-port N")
+
+
+def local_workers(args: argparse.Namespace, master_host: str, classes: list[str], env: dict[str, str]) -> WorkerPool:
+    count = args.workers or (1 if args.master_host else 0)
+    log = str(Path(args.request_log).resolve()) if args.request_log else ""
+    commands = [
+        worker_command(
+            LOCUSTFILE,
+            master_host=master_host,
+            master_port=args.master_port,
+            classes=classes,
+            request_log=worker_request_log(log, index) if log else "",
+        )
+        for index in range(1, count + 1)
+    ]
+    return WorkerPool(commands, REPO_ROOT, env)
+
+
+def _run_workers_only(args: argparse.Namespace) -> int:
+    """Workers for a master elsewhere: they run until it quits (or Ctrl-C here)."""
+    classes = requested_user_classes(args.user_classes) or list(USER_CLASSES)
+    pool = local_workers(args, args.master_host, classes, dict(os.environ))
+    _say(f"{len(pool.commands)} worker(s) joining the master at {args.master_host}:{args.master_port}")
+    pool.start()
+    try:
+        while True:
+            try:
+                return pool.wait()
+            except (KeyboardInterrupt, Terminated):
+                for process in pool.processes:
+                    process.send_signal(signal.SIGINT)
+    finally:
+        pool.stop(grace=10)
 
 
 def _say(message: str) -> None:
@@ -284,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         load_thresholds(args.thresholds)
         requested_user_classes(args.user_classes)  # bad names fail here, before anything starts
+        check_distributed(args)
+        if args.master_host:
+            return _run_workers_only(args)
         if not args.headless and not port_free(args.web_port):
             raise LaunchError(f"port {args.web_port} is in use (another Locust web UI?); pass --web-port N")
         env = dict(os.environ)
@@ -296,7 +398,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_dir.mkdir(parents=True, exist_ok=True)
         command = locust_command(args, launch.target.host, classes, report_dir, launch.app_pid)
         web_url = None if args.headless else f"http://127.0.0.1:{args.web_port}"
-        code = _run_locust(command, env, web_url)
+        workers = local_workers(args, "127.0.0.1", classes, env) if args.workers else None
+        if workers is not None:
+            _say(f"Master on {args.master_bind_host}:{args.master_port}, {args.workers} local worker(s)")
+            workers.start()
+        try:
+            code = _run_locust(command, env, web_url)
+        finally:
+            if workers is not None:
+                workers.stop()
         _say(f"Reports: {report_dir}")
         return code
     except (LaunchError, ThresholdsError, PlatformError) as exc:

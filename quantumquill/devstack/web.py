@@ -66,12 +66,17 @@ class GunicornServer:
     workers: int = 1
     threads: int = 4
     cpus: frozenset[int] | None = None  # pin master and workers to these CPUs (benchmarks)
+    # Benchmarks: listen on this address, inside this network namespace (`ip netns exec`), and start inside
+    # these cgroups (each a cgroup.procs file), so the master and every worker it forks share the CPU cap.
+    host: str = "127.0.0.1"
+    netns: str = ""
+    cgroup_procs: tuple[Path, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -82,25 +87,29 @@ class GunicornServer:
         self._log = self.log_file.open("ab")
         env = {
             **self.env,
-            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "GUNICORN_BIND": f"{self.host}:{self.port}",
             "GUNICORN_WORKERS": str(self.workers),
             "GUNICORN_THREADS": str(self.threads),
             "GUNICORN_GRACEFUL_TIMEOUT": self.env.get("GUNICORN_GRACEFUL_TIMEOUT", "5"),
             "QQ_INSTANCE_NAME": self.name,
         }
+        in_netns = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)],
+            [*in_netns, sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)],
             cwd=REPO_ROOT,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill() takes the master and workers at once
-            preexec_fn=self._pin if self.cpus else None,
+            preexec_fn=self._prepare if self.cpus or self.cgroup_procs else None,
         )
         _wait_http(f"{self.url}/healthz", self.process, self.log_file, timeout)
 
-    def _pin(self) -> None:
-        os.sched_setaffinity(0, self.cpus or set())
+    def _prepare(self) -> None:
+        for procs in self.cgroup_procs:
+            procs.write_text(str(os.getpid()))
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
 
     def kill(self) -> None:
         """Crash: SIGKILL the master and every worker, as a lost machine would."""
