@@ -248,13 +248,17 @@ class Stack:
         if not self.state_file.exists():
             return
         self.ports = json.loads(self.state_file.read_text())["ports"]
-        self.redis().stop()
+        servers: list[PostgresServer | RedisServer] = [self.redis()]
         if "redis-sessions" in self.ports:  # state files written before the session store had its own server
-            self.redis_sessions().stop()
+            servers.append(self.redis_sessions())
         if "redis-broker" in self.ports:  # state files written before the broker had its own server
-            self.redis_broker().stop()
-        for name in SERVER_NAMES:
-            self.postgres(name).stop()
+            servers.append(self.redis_broker())
+        servers += [self.postgres(name) for name in SERVER_NAMES]
+        # Side by side, as they started; every stop is tried even when one fails.
+        with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+            stops = [pool.submit(server.stop) for server in servers]
+        for stop in stops:
+            stop.result()
 
 
 def load_state_env(path: Path | None = None) -> dict[str, str] | None:
