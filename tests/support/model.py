@@ -2,7 +2,7 @@
 
 Registered for every folder by ``pytest_plugins`` in tests/conftest.py. It lives here, not in a folder's
 conftest, because a session fixture imported into another conftest is a fixture of its own there: each
-importing folder trained the model again (about 5 s of CPU each, a minute on a loaded machine).
+importing folder could train the model again (about 5 s of CPU each, a minute on a loaded machine).
 """
 
 from __future__ import annotations
