@@ -22,8 +22,8 @@ from shardrouter.shardmap import shard_map_cache
 STANDARD_MAP = (ShardRange(0, 1000, "shard1"), ShardRange(1000, KEYSPACE_END, "shard2"))
 ALL_DATABASES = "__all__"
 
-# make_user, alice (shard1), bob (shard2), carol (shard1) for every folder.
-pytest_plugins = ["tests.support.users"]
+# make_user, alice (shard1), bob (shard2), carol (shard1) for every folder; the session's trained model.
+pytest_plugins = ["tests.support.users", "tests.support.model"]
 
 
 def write_map(ranges: tuple[ShardRange, ...] | list[ShardRange], reason: str = "test") -> int:

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,17 @@ def _needs_reachable_place(path: Path) -> bool:
     return owner is not None and first_unreachable_folder(path, owner) is not None
 
 
-@functools.cache
+# Servers of one stack are set up side by side: one thread at a time copies the binaries or creates the user.
+_SETUP_LOCK = threading.RLock()
+
+
 def _bin_dir() -> Path:
+    with _SETUP_LOCK:
+        return _locate_bin_dir()
+
+
+@functools.cache
+def _locate_bin_dir() -> Path:
     # Locate the wheel without importing it: its import touches per-user runtime folders we don't use.
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
@@ -71,13 +81,14 @@ def _system_user() -> str | None:
     """The user PostgreSQL runs as: ourselves, or a dedicated system user when we are root."""
     if os.geteuid() != 0:
         return None
-    try:
-        pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-            check=True,
-        )
+    with _SETUP_LOCK:
+        try:
+            pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                check=True,
+            )
     return SYSTEM_USER
 
 
@@ -123,26 +134,25 @@ class PostgresServer:
             require_reachable(_bin_dir(), owner, "its binaries")
             require_reachable(self.pg_dir.parent, owner, "its data folder")
 
-    def init(self, *, durable: bool) -> None:
-        """Create the data folder once, configured for logical replication."""
+    def init(self, *, durable: bool, template_root: Path | None = None) -> None:
+        """Create the data folder once, configured for logical replication.
+
+        ``template_root``: a folder keeping one pristine ``initdb`` result, copied instead of running initdb
+        again (for throwaway servers: initdb is seconds of CPU on a busy machine, a copy is a fraction of it).
+        """
         self._check_reachable()
         if (self.pg_dir / "PG_VERSION").exists():
             return
-        self.pg_dir.mkdir(parents=True, exist_ok=True)
         owner = _system_user()
-        if owner:
-            shutil.chown(self.pg_dir, user=owner, group=owner)
-            shutil.chown(self.pg_dir.parent, user=owner, group=owner)
-        self._pg(
-            "initdb",
-            "-D",
-            str(self.pg_dir),
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-        )
+        # (A clone the servers' user cannot enter keeps no template: it would outlive the clone elsewhere.)
+        if template_root is not None and not _needs_reachable_place(template_root.parent):
+            self._copy_of(self._initdb_template(template_root))
+        else:
+            self.pg_dir.mkdir(parents=True, exist_ok=True)
+            if owner:
+                shutil.chown(self.pg_dir, user=owner, group=owner)
+                shutil.chown(self.pg_dir.parent, user=owner, group=owner)
+            self._initdb(self.pg_dir, sync=durable)
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
@@ -167,6 +177,42 @@ class PostgresServer:
                 conf.write(f"{key} = {value}\n")
         with (self.pg_dir / "pg_hba.conf").open("a") as hba:
             hba.write("host replication all 127.0.0.1/32 trust\n")
+
+    def _initdb(self, target: Path, *, sync: bool) -> None:
+        # --no-sync skips initdb's final fsync of every file: pointless for a server thrown away after a run.
+        options = [] if sync else ["--no-sync"]
+        self._pg("initdb", "-D", str(target), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C",
+                 *options)  # fmt: skip
+
+    def _initdb_template(self, root: Path) -> Path:
+        """The pristine initdb result for these binaries under ``root``, made on first use.
+
+        Made in a folder of its own and renamed into place, so runs starting together never see half a template.
+        """
+        initdb = _bin_dir() / "initdb"
+        key = hashlib.sha1(f"{initdb.resolve()}:{initdb.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+        template = root / f"initdb-{key}"
+        if (template / "PG_VERSION").exists():
+            return template
+        owner = _system_user()
+        root.mkdir(parents=True, exist_ok=True)
+        if owner:
+            shutil.chown(root, user=owner, group=owner)
+        scratch = root / f".initdb-{key}-{os.getpid()}-{threading.get_ident()}"
+        self._initdb(scratch, sync=False)
+        try:
+            scratch.rename(template)
+        except OSError:  # another run put its template there first: use that one
+            shutil.rmtree(scratch, ignore_errors=True)
+        return template
+
+    def _copy_of(self, template: Path) -> None:
+        """Copy ``template`` to the data folder as the server's user (it owns the copy, as initdb would)."""
+        self.pg_dir.parent.mkdir(parents=True, exist_ok=True)
+        owner = _system_user()
+        if owner:
+            shutil.chown(self.pg_dir.parent, user=owner, group=owner)
+        subprocess.run(["cp", "-a", str(template), str(self.pg_dir)], check=True, capture_output=True, user=owner)
 
     def is_running(self) -> bool:
         try:

@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +39,8 @@ DATABASES: dict[str, tuple[str, str]] = {
     "shard3": ("pg1", "qq_shard3"),
 }
 SERVER_NAMES = ("pg0", "pg1", "pg2")
+# Where throwaway (test) servers keep the initdb result they copy (one per PostgreSQL build).
+INITDB_TEMPLATES = REPO_ROOT / "var" / "teststack" / "initdb-templates"
 # The embedded map: user IDs below 1000 on shard1, the rest (and every new signup) on shard2.
 EMBEDDED_SHARD_MAP = "0:1000=shard1,1000:MAX=shard2"
 
@@ -185,15 +188,17 @@ class Stack:
         self.profile.data_dir.mkdir(parents=True, exist_ok=True)
         self.ports = self._choose_ports()
         started: list[str] = []
+        # Throwaway servers copy one kept initdb result instead of running initdb each time.
+        template_root = None if self.profile.durable else INITDB_TEMPLATES
+        # The servers are independent: they start side by side (a test run waits for the slowest, not the sum).
+        with ThreadPoolExecutor(max_workers=len(SERVER_NAMES)) as pool:
+            results = [pool.submit(self._init_and_start, name, template_root, started) for name in SERVER_NAMES]
+            results += [pool.submit(self._start, name, started) for name in ("redis", "redis-sessions", "redis-broker")]
         try:
-            for name in SERVER_NAMES:
-                self.postgres(name).init(durable=self.profile.durable)
-                self._start(name, started)
+            for result in results:
+                result.result()
             for server_name, dbname in DATABASES.values():
                 self.postgres(server_name).ensure_database(dbname)
-            self._start("redis", started)
-            self._start("redis-sessions", started)
-            self._start("redis-broker", started)
         except DevstackError:
             self._stop(started)
             raise
@@ -206,6 +211,10 @@ class Stack:
             return self.postgres(name)
         servers = {"redis": self.redis, "redis-sessions": self.redis_sessions, "redis-broker": self.redis_broker}
         return servers[name]()
+
+    def _init_and_start(self, name: str, template_root: Path | None, started: list[str]) -> None:
+        self.postgres(name).init(durable=self.profile.durable, template_root=template_root)
+        self._start(name, started)
 
     def _start(self, name: str, started: list[str]) -> None:
         """Start one server; a private stack whose random port was taken meanwhile picks another."""
@@ -239,13 +248,17 @@ class Stack:
         if not self.state_file.exists():
             return
         self.ports = json.loads(self.state_file.read_text())["ports"]
-        self.redis().stop()
+        servers: list[PostgresServer | RedisServer] = [self.redis()]
         if "redis-sessions" in self.ports:  # state files written before the session store had its own server
-            self.redis_sessions().stop()
+            servers.append(self.redis_sessions())
         if "redis-broker" in self.ports:  # state files written before the broker had its own server
-            self.redis_broker().stop()
-        for name in SERVER_NAMES:
-            self.postgres(name).stop()
+            servers.append(self.redis_broker())
+        servers += [self.postgres(name) for name in SERVER_NAMES]
+        # Side by side, as they started; every stop is tried even when one fails.
+        with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+            stops = [pool.submit(server.stop) for server in servers]
+        for stop in stops:
+            stop.result()
 
 
 def load_state_env(path: Path | None = None) -> dict[str, str] | None:

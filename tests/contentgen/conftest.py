@@ -2,8 +2,8 @@
 
 The servers under test are real processes started with
 ``python -m contentgen_service serve`` on free loopback ports. The n-gram
-model is trained once per test session into a shared cache directory, so each
-server start only loads it.
+model is trained once per test session into a shared cache directory
+(``model_cache_dir``, from tests/support/model.py), so each server start only loads it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from contentgen_service.backends.ngram.store import load_or_train
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
 from tests.support import wait_until
@@ -150,14 +149,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-@pytest.fixture(scope="session")
-def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model cache shared by every server of the session (trained once, here)."""
-    path = tmp_path_factory.mktemp("contentgen-model-cache")
-    load_or_train(path, order=3)
-    return path
 
 
 def _server_env(model_cache_dir: Path, token: str | None, extra: dict[str, str] | None) -> dict[str, str]:

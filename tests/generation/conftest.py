@@ -31,7 +31,6 @@ from tests.contentgen.conftest import (
     ServerProcess,
     _factory,
     free_port,
-    model_cache_dir,  # noqa: F401 - the session's trained model, reused here
 )
 from tests.support import wait_until
 

@@ -21,7 +21,7 @@ from deploy.render_prometheus import PrometheusSettings
 from quantumquill.devstack.prometheus import PrometheusServer
 from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer
-from tests.contentgen.conftest import TOKEN, ServerProcess, _factory, model_cache_dir  # noqa: F401
+from tests.contentgen.conftest import TOKEN, ServerProcess, _factory
 from tests.generation.conftest import TUNING, Worker, start_worker
 from tests.observe.otlp import OtlpReceiver
 
@@ -64,7 +64,7 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 def platform(
     django_db_setup: Any,
     django_db_blocker: Any,
-    model_cache_dir: Path,  # noqa: F811
+    model_cache_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Platform]:
     from tests.conftest import child_env

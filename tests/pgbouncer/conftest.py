@@ -23,7 +23,7 @@ from quantumquill.devstack.stack import stack_from_state
 from shardrouter.control import control_connection
 
 # The generation stack (contentgen server, Celery workers, gunicorn) of the slice of tests run through the poolers.
-from tests.generation.conftest import model_cache_dir, stack  # noqa: F401
+from tests.generation.conftest import stack  # noqa: F401
 
 # Short enough that an exhausted pool answers within seconds.
 QUERY_WAIT_TIMEOUT = 3
