@@ -22,6 +22,7 @@ from .preflight import DevstackError
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
 PERIOD_US = 100_000
+MIN_QUOTA_US = 1_000
 HIGH_SHARES = 8192  # the default is 1024: capped servers get their quota even when other work loads the machine
 
 
@@ -70,18 +71,27 @@ class CpuCgroup:
     def exists(self) -> bool:
         return self.folders[0].is_dir()
 
-    def create(self, cap: float | None, *, shares: int = HIGH_SHARES) -> CpuCgroup:
+    def create(self, cap: float | None, *, shares: int = HIGH_SHARES, period_us: int = PERIOD_US) -> CpuCgroup:
         """Create (or reset) the cgroup: at most ``cap`` CPUs (None: no cap) and ``shares`` weight."""
-        if cap is not None and cap <= 0:
-            raise DevstackError(f"A CPU cap must be above 0 (got {cap}); use for example 0.25 for a quarter CPU.")
+        if cap is not None and round(cap * period_us) < MIN_QUOTA_US:
+            raise DevstackError(
+                f"A CPU cap of {cap} CPU in a {period_us} us period is below the kernel's 1 ms minimum quota; "
+                "use a larger cap or a longer period."
+            )
         require_available(self.cpu_root)
         for folder in self.folders:
             folder.mkdir(exist_ok=True)
-        cpu = self.folders[0]
-        (cpu / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-        (cpu / "cpu.cfs_quota_us").write_text(str(round(cap * PERIOD_US)) if cap else "-1")
-        (cpu / "cpu.shares").write_text(str(shares))
+        (self.folders[0] / "cpu.shares").write_text(str(shares))
+        self.set_cap(cap, period_us=period_us)
         return self
+
+    def set_cap(self, cap: float | None, *, period_us: int = PERIOD_US) -> None:
+        """Change the cap of a running cgroup (None lifts it)."""
+        cpu = self.folders[0]
+        (cpu / "cpu.cfs_quota_us").write_text("-1")  # a quota above the new period would be refused
+        (cpu / "cpu.cfs_period_us").write_text(str(period_us))
+        if cap is not None:
+            (cpu / "cpu.cfs_quota_us").write_text(str(round(cap * period_us)))
 
     def add(self, pid: int) -> None:
         """Move the process (all its threads) into the cgroup; its future children start there too."""

@@ -172,6 +172,7 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     topology: Topology = DEFAULT_TOPOLOGY
     cpu_cap: float | None = None  # CPUs per shard server; None: no cgroups at all
+    cpu_period_us: int = cgroups.PERIOD_US  # shorter periods spread a small cap more evenly over time
 
     def cgroup(self, server: str) -> cgroups.CpuCgroup:
         """The cgroup of one server of this stack (its name is unique to the stack's folder)."""
@@ -283,7 +284,7 @@ class Stack:
             pid = self.postgres(name).postmaster_pid()
             if pid is None:
                 raise DevstackError(f"PostgreSQL server {name} has no postmaster.pid after starting; see its log.")
-            cgroups.place_tree(self.cgroup(name).create(cap), pid)
+            cgroups.place_tree(self.cgroup(name).create(cap, period_us=self.cpu_period_us), pid)
 
     def _remove_cgroups(self) -> None:
         for name in self.topology.servers:

@@ -52,6 +52,8 @@ def test_cpu_caps_say_plainly_when_the_cpu_controller_is_missing(tmp_path: Path)
     assert reason is not None and "not mounted" in reason
     with pytest.raises(cgroups.CgroupsUnavailable, match="CPU caps are not available"):
         cgroups.CpuCgroup("x", cpu_root=tmp_path).create(0.25)
+    with pytest.raises(DevstackError, match="1 ms minimum quota"):
+        cgroups.CpuCgroup("x", cpu_root=tmp_path).create(0.005)
 
 
 @pytest.fixture
