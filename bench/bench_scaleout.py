@@ -153,18 +153,21 @@ def apply_ranges(ranges: list[tuple[str, int, int]], reason: str) -> None:
     apply_map([ShardRange(lo, hi, alias) for alias, lo, hi in ranges], expected_version=base.version, reason=reason)
 
 
-def make_operation(population: Population, rng: random.Random) -> Callable[[], str]:
-    """One request of the platform's own sharded reads and writes, for a random user."""
+KINDS = ("list", "open", "create", "update")
+
+
+def make_operation(population: Population, rng: random.Random) -> Callable[..., str]:
+    """One request of the platform's own sharded reads and writes, for a random user (or the one given)."""
     from apps.content.models import Generation
     from apps.content.selectors import generation_get, generation_list
     from apps.content.services import generation_create
     from shardrouter.writes import run_sharded_write
 
-    def operation() -> str:
-        index = rng.randrange(population.users)
+    def operation(kind: str = "", index: int = -1) -> str:
+        index = rng.randrange(population.users) if index < 0 else index
         user = population.user_id(index)
         gid = population.generation_id(index, rng.randrange(population.per_user))
-        roll = rng.random()
+        roll = {"list": 0.0, "open": 0.5, "create": 0.85, "update": 0.95}[kind] if kind else rng.random()
         if roll < 0.45:  # the list page: newest 20 and the total
             queryset = generation_list(user_id=user)
             page = list(queryset.values("id", "prompt", "status", "created_at")[:20])
@@ -210,8 +213,16 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
     for alias in (*SHARDS, *ON_ONE):
         with connections[alias].cursor() as cursor:
             cursor.execute("SELECT count(*) FROM content_generation WHERE user_id = -1")
+    from shardrouter.shardmap import shard_map_cache
+
     while (plan := plans.get()) is not None:
         operation = make_operation(plan.population, rng)
+        shard_map_cache.refresh()  # the round's map, not the previous one's for up to a second
+        # Warm every backend this round uses, every kind of statement (the caps are lifted meanwhile): a cold
+        # backend's first catalog look-ups cost milliseconds, which at a small cap would be seconds of server.
+        for user_index in range(0, plan.population.users, max(1, plan.population.users // 8)):
+            for kind in KINDS:
+                operation(kind, user_index)
         ready.put(index)
         while t0.value <= last_round:  # the round starts when every worker is ready
             time.sleep(0.005)
@@ -263,9 +274,9 @@ class Clients:
         self.plans = ctx.Queue()
         self.results = ctx.Queue()
         self.ready = ctx.Queue()
-        self.t0: Synchronized[float] = ctx.Value("d", 0.0)  # type: ignore[assignment]
-        self.rate: Synchronized[float] = ctx.Value("d", 1.0)  # type: ignore[assignment]
-        self.stop_at: Synchronized[float] = ctx.Value("d", float("inf"))  # type: ignore[assignment]
+        self.t0: Synchronized[float] = ctx.Value("d", 0.0)
+        self.rate: Synchronized[float] = ctx.Value("d", 1.0)
+        self.stop_at: Synchronized[float] = ctx.Value("d", float("inf"))
         self.procs = [
             ctx.Process(
                 target=worker,
@@ -277,13 +288,16 @@ class Clients:
         for proc in self.procs:
             proc.start()
 
-    def start(self, plan: WorkerPlan, delay: float = 0.5) -> float:
-        """Hand every worker the plan; returns the round's start time once all are ready."""
+    def prepare(self, plan: WorkerPlan) -> None:
+        """Hand every worker the plan; returns once all are warm and ready."""
         self.stop_at.value = float("inf")
         for _ in self.procs:
             self.plans.put(plan)
         for _ in self.procs:
             self.ready.get(timeout=600)
+
+    def go(self, delay: float = 0.5) -> float:
+        """Start the prepared round; returns its start time."""
         self.t0.value = time.time() + delay
         return self.t0.value
 
@@ -394,9 +408,7 @@ class Private:
 def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: float | None) -> dict[str, Any]:
     population = Population(args.users, args.per_user)
     ranges = MODES[name]
-    with private.uncapped():
-        load_data(population, ranges)
-    apply_ranges(ranges, f"bench: {name}")
+    clients = private.workers
     plan = WorkerPlan(
         population,
         warm=args.warm,
@@ -404,9 +416,12 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         fixed=args.fixed_seconds if fixed_rate else 0.0,
         rate=(fixed_rate or 0.0) / args.clients,
     )
+    with private.uncapped():
+        load_data(population, ranges)
+        apply_ranges(ranges, f"bench: {name}")
+        clients.prepare(plan)
     meter = CpuMeter(private.stack, private.clients)
-    clients = private.workers
-    t0 = clients.start(plan)
+    t0 = clients.go()
     time.sleep(max(0.0, t0 + args.warm - time.time()))
     before = meter.read()
     time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
@@ -499,12 +514,13 @@ def move(timeline: Timeline, lo: int, hi: int, target: str, label: str) -> None:
 
 def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
     population = Population(args.users, args.per_user)
+    clients = private.workers
     with private.uncapped():
         load_data(population, MODES["monolith"])
-    apply_ranges(MODES["monolith"], "bench: live, monolith")
+        apply_ranges(MODES["monolith"], "bench: live, monolith")
+        clients.prepare(WorkerPlan(population, warm=args.warm, saturate=args.seconds))
     log("Measuring the monolith's capacity ...")
-    clients = private.workers
-    clients.start(WorkerPlan(population, warm=args.warm, saturate=args.seconds))
+    clients.go()
     records, _ = clients.collect()
     capacity = sum(1 for r in records if r[2]) / args.seconds
     log(f"monolith capacity {capacity:.0f} req/s; live load starts at {args.live_fraction:.0%} of it")
@@ -514,7 +530,9 @@ def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
     meter = CpuMeter(private.stack, private.clients)
     base = args.live_fraction * capacity
     clients.rate.value = base
-    t0 = clients.start(WorkerPlan(population, live=True))
+    with private.uncapped():
+        clients.prepare(WorkerPlan(population, live=True))
+    t0 = clients.go()
     sampling = threading.Event()
 
     def sample() -> None:
@@ -618,13 +636,15 @@ def chart(result: dict[str, Any], cap: float, path: Path) -> None:
         for ax in (ax1, ax2, ax3):
             ax.axvspan(start, max(stop, start + 0.3), color=colours.get(step, "#eeeeee"), alpha=0.8, lw=0)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="upper right", ncol=5, fontsize="small", title="move phases")
+    fig.legend(handles, list(colours), loc="upper right", bbox_to_anchor=(0.99, 0.955), ncol=5, fontsize="small")
     fig.suptitle(
-        f"Live scale-out: monolith -> 2 -> 4 shard servers ({cap} CPU each), {result['errors']} failed requests",
+        f"Live scale-out: monolith -> 2 -> 4 shard servers ({cap} CPU each), {result['errors']} failed requests "
+        f"of {result['requests']:,}",
         x=0.02,
+        y=0.99,
         ha="left",
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
