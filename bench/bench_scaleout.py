@@ -3,11 +3,11 @@
 Run as root on a machine with the cgroup v1 cpu controller (it starts its own private embedded stack, so no
 `devstack exec` around it):
 
-    .venv/bin/python bench/bench_scaleout.py                 # the table (about 3 minutes)
-    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 4 minutes)
+    .venv/bin/python bench/bench_scaleout.py                 # the table (about 4 minutes)
+    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 12 minutes)
 
 Both start the control server pg0 and four shard servers pg1..pg4, each PostgreSQL server in a cgroup of its own:
-shard servers capped at ``--cap`` CPUs (default 0.2) with a high ``cpu.shares`` (8192) so they get their
+shard servers capped at ``--cap`` CPUs (default 0.05, in 40 ms periods) with a high ``cpu.shares`` (8192) so they get their
 quota on a busy machine; the control server and the client processes in uncapped high-shares cgroups
 (measured, never the bottleneck). The workload is the platform's own sharded reads and writes through the
 Django router (``generation_list`` page and count, ``generation_get``, ``generation_create``, an update via
@@ -657,7 +657,7 @@ def chart(result: dict[str, Any], cap: float, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cap", type=float, default=0.05, help="CPUs per shard server (default 0.05)")
-    parser.add_argument("--clients", type=int, default=12, help="client processes (default 12)")
+    parser.add_argument("--clients", type=int, default=24, help="client processes (default 24)")
     parser.add_argument("--users", type=int, default=2000, help="users over the key space (default 2000)")
     parser.add_argument("--per-user", type=int, default=100, help="generations per user (default 100)")
     parser.add_argument("--warm", type=float, default=3.0, help="seconds of load not counted (default 3)")
