@@ -12,7 +12,26 @@ from dataclasses import replace
 from .observe import PROMETHEUS_PORT, observe
 from .preflight import DevstackError
 from .run import run
-from .stack import PROFILES, Stack, private_profile, stack_from_state
+from .stack import DEFAULT_TOPOLOGY, PROFILES, Stack, private_profile, scaleout_topology, stack_from_state
+
+
+def _topology_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard-servers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N shard servers pg1..pgN (one shard database each, every user on shard1 at first) besides "
+        "the control server; default: the usual 3-server topology",
+    )
+    parser.add_argument(
+        "--cpu-cap",
+        type=float,
+        default=None,
+        metavar="CPUS",
+        help="put each PostgreSQL server in a cgroup v1 of its own, shard servers capped at CPUS (e.g. 0.25); "
+        "needs root and /sys/fs/cgroup/cpu",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +59,11 @@ def _main(argv: list[str] | None) -> int:
     for name, text in (("up", "start the servers and print their env"), ("down", "stop the servers")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--profile", choices=sorted(PROFILES), default="dev", help="dev (kept) or test (fresh)")
+        if name == "up":
+            _topology_arguments(p)
     ex = sub.add_parser("exec", help="start the servers, run a command with their env, stop the servers")
     ex.add_argument("--profile", choices=sorted(PROFILES), default="test", help="dev (kept) or test (fresh)")
+    _topology_arguments(ex)
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args(argv)
 
@@ -55,8 +77,12 @@ def _main(argv: list[str] | None) -> int:
         if args.profile == "dev"
         else replace(PROFILES[args.profile], data_dir=PROFILES[args.profile].data_dir / "manual")
     )
+    topology = (
+        DEFAULT_TOPOLOGY if args.command == "down" or not args.shard_servers else scaleout_topology(args.shard_servers)
+    )
+    cpu_cap = None if args.command == "down" else args.cpu_cap
     if args.command == "up":
-        env = Stack(by_hand).up()
+        env = Stack(by_hand, topology=topology, cpu_cap=cpu_cap).up()
         for key, value in env.items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
@@ -71,7 +97,7 @@ def _main(argv: list[str] | None) -> int:
     profile = PROFILES[args.profile]
     if profile.fresh:
         profile = private_profile(profile, f"run-{os.getpid()}")
-    stack = Stack(profile)
+    stack = Stack(profile, topology=topology, cpu_cap=cpu_cap)
     env = {**os.environ, **stack.up()}
     try:
         return subprocess.call(cmd, env=env)

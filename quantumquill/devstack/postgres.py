@@ -251,6 +251,13 @@ class PostgresServer:
         self.wait_ready()
         return True
 
+    def postmaster_pid(self) -> int | None:
+        """The server's main process (first line of ``postmaster.pid``), or None when it is not running."""
+        try:
+            return int((self.pg_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def stop(self, mode: str = "fast") -> None:
         if not self.is_running():
             return

@@ -11,10 +11,18 @@ in a fault test while the others keep serving.
     redis              -> cache
     redis-sessions     -> sessions only: never evicts, keeps its data across a restart
     redis-broker       -> the Celery broker: append-only file, so queued jobs survive a restart
+
+That default is what `make run` and the tests use. A scale-out topology
+(``scaleout_topology(n)``, or ``devstack exec --shard-servers N``) runs the
+control server pg0 and N shard servers pg1..pgN, each holding one shard
+database (qq_shardI -> alias shardI), all of shard1 at first; with a CPU cap
+(``--cpu-cap 0.25``) every PostgreSQL server runs in a cgroup of its own, capped
+(shard servers) or only measured (the control server), see ``cgroups.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -24,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import cgroups
 from .postgres import PostgresServer
 from .preflight import DevstackError, PortInUse
 from .redis import RedisServer
@@ -43,6 +52,55 @@ SERVER_NAMES = ("pg0", "pg1", "pg2")
 INITDB_TEMPLATES = REPO_ROOT / "var" / "teststack" / "initdb-templates"
 # The embedded map: user IDs below 1000 on shard1, the rest (and every new signup) on shard2.
 EMBEDDED_SHARD_MAP = "0:1000=shard1,1000:MAX=shard2"
+MAX_SHARD_SERVERS = 16
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Which PostgreSQL servers run and which databases each holds (alias -> (server, database))."""
+
+    databases: dict[str, tuple[str, str]]
+    shard_map: str = EMBEDDED_SHARD_MAP
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        names = {server for server, _ in self.databases.values()}
+        return tuple(sorted(names, key=lambda name: (len(name), name)))
+
+    @property
+    def control_server(self) -> str:
+        return self.databases["default"][0]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "databases": {alias: list(place) for alias, place in self.databases.items()},
+            "shard_map": self.shard_map,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Topology:
+        databases = data["databases"]
+        assert isinstance(databases, dict)
+        return cls(
+            {alias: (str(place[0]), str(place[1])) for alias, place in databases.items()}, str(data["shard_map"])
+        )
+
+
+DEFAULT_TOPOLOGY = Topology(DATABASES, EMBEDDED_SHARD_MAP)
+
+
+def scaleout_topology(shard_servers: int) -> Topology:
+    """The control server pg0 and ``shard_servers`` servers pg1..pgN, one shard database each; the map puts
+    every user on shard1 (the monolith), from which live moves spread them over the other servers."""
+    if not 1 <= shard_servers <= MAX_SHARD_SERVERS:
+        raise DevstackError(
+            f"--shard-servers must be between 1 and {MAX_SHARD_SERVERS} (got {shard_servers}); each one is a "
+            "PostgreSQL server of its own."
+        )
+    databases = {"default": ("pg0", "quantumquill")}
+    for index in range(1, shard_servers + 1):
+        databases[f"shard{index}"] = (f"pg{index}", f"qq_shard{index}")
+    return Topology(databases, "0:MAX=shard1")
 
 
 @dataclass(frozen=True)
@@ -115,6 +173,14 @@ def free_port() -> int:
 class Stack:
     profile: Profile
     ports: dict[str, int] = field(default_factory=dict)
+    topology: Topology = DEFAULT_TOPOLOGY
+    cpu_cap: float | None = None  # CPUs per shard server; None: no cgroups at all
+    cpu_period_us: int = cgroups.PERIOD_US  # shorter periods spread a small cap more evenly over time
+
+    def cgroup(self, server: str) -> cgroups.CpuCgroup:
+        """The cgroup of one server of this stack (its name is unique to the stack's folder)."""
+        digest = hashlib.sha1(str(self.profile.data_dir.resolve()).encode()).hexdigest()[:10]
+        return cgroups.CpuCgroup(f"quantumquill-{digest}-{server}")
 
     @property
     def state_file(self) -> Path:
@@ -144,10 +210,10 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         def url(alias: str) -> str:
-            server, dbname = DATABASES[alias]
+            server, dbname = self.topology.databases[alias]
             return self.postgres(server).url(dbname)
 
-        shards = ",".join(f"{alias}={url(alias)}" for alias in DATABASES if alias != "default")
+        shards = ",".join(f"{alias}={url(alias)}" for alias in self.topology.databases if alias != "default")
         redis_server = self.redis()
         sessions_server = self.redis_sessions()
         return {
@@ -158,7 +224,7 @@ class Stack:
             "CELERY_BROKER_URL": self.redis_broker().url(0),
             "DJANGO_SECRET_KEY": self._secret_key(),
             "DJANGO_DEBUG": "1",
-            "QQ_EMBEDDED_SHARD_MAP": EMBEDDED_SHARD_MAP,
+            "QQ_EMBEDDED_SHARD_MAP": self.topology.shard_map,
             STATE_ENV: str(self.state_file),
             # The content-generation service: `make run` starts it there; the test profile's port stays
             # unused unless a test starts a server on it.
@@ -185,29 +251,56 @@ class Stack:
         if self.profile.fresh and self.profile.data_dir.exists():
             self._stop_from_state()
             shutil.rmtree(self.profile.data_dir)
+        if self.cpu_cap is not None:
+            cgroups.require_available()  # before anything starts: say so plainly, start nothing
         self.profile.data_dir.mkdir(parents=True, exist_ok=True)
         self.ports = self._choose_ports()
         started: list[str] = []
         # Throwaway servers copy one kept initdb result instead of running initdb each time.
         template_root = None if self.profile.durable else INITDB_TEMPLATES
         # The servers are independent: they start side by side (a test run waits for the slowest, not the sum).
-        with ThreadPoolExecutor(max_workers=len(SERVER_NAMES)) as pool:
-            results = [pool.submit(self._init_and_start, name, template_root, started) for name in SERVER_NAMES]
+        with ThreadPoolExecutor(max_workers=len(self.topology.servers)) as pool:
+            results = [
+                pool.submit(self._init_and_start, name, template_root, started) for name in self.topology.servers
+            ]
             results += [pool.submit(self._start, name, started) for name in ("redis", "redis-sessions", "redis-broker")]
         try:
             for result in results:
                 result.result()
-            for server_name, dbname in DATABASES.values():
+            for server_name, dbname in self.topology.databases.values():
                 self.postgres(server_name).ensure_database(dbname)
+            if self.cpu_cap is not None:
+                self._write_state()  # so `down` finds the cgroups even if placing one fails half-way
+                self._place_in_cgroups()
         except DevstackError:
             self._stop(started)
+            self._remove_cgroups()
             raise
+        return self._write_state()
+
+    def _write_state(self) -> dict[str, str]:
         env = self.env()
-        self.state_file.write_text(json.dumps({"ports": self.ports, "env": env}, indent=2))
+        state = {"ports": self.ports, "env": env, "topology": self.topology.to_json(), "cpu_cap": self.cpu_cap}
+        self.state_file.write_text(json.dumps(state, indent=2))
         return env
 
+    def _place_in_cgroups(self) -> None:
+        """Each PostgreSQL server in a cgroup of its own: shard servers capped, the control server measured."""
+        for name in self.topology.servers:
+            cap = None if name == self.topology.control_server else self.cpu_cap
+            pid = self.postgres(name).postmaster_pid()
+            if pid is None:
+                raise DevstackError(f"PostgreSQL server {name} has no postmaster.pid after starting; see its log.")
+            cgroups.place_tree(self.cgroup(name).create(cap, period_us=self.cpu_period_us), pid)
+
+    def _remove_cgroups(self) -> None:
+        for name in self.topology.servers:
+            group = self.cgroup(name)
+            if group.exists():
+                group.remove()
+
     def _server(self, name: str) -> PostgresServer | RedisServer:
-        if name in SERVER_NAMES:
+        if name in self.topology.servers:
             return self.postgres(name)
         servers = {"redis": self.redis, "redis-sessions": self.redis_sessions, "redis-broker": self.redis_broker}
         return servers[name]()
@@ -241,24 +334,33 @@ class Stack:
 
     def _choose_ports(self) -> dict[str, int]:
         if self.profile.fixed_ports:
-            return dict(self.profile.fixed_ports)
-        return {name: free_port() for name in (*SERVER_NAMES, "redis", "redis-sessions", "redis-broker", "contentgen")}
+            ports = dict(self.profile.fixed_ports)
+            for name in self.topology.servers:  # shard servers beyond pg2 follow on from pg0's port
+                ports.setdefault(name, ports["pg0"] + int(name.removeprefix("pg")))
+            return ports
+        names = (*self.topology.servers, "redis", "redis-sessions", "redis-broker", "contentgen")
+        return {name: free_port() for name in names}
 
     def _stop_from_state(self) -> None:
         if not self.state_file.exists():
             return
-        self.ports = json.loads(self.state_file.read_text())["ports"]
+        state = json.loads(self.state_file.read_text())
+        self.ports = state["ports"]
+        if "topology" in state:  # state files written before topologies were configurable hold the default
+            self.topology = Topology.from_json(state["topology"])
         servers: list[PostgresServer | RedisServer] = [self.redis()]
         if "redis-sessions" in self.ports:  # state files written before the session store had its own server
             servers.append(self.redis_sessions())
         if "redis-broker" in self.ports:  # state files written before the broker had its own server
             servers.append(self.redis_broker())
-        servers += [self.postgres(name) for name in SERVER_NAMES]
+        servers += [self.postgres(name) for name in self.topology.servers]
         # Side by side, as they started; every stop is tried even when one fails.
         with ThreadPoolExecutor(max_workers=len(servers)) as pool:
             stops = [pool.submit(server.stop) for server in servers]
         for stop in stops:
             stop.result()
+        if cgroups.unavailable_reason() is None:
+            self._remove_cgroups()
 
 
 def load_state_env(path: Path | None = None) -> dict[str, str] | None:
@@ -277,4 +379,7 @@ def stack_from_state(path: Path | str | None = None) -> Stack:
     profile = next((p for p in PROFILES.values() if p.data_dir == state_path.parent), None)
     if profile is None:
         profile = Profile("custom", state_path.parent, durable=True)
-    return Stack(profile, ports={k: int(v) for k, v in data["ports"].items()})
+    topology = Topology.from_json(data["topology"]) if "topology" in data else DEFAULT_TOPOLOGY
+    return Stack(
+        profile, ports={k: int(v) for k, v in data["ports"].items()}, topology=topology, cpu_cap=data.get("cpu_cap")
+    )

@@ -1,0 +1,709 @@
+"""Scale-out benchmark of the database tier: monolith vs 2 vs 4 shard servers, each capped at the same CPU share.
+
+Run as root on a machine with the cgroup v1 cpu controller (it starts its own private embedded stack, so no
+`devstack exec` around it):
+
+    .venv/bin/python bench/bench_scaleout.py                 # the table (about 4 minutes)
+    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 12 minutes)
+
+Both start the control server pg0 and four shard servers pg1..pg4, each PostgreSQL server in a cgroup of its own:
+shard servers capped at ``--cap`` CPUs (default 0.05, in 40 ms periods) with a high ``cpu.shares`` (8192) so they get their
+quota on a busy machine; the control server and the client processes in uncapped high-shares cgroups
+(measured, never the bottleneck). The workload is the platform's own sharded reads and writes through the
+Django router (``generation_list`` page and count, ``generation_get``, ``generation_create``, an update via
+``run_sharded_write``) for ``--users`` users spread evenly over the whole key space [0, 2^63).
+
+Table modes, one after another on the same servers (data reloaded for each):
+  monolith      every user on shard1 (pg1): one database on one server
+  sharded-on-1  four shard databases in quarters of the key space, all on pg1
+  2 servers     halves on shard1 (pg1) and shard2 (pg2)
+  4 servers     quarters on shard1..shard4 (pg1..pg4)
+Each mode: closed-loop saturation from ``--clients`` processes (throughput), then an open-loop fixed offered
+load (``--fixed-fraction`` of the monolith's saturated throughput, the same for every mode: p50/p95).
+
+``--live``: every user starts on shard1 at ``--live-fraction`` (0.8) of the monolith's measured capacity; the
+real ``manage.py shardmove`` engine moves half the key space to pg2 under that load (start --wait, verify,
+switch-reads, switch-writes, complete), the load rises in steps, then both halves split again onto pg3 and pg4
+and the load rises again. Throughput, p95, errors and per-server CPU are recorded every second with the move
+phases marked; the chart goes to ``docs/scaling-live.png``. Exit status 1 when any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench._django import machine, percentile  # noqa: E402
+from quantumquill.devstack import cgroups  # noqa: E402
+from quantumquill.devstack.stack import Profile, Stack, Topology  # noqa: E402
+
+KEYSPACE_END = 2**63 - 1
+SHARDS = ("shard1", "shard2", "shard3", "shard4")
+ON_ONE = ("shard5", "shard6", "shard7", "shard8")  # four shard databases on pg1: sharded mode on one server
+TOPOLOGY = Topology(
+    {
+        "default": ("pg0", "quantumquill"),
+        **{alias: (f"pg{i}", f"qq_{alias}") for i, alias in enumerate(SHARDS, start=1)},
+        **{alias: ("pg1", f"qq_{alias}") for alias in ON_ONE},
+    },
+    "0:MAX=shard1",
+)
+SERVERS = ("pg1", "pg2", "pg3", "pg4")
+TABLES = "content_generation, content_usageevent"
+PERIOD_US = 40_000  # 40 ms: a small cap runs in short slices, not 100 ms bursts and pauses
+
+
+def quarters(aliases: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    step = KEYSPACE_END // len(aliases)
+    edges = [i * step for i in range(len(aliases))] + [KEYSPACE_END]
+    return [(alias, edges[i], edges[i + 1]) for i, alias in enumerate(aliases)]
+
+
+MODES: dict[str, list[tuple[str, int, int]]] = {
+    "monolith": [("shard1", 0, KEYSPACE_END)],
+    "sharded-on-1": quarters(ON_ONE),
+    "2 servers": quarters(SHARDS[:2]),
+    "4 servers": quarters(SHARDS),
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def load_averages() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+# --------------------------------------------------------------------------------------------------- the workload
+
+
+@dataclass(frozen=True)
+class Population:
+    users: int
+    per_user: int
+
+    @property
+    def step(self) -> int:
+        return KEYSPACE_END // self.users
+
+    def user_id(self, index: int) -> int:
+        return index * self.step + self.step // 2  # evenly over the whole key space, never on a range edge
+
+    def generation_id(self, index: int, k: int) -> int:
+        return index * self.per_user + k + 1
+
+
+def load_data(population: Population, ranges: list[tuple[str, int, int]]) -> None:
+    """Empty every shard database, then put each user's generations on the database the map gives it."""
+    import psycopg
+
+    from shardrouter.control import conninfo_for
+
+    for alias in (*SHARDS, *ON_ONE):
+        with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {TABLES}")
+    for alias, lo, hi in ranges:
+        first = next(i for i in range(population.users) if population.user_id(i) >= lo)
+        last = max(i for i in range(population.users) if population.user_id(i) < hi) + 1
+        with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+            conn.execute(
+                """
+                INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, seed,
+                    stop, status, output, error, finish_reason, prompt_tokens, completion_tokens, created_at,
+                    updated_at, attempts, model_name, idempotency_key, claimed_by)
+                SELECT g, (%(first)s::bigint + (g - 1 - %(first)s::bigint * %(per)s) / %(per)s) * %(step)s + %(half)s,
+                    gen_random_uuid(), 'prompt ' || md5(g::text) || repeat(' words', 30), 200, 0.8, 0.95, g,
+                    '[]', 'succeeded', repeat(md5((g * 7)::text), 10), '', 'stop', 40, 200,
+                    now() - make_interval(secs => g), now(), 1, 'bench', '', ''
+                FROM generate_series(%(first)s::bigint * %(per)s + 1, %(last)s::bigint * %(per)s) g
+                """,
+                {
+                    "first": first,
+                    "last": last,
+                    "per": population.per_user,
+                    "step": population.step,
+                    "half": population.step // 2,
+                },
+            )
+            conn.execute("VACUUM ANALYZE content_generation")
+
+
+def apply_ranges(ranges: list[tuple[str, int, int]], reason: str) -> None:
+    from shardrouter.keyspace import ShardRange
+    from shardrouter.mapstore import apply_map, load_map_from_database
+
+    base = load_map_from_database()
+    apply_map([ShardRange(lo, hi, alias) for alias, lo, hi in ranges], expected_version=base.version, reason=reason)
+
+
+KINDS = ("list", "open", "create", "update")
+
+
+def make_operation(population: Population, rng: random.Random) -> Callable[..., str]:
+    """One request of the platform's own sharded reads and writes, for a random user (or the one given)."""
+    from apps.content.models import Generation
+    from apps.content.selectors import generation_get, generation_list
+    from apps.content.services import generation_create
+    from shardrouter.writes import run_sharded_write
+
+    def operation(kind: str = "", index: int = -1) -> str:
+        index = rng.randrange(population.users) if index < 0 else index
+        user = population.user_id(index)
+        gid = population.generation_id(index, rng.randrange(population.per_user))
+        roll = {"list": 0.0, "open": 0.5, "create": 0.85, "update": 0.95}[kind] if kind else rng.random()
+        if roll < 0.45:  # the list page: newest 20 and the total
+            queryset = generation_list(user_id=user)
+            page = list(queryset.values("id", "prompt", "status", "created_at")[:20])
+            queryset.count()
+            return "list" if page else "list-empty"
+        if roll < 0.80:
+            generation_get(user_id=user, generation_id=gid)
+            return "open"
+        if roll < 0.90:
+            generation_create(user_id=user, prompt="scale-out bench", job_delay=None)
+            return "create"
+        run_sharded_write(
+            user_id=user,
+            work=lambda: Generation.objects.for_user(user).filter(id=gid).update(prompt="edited by the bench"),
+        )
+        return "update"
+
+    return operation
+
+
+@dataclass
+class WorkerPlan:
+    population: Population
+    warm: float = 0.0  # closed loop: seconds not counted, then `saturate` seconds counted
+    saturate: float = 0.0
+    fixed: float = 0.0  # then open loop at `rate` requests/s (this worker's part) for `fixed` seconds
+    rate: float = 0.0
+    live: bool = False  # open loop at the shared rate (total / workers) until stopped
+
+
+def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: Any, rate: Any, stop_at: Any) -> None:
+    """A client process: Django with the stack's env, requests through the router, one at a time, one round
+    per plan it receives (the same processes serve every mode, so their start-up is paid once)."""
+    from bench._django import setup_django
+
+    setup_django(migrate=False)
+    from django.db import connections
+
+    rng = random.Random(index * 7919 + 17)
+    last_round = 0.0
+    # Connect to every shard database once, before any round: a backend's start and its first catalog look-ups
+    # cost the server milliseconds, which would otherwise count against the modes with more databases.
+    for alias in (*SHARDS, *ON_ONE):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM content_generation WHERE user_id = -1")
+    from shardrouter.shardmap import shard_map_cache
+
+    while (plan := plans.get()) is not None:
+        operation = make_operation(plan.population, rng)
+        shard_map_cache.refresh()  # the round's map, not the previous one's for up to a second
+        # Warm every backend this round uses, every kind of statement (the caps are lifted meanwhile): a cold
+        # backend's first catalog look-ups cost milliseconds, which at a small cap would be seconds of server.
+        for user_index in range(0, plan.population.users, max(1, plan.population.users // 8)):
+            for kind in KINDS:
+                operation(kind, user_index)
+        ready.put(index)
+        while t0.value <= last_round:  # the round starts when every worker is ready
+            time.sleep(0.005)
+        start = last_round = t0.value
+        records: list[tuple[float, float, bool, str]] = []  # (scheduled or start time, latency, ok, what)
+        errors: list[str] = []
+
+        def one(scheduled: float, operation: Callable[[], str] = operation, records: list[Any] = records,
+                errors: list[str] = errors) -> None:  # fmt: skip
+            try:
+                what = operation()
+                ok = True
+            except Exception as exc:  # recorded and reported, never hidden
+                what, ok = "error", False
+                if len(errors) < 20:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            records.append((scheduled, time.time() - scheduled, ok, what))
+
+        time.sleep(max(0.0, start - time.time()))
+        if plan.live:
+            next_at = start + rng.random() * workers / max(rate.value, 1.0)
+            while next_at < stop_at.value:
+                time.sleep(max(0.0, next_at - time.time()))
+                one(next_at)
+                next_at += workers / max(rate.value, 1.0)
+        else:
+            counted_from = start + plan.warm
+            closed_until = counted_from + plan.saturate
+            while (now := time.time()) < closed_until:
+                one(now)
+            open_from = closed_until + 1.0  # the queue of the closed loop drains first
+            interval = 1.0 / plan.rate if plan.rate else 0.0
+            next_at = open_from + rng.random() * interval
+            while plan.fixed and next_at < open_from + plan.fixed:
+                time.sleep(max(0.0, next_at - time.time()))
+                one(next_at)
+                next_at += interval
+            records = [r for r in records if r[0] >= counted_from]
+        results.put((index, records, errors))
+    connections.close_all()
+
+
+class Clients:
+    """``count`` client processes; each ``run`` is one round of the same plan in all of them."""
+
+    def __init__(self, count: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.count = count
+        self.plans = ctx.Queue()
+        self.results = ctx.Queue()
+        self.ready = ctx.Queue()
+        self.t0: Synchronized[float] = ctx.Value("d", 0.0)
+        self.rate: Synchronized[float] = ctx.Value("d", 1.0)
+        self.stop_at: Synchronized[float] = ctx.Value("d", float("inf"))
+        self.procs = [
+            ctx.Process(
+                target=worker,
+                args=(i, count, self.plans, self.results, self.ready, self.t0, self.rate, self.stop_at),
+                daemon=True,
+            )
+            for i in range(count)
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def prepare(self, plan: WorkerPlan) -> None:
+        """Hand every worker the plan; returns once all are warm and ready."""
+        self.stop_at.value = float("inf")
+        for _ in self.procs:
+            self.plans.put(plan)
+        for _ in self.procs:
+            self.ready.get(timeout=600)
+
+    def go(self, delay: float = 0.5) -> float:
+        """Start the prepared round; returns its start time."""
+        self.t0.value = time.time() + delay
+        return self.t0.value
+
+    def stop(self) -> None:
+        self.stop_at.value = time.time()
+
+    def collect(self, timeout: float = 600) -> tuple[list[tuple[float, float, bool, str]], list[str]]:
+        records: list[tuple[float, float, bool, str]] = []
+        errors: list[str] = []
+        for _ in self.procs:
+            _, mine, problems = self.results.get(timeout=timeout)
+            records += mine
+            errors += problems
+        return records, errors
+
+    def close(self) -> None:
+        for _ in self.procs:
+            self.plans.put(None)
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
+# -------------------------------------------------------------------------------------------------- measurement
+
+
+class CpuMeter:
+    """cpuacct counters of every server, the control server and the clients."""
+
+    def __init__(self, stack: Stack, clients: cgroups.CpuCgroup) -> None:
+        self.groups = {name: stack.cgroup(name) for name in ("pg0", *SERVERS)} | {"clients": clients}
+
+    def read(self) -> dict[str, float]:
+        return {name: group.usage_seconds() for name, group in self.groups.items()} | {"_t": time.time()}
+
+    @staticmethod
+    def rates(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        seconds = after["_t"] - before["_t"]
+        return {name: (after[name] - before[name]) / seconds for name in before if name != "_t"}
+
+
+@dataclass
+class Private:
+    """The private stack and the clients' cgroup; both gone after ``close``."""
+
+    cap: float
+    client_count: int
+    stack: Stack = field(init=False)
+    clients: cgroups.CpuCgroup = field(init=False)
+    workers: Clients = field(init=False)
+
+    def __post_init__(self) -> None:
+        cgroups.require_available()
+        folder = REPO / "var" / "bench-scaleout" / f"run-{os.getpid()}"
+        self.stack = Stack(
+            Profile("bench-scaleout", folder, durable=False, fresh=True),
+            topology=TOPOLOGY,
+            cpu_cap=self.cap,
+            cpu_period_us=PERIOD_US,
+        )
+
+    def uncapped(self) -> contextlib.AbstractContextManager[None]:
+        """Lift the servers' caps for a while (loading the data set is set-up, not the measured work)."""
+
+        @contextlib.contextmanager
+        def lifted() -> Iterator[None]:
+            for server in SERVERS:
+                self.stack.cgroup(server).set_cap(None, period_us=PERIOD_US)
+            try:
+                yield
+            finally:
+                for server in SERVERS:
+                    self.stack.cgroup(server).set_cap(self.cap, period_us=PERIOD_US)
+
+        return lifted()
+
+    def open(self) -> None:
+        log(f"Starting pg0 + {len(SERVERS)} shard servers capped at {self.cap} CPU each, Redis ...")
+        os.environ.update(self.stack.up())
+        os.environ["DJANGO_DEBUG"] = "0"  # no query log growing in the clients
+        # The clients (this process, the workers it spawns, shardmove) share an uncapped high-shares cgroup.
+        self.clients = cgroups.CpuCgroup(self.stack.cgroup("clients").name).create(None)
+        self.clients.add(os.getpid())
+        from bench._django import setup_django
+
+        setup_django(migrate=True)
+        log(f"Starting {self.client_count} client processes ...")
+        self.workers = Clients(self.client_count)
+
+    def close(self) -> None:
+        if hasattr(self, "workers"):
+            self.workers.close()
+        if hasattr(self, "clients") and self.clients.exists():
+            (cgroups.CPU_ROOT / "cgroup.procs").write_text(str(os.getpid()))
+            if cgroups.CPUACCT_ROOT.is_dir() and (cgroups.CPUACCT_ROOT / "cgroup.procs").exists():
+                (cgroups.CPUACCT_ROOT / "cgroup.procs").write_text(str(os.getpid()))
+            self.clients.remove()
+        self.stack.down()
+        import shutil
+
+        shutil.rmtree(self.stack.profile.data_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------------ the table
+
+
+def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: float | None) -> dict[str, Any]:
+    population = Population(args.users, args.per_user)
+    ranges = MODES[name]
+    clients = private.workers
+    plan = WorkerPlan(
+        population,
+        warm=args.warm,
+        saturate=args.seconds,
+        fixed=args.fixed_seconds if fixed_rate else 0.0,
+        rate=(fixed_rate or 0.0) / args.clients,
+    )
+    with private.uncapped():
+        load_data(population, ranges)
+        apply_ranges(ranges, f"bench: {name}")
+        clients.prepare(plan)
+    meter = CpuMeter(private.stack, private.clients)
+    t0 = clients.go()
+    time.sleep(max(0.0, t0 + args.warm - time.time()))
+    before = meter.read()
+    time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
+    cpu = CpuMeter.rates(before, meter.read())
+    records, errors = clients.collect()
+    closed_end = t0 + args.warm + args.seconds
+    saturated = [r for r in records if r[0] < closed_end]
+    fixed = [r for r in records if r[0] > closed_end]
+    ok = sum(1 for r in saturated if r[2])
+    result: dict[str, Any] = {
+        "mode": name,
+        "throughput": ok / args.seconds,
+        "errors": sum(1 for r in records if not r[2]),
+        "error_samples": errors[:5],
+        "saturated_p50_ms": 1000 * percentile([r[1] for r in saturated], 50),
+        "cpu": cpu,
+        "load": load_averages(),
+    }
+    if fixed:
+        latencies = [r[1] for r in fixed]
+        result |= {
+            "fixed_rate": fixed_rate,
+            "fixed_achieved": len(fixed) / args.fixed_seconds,
+            "p50_ms": 1000 * percentile(latencies, 50),
+            "p95_ms": 1000 * percentile(latencies, 95),
+        }
+    servers = " ".join(f"{s}={cpu[s]:.2f}" for s in SERVERS)
+    log(
+        f"{name:13} {result['throughput']:7.0f} req/s saturated; CPU {servers} pg0={cpu['pg0']:.2f} "
+        f"clients={cpu['clients']:.2f}; "
+        + (f"p50/p95 at {fixed_rate:.0f} req/s: {result['p50_ms']:.1f}/{result['p95_ms']:.1f} ms; " if fixed else "")
+        + f"errors {result['errors']}; load {result['load']}"
+    )
+    return result
+
+
+def table(private: Private, args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"modes": {}}
+    first = run_mode(private, "monolith", args, None)  # its capacity sets the fixed offered load for all
+    fixed_rate = args.fixed_fraction * first["throughput"]
+    for name in MODES:
+        results["modes"][name] = run_mode(private, name, args, fixed_rate)
+    base = results["modes"]["monolith"]["throughput"]
+    results["ratios"] = {name: mode["throughput"] / base for name, mode in results["modes"].items()}
+    results["fixed_rate"] = fixed_rate
+    return results
+
+
+# ------------------------------------------------------------------------------------------------------- the live
+
+
+@dataclass
+class Timeline:
+    phases: list[tuple[str, float, float]] = field(default_factory=list)  # move steps: (label, start, end)
+    rates: list[tuple[float, float]] = field(default_factory=list)  # (time, offered req/s)
+    cpu: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+
+
+def shardmove(*command: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shardmove", *command],
+        cwd=REPO,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"`shardmove {' '.join(command)}` failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def move(timeline: Timeline, lo: int, hi: int, target: str, label: str) -> None:
+    """One whole move with the real engine, each step a marked phase."""
+    hi_text = "MAX" if hi == KEYSPACE_END else str(hi)
+    steps = [
+        ("copy", ("start", str(lo), hi_text, "--to", target, "--wait")),
+        ("verify", ("verify",)),
+        ("switch-reads", ("switch-reads",)),
+        ("switch-writes", ("switch-writes", "--max-freeze", "2")),
+        ("complete", ("complete",)),
+    ]
+    for step, command in steps:
+        started = time.time()
+        shardmove(*command)
+        timeline.phases.append((f"{label}: {step}", started, time.time()))
+        log(f"  {label}: {step} took {time.time() - started:.1f} s")
+
+
+def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
+    population = Population(args.users, args.per_user)
+    clients = private.workers
+    with private.uncapped():
+        load_data(population, MODES["monolith"])
+        apply_ranges(MODES["monolith"], "bench: live, monolith")
+        clients.prepare(WorkerPlan(population, warm=args.warm, saturate=args.seconds))
+    log("Measuring the monolith's capacity ...")
+    clients.go()
+    records, _ = clients.collect()
+    capacity = sum(1 for r in records if r[2]) / args.seconds
+    log(f"monolith capacity {capacity:.0f} req/s; live load starts at {args.live_fraction:.0%} of it")
+    apply_ranges(MODES["monolith"], "bench: live, monolith again")  # and the workload's writes stay where they are
+
+    timeline = Timeline()
+    meter = CpuMeter(private.stack, private.clients)
+    base = args.live_fraction * capacity
+    clients.rate.value = base
+    with private.uncapped():
+        clients.prepare(WorkerPlan(population, live=True))
+    t0 = clients.go()
+    sampling = threading.Event()
+
+    def sample() -> None:
+        previous = meter.read()
+        while not sampling.wait(1.0):
+            now = meter.read()
+            timeline.cpu.append((now["_t"], CpuMeter.rates(previous, now)))
+            previous = now
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+
+    def offer(rate: float, hold: float) -> None:
+        clients.rate.value = rate
+        timeline.rates.append((time.time(), rate))
+        log(f"offered load {rate:.0f} req/s for {hold:.0f} s")
+        time.sleep(hold)
+
+    hold = args.hold
+    quarter, half = KEYSPACE_END // 4, KEYSPACE_END // 2
+    try:
+        timeline.rates.append((t0, base))
+        time.sleep(max(0.0, t0 - time.time()) + hold)
+        move(timeline, half, KEYSPACE_END, "shard2", "to 2 servers")
+        for factor in (1.0, 1.5, 2.0):
+            offer(base * factor, hold)
+        move(timeline, quarter, half, "shard3", "to 4 servers (a)")
+        move(timeline, half + quarter, KEYSPACE_END, "shard4", "to 4 servers (b)")
+        for factor in (2.0, 2.67, 3.33, 4.0):
+            offer(base * factor, hold)
+    finally:
+        clients.stop()
+        sampling.set()
+        sampler.join()
+    records, errors = clients.collect()
+    end = time.time()
+    seconds: list[dict[str, Any]] = []
+    for second in range(int(end - t0)):
+        lo, hi = t0 + second, t0 + second + 1
+        done = [r for r in records if lo <= r[0] + r[1] < hi]
+        ok = [r[1] for r in done if r[2]]
+        cpu = next((c for t, c in timeline.cpu if lo < t <= hi), {})
+        seconds.append(
+            {
+                "t": second,
+                "throughput": len(ok),
+                "p95_ms": 1000 * percentile(ok, 95) if ok else None,
+                "errors": len(done) - len(ok),
+                "cpu": cpu,
+            }
+        )
+    result = {
+        "capacity_monolith": capacity,
+        "requests": len(records),
+        "errors": sum(1 for r in records if not r[2]),
+        "error_samples": errors[:5],
+        "phases": [(label, a - t0, b - t0) for label, a, b in timeline.phases],
+        "offered": [(t - t0, rate) for t, rate in timeline.rates],
+        "seconds": seconds,
+        "load": load_averages(),
+    }
+    log(f"live: {len(records)} requests, {result['errors']} failed; load {result['load']}")
+    chart(result, args.cap, Path(args.chart))
+    return result
+
+
+def chart(result: dict[str, Any], cap: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds = result["seconds"]
+    t = [s["t"] for s in seconds]
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True)
+    ax1.plot(t, [s["throughput"] for s in seconds], color="tab:blue", label="completed req/s")
+    offered = result["offered"] + [(t[-1] if t else 0, result["offered"][-1][1])]
+    ax1.step([o[0] for o in offered], [o[1] for o in offered], where="post", color="grey", ls="--", label="offered")
+    ax1.set_ylabel("requests/s")
+    ax1.legend(loc="upper left")
+    ax2.plot(t, [s["p95_ms"] for s in seconds], color="tab:red")
+    ax2.set_ylabel("p95 latency (ms)")
+    ax2.set_yscale("log")
+    for server, colour in zip(
+        ("pg1", "pg2", "pg3", "pg4"), ("tab:blue", "tab:orange", "tab:green", "tab:purple"), strict=True
+    ):
+        ax3.plot(t, [s["cpu"].get(server, 0.0) for s in seconds], color=colour, label=server)
+    ax3.axhline(cap, color="black", lw=0.8, ls=":", label=f"cap {cap} CPU")
+    ax3.set_ylabel("server CPU (CPUs)")
+    ax3.set_xlabel("seconds")
+    ax3.legend(loc="upper left", ncol=5)
+    colours = {
+        "copy": "#fde2b8",
+        "verify": "#e0e0e0",
+        "switch-reads": "#c9e4f5",
+        "switch-writes": "#f5c9c9",
+        "complete": "#d6f0d0",
+    }
+    for label, start, stop in result["phases"]:
+        step = label.split(": ")[-1]
+        for ax in (ax1, ax2, ax3):
+            ax.axvspan(start, max(stop, start + 0.3), color=colours.get(step, "#eeeeee"), alpha=0.8, lw=0)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    fig.legend(handles, list(colours), loc="upper right", bbox_to_anchor=(0.99, 0.955), ncol=5, fontsize="small")
+    fig.suptitle(
+        f"Live scale-out: monolith -> 2 -> 4 shard servers ({cap} CPU each), {result['errors']} failed requests "
+        f"of {result['requests']:,}",
+        x=0.02,
+        y=0.99,
+        ha="left",
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    log(f"chart: {path}")
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cap", type=float, default=0.05, help="CPUs per shard server (default 0.05)")
+    parser.add_argument("--clients", type=int, default=24, help="client processes (default 24)")
+    parser.add_argument("--users", type=int, default=2000, help="users over the key space (default 2000)")
+    parser.add_argument("--per-user", type=int, default=100, help="generations per user (default 100)")
+    parser.add_argument("--warm", type=float, default=3.0, help="seconds of load not counted (default 3)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="seconds of saturation per mode (default 12)")
+    parser.add_argument("--fixed-seconds", type=float, default=8.0, help="seconds of fixed load per mode (default 8)")
+    parser.add_argument(
+        "--fixed-fraction", type=float, default=0.7, help="fixed offered load, share of monolith capacity (0.7)"
+    )
+    parser.add_argument("--live", action="store_true", help="the live version: monolith -> 2 -> 4 under load")
+    parser.add_argument("--live-fraction", type=float, default=0.8, help="live start load, share of capacity (0.8)")
+    parser.add_argument("--hold", type=float, default=8.0, help="live: seconds at each load step (default 8)")
+    parser.add_argument("--chart", default=str(REPO / "docs" / "scaling-live.png"), help="live: the PNG chart")
+    parser.add_argument("--json", default="", help="also write the figures to this file")
+    args = parser.parse_args()
+    if args.cap <= 0 or args.clients < 1 or args.users < 8 or args.per_user < 1:
+        parser.error("--cap must be above 0, --clients at least 1, --users at least 8, --per-user at least 1")
+    reason = cgroups.unavailable_reason()
+    if reason:
+        print(f"error: this benchmark needs CPU caps, which are not available: {reason}.", file=sys.stderr)
+        return 2
+
+    log(f"{machine()}; load averages {load_averages()}")
+    private = Private(args.cap, args.clients)
+    try:
+        private.open()
+        results = live(private, args) if args.live else table(private, args)
+    finally:
+        private.close()
+    results |= {"cap": args.cap, "clients": args.clients, "machine": machine(), "args": vars(args)}
+    if not args.live:
+        print()
+        print(
+            f"| mode | saturated req/s | x monolith | p50 / p95 ms at {results['fixed_rate']:.0f} req/s | CPU per server |"
+        )
+        print("|---|---|---|---|---|")
+        for name, mode in results["modes"].items():
+            cpu = " ".join(f"{s} {mode['cpu'][s]:.2f}" for s in SERVERS if mode["cpu"][s] > 0.01)
+            print(
+                f"| {name} | {mode['throughput']:.0f} | {results['ratios'][name]:.2f} | "
+                f"{mode['p50_ms']:.1f} / {mode['p95_ms']:.1f} | {cpu} |"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    failed = results["errors"] if args.live else sum(m["errors"] for m in results["modes"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The scale-out topology: N shard servers, one shard database each, each server in a CPU-capped cgroup.
+
+The default topology must stay exactly as it is (``make run`` and every other test rely on it); the
+scale-out one starts real PostgreSQL servers and real cgroup v1 folders, and leaves neither behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from quantumquill.devstack import cgroups
+from quantumquill.devstack.preflight import DevstackError
+from quantumquill.devstack.stack import (
+    DEFAULT_TOPOLOGY,
+    EMBEDDED_SHARD_MAP,
+    REPO_ROOT,
+    STATE_ENV,
+    Profile,
+    Stack,
+    scaleout_topology,
+)
+
+
+def test_the_default_topology_is_the_three_server_one_make_run_and_the_tests_use() -> None:
+    stack = Stack(Profile("any", Path("/nonexistent"), durable=False))
+    assert stack.topology == DEFAULT_TOPOLOGY
+    assert stack.topology.servers == ("pg0", "pg1", "pg2")
+    assert stack.topology.databases["shard3"] == ("pg1", "qq_shard3")
+    assert stack.topology.shard_map == EMBEDDED_SHARD_MAP
+    assert stack.cpu_cap is None
+
+
+def test_a_scaleout_topology_puts_one_shard_database_on_each_server_and_everyone_on_shard1() -> None:
+    topology = scaleout_topology(4)
+    assert topology.servers == ("pg0", "pg1", "pg2", "pg3", "pg4")
+    assert [topology.databases[f"shard{i}"] for i in range(1, 5)] == [(f"pg{i}", f"qq_shard{i}") for i in range(1, 5)]
+    assert topology.shard_map == "0:MAX=shard1"
+    with pytest.raises(DevstackError, match="between 1 and 16"):
+        scaleout_topology(0)
+
+
+def test_cpu_caps_say_plainly_when_the_cpu_controller_is_missing(tmp_path: Path) -> None:
+    reason = cgroups.unavailable_reason(tmp_path)
+    assert reason is not None and "not mounted" in reason
+    with pytest.raises(cgroups.CgroupsUnavailable, match="CPU caps are not available"):
+        cgroups.CpuCgroup("x", cpu_root=tmp_path).create(0.25)
+    with pytest.raises(DevstackError, match="1 ms minimum quota"):
+        cgroups.CpuCgroup("x", cpu_root=tmp_path).create(0.005)
+
+
+@pytest.fixture
+def stack_folder() -> Iterator[Path]:
+    """A folder the servers' unprivileged user can reach: next to this run's own test stack."""
+    folder = Path(os.environ[STATE_ENV]).parent / "scaleout"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_four_shard_servers_start_each_with_its_database_in_a_capped_cgroup_and_leave_nothing_behind(
+    stack_folder: Path,
+) -> None:
+    stack = Stack(
+        Profile("scaleout", stack_folder, durable=False, fresh=True), topology=scaleout_topology(4), cpu_cap=0.25
+    )
+    if cgroups.unavailable_reason() is not None:
+        # Where the controller is missing (no root, cgroup v2 only) the stack refuses before starting anything.
+        with pytest.raises(cgroups.CgroupsUnavailable):
+            stack.up()
+        assert not stack.state_file.exists()
+        return
+    env = stack.up()
+    try:
+        urls = dict(part.split("=", 1) for part in env["SHARD_DATABASE_URLS"].split(","))
+        assert sorted(urls) == ["shard1", "shard2", "shard3", "shard4"]
+        ports = {stack.ports[f"pg{i}"] for i in range(5)}
+        assert len(ports) == 5, stack.ports  # five separate servers
+        for index in range(1, 5):
+            server = stack.postgres(f"pg{index}")
+            with psycopg.connect(server.conninfo(f"qq_shard{index}"), autocommit=True) as conn:
+                mine = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'qq_%'")]
+                assert mine == [f"qq_shard{index}"]  # one shard database per server
+                backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+                assert backend is not None
+                group = stack.cgroup(f"pg{index}")
+                # The postmaster, its helpers and a backend forked after placement are all in the server's cgroup.
+                assert server.postmaster_pid() in group.pids()
+                assert backend[0] in group.pids()
+                assert (group.folders[0] / "cpu.cfs_quota_us").read_text().strip() == "25000"
+                assert (group.folders[0] / "cpu.shares").read_text().strip() == str(cgroups.HIGH_SHARES)
+                before = group.usage_seconds()
+                conn.execute("SELECT count(*) FROM generate_series(1, 300000)")
+                assert group.usage_seconds() > before  # cpuacct counts the server's work
+        control = stack.cgroup("pg0")
+        assert stack.postgres("pg0").postmaster_pid() in control.pids()
+        assert (control.folders[0] / "cpu.cfs_quota_us").read_text().strip() == "-1"  # measured, not capped
+    finally:
+        stack.down()
+    for name in stack.topology.servers:
+        assert not stack.postgres(name).is_running()
+        assert not any(folder.exists() for folder in stack.cgroup(name).folders)
+
+
+@pytest.mark.slow
+def test_devstack_exec_runs_a_command_against_n_shard_servers(stack_folder: Path) -> None:
+    probe = "import os; print(os.environ['SHARD_DATABASE_URLS'].count('=')); print(os.environ['QQ_EMBEDDED_SHARD_MAP'])"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quantumquill.devstack",
+            "exec",
+            "--shard-servers",
+            "2",
+            "--",
+            sys.executable,
+            "-c",
+            probe,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "0:MAX=shard1"]
