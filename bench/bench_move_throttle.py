@@ -12,10 +12,13 @@ each with a usage event) goes from shard2 to shard1; meanwhile ``--readers`` thr
 of users outside the range on shard2 (a signed-in page), ``--rate`` reads per second in all, timed one by one.
 
 Phases, each ``--seconds`` long or as long as the copy takes: reads alone (before), reads during
-``shardmove start --no-throttle`` (the copy at full speed; then ``cancel``), reads during ``shardmove start``
-with the default throttle (the budget derived from the source's probe p95 before the copy), and reads alone again
-(after: how much the machine drifted). Reported: each phase's p95 and its ratio to *before*, and each copy's
-duration. ``--json PATH`` writes the figures.
+``shardmove start --wait --no-throttle`` (the copy at full speed; then ``cancel``), reads during ``shardmove start
+--wait`` with the default throttle (the budget derived from the source's probe p95 before the copy), and reads alone again
+with the second move left catching up (after: how much the machine drifted). The first move's ``cancel`` runs
+uncapped and unmeasured. Reported: each phase's p95 and its ratio to *before*, and each copy's
+duration (the move's own ``copy_started_at`` to ``copy_finished_at``, as recorded by the follower, which
+polls once a second). The commands run as child processes (in this process's cgroup), as an operator runs them.
+``--json PATH`` writes the figures.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -40,7 +44,7 @@ setup_django()
 
 import psycopg  # noqa: E402
 
-from migrations_tooling import services, throttle  # noqa: E402
+from migrations_tooling import services  # noqa: E402
 from migrations_tooling.models import MoveRange, Phase  # noqa: E402
 from migrations_tooling.pgconn import connect  # noqa: E402
 from migrations_tooling.progress import Reporter  # noqa: E402
@@ -80,6 +84,15 @@ def _postmaster(alias: str) -> int:
     return int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
 
 
+capped_groups: list[Path] = []
+
+
+def set_quota(cpu: float | None) -> None:
+    """Change the servers' quota (None: uncapped), e.g. to clean up between phases quickly."""
+    for path in capped_groups:
+        (path / "cpu.cfs_quota_us").write_text("-1" if cpu is None else str(int(cpu * 100000)))
+
+
 @contextlib.contextmanager
 def capped(aliases: list[str], cpu: float) -> Iterator[list[str]]:
     """Each distinct server of ``aliases`` in its own cgroup capped at ``cpu`` CPUs; this process in another."""
@@ -110,15 +123,20 @@ def capped(aliases: list[str], cpu: float) -> Iterator[list[str]]:
             move([pid, *_children(pid)], path)  # backends forked later inherit the group
             notes.append(f"server of {alias} (postmaster {pid}) capped at {cpu} CPU, cpu.shares 8192")
         move([os.getpid()], group("loadgen", None))
+        capped_groups.extend(p for p in made if "-pg-" in p.name)
         notes.append("load generator: cpu.shares 8192, no quota")
         yield notes
     finally:
         for path in reversed(made):
-            for pid in (path / "cgroup.procs").read_text().split():
-                with contextlib.suppress(OSError):
-                    (CGROOT / "cgroup.procs").write_text(pid)
-            with contextlib.suppress(OSError):
-                path.rmdir()
+            for _ in range(50):  # a backend forked meanwhile lands in the group: empty it until rmdir succeeds
+                for pid in (path / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        (CGROOT / "cgroup.procs").write_text(pid)
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
 
 
 # --- data and reads ------------------------------------------------------------------------------------------
@@ -138,11 +156,11 @@ def prepare(rows: int, readers: int) -> None:
                 """
                 INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, seed,
                     stop, status, output, error, finish_reason, prompt_tokens, completion_tokens, created_at,
-                    updated_at, attempts, model_name)
+                    updated_at, attempts, model_name, claimed_by, idempotency_key)
                 SELECT %(base)s + g, %(lo)s + g %% (%(hi)s - %(lo)s), gen_random_uuid(),
                     'prompt ' || md5(g::text) || repeat(' words', 30), 200, 0.8, 0.95, g, '["\\n\\n"]', 'succeeded',
                     repeat(md5((g * 7)::text), 10), '', 'stop', 40, 200, now() - make_interval(secs => g), now(), 1,
-                    'bench'
+                    'bench', '', ''
                 FROM generate_series(1, %(count)s) g
                 """,
                 {"lo": lo, "hi": hi, "count": count, "base": lo * 10_000_000},
@@ -203,25 +221,36 @@ class Reads:
 # --- phases --------------------------------------------------------------------------------------------------
 
 
-def copy_phase(config: throttle.ThrottleConfig, limit: float) -> tuple[float, float, float, MoveRange]:
-    """Start a move with ``config`` and follow its copy; returns (started, finished, seconds, move)."""
+def copy_phase(options: list[str], limit: float) -> tuple[float, float, float, MoveRange]:
+    """``shardmove start ... --wait`` in its own process (as an operator runs it, so the follower's work does not
+    compete with the readers for this process); returns (process start, process end, copy seconds, move)."""
     started = time.monotonic()
-    move = services.move_start(lo=LO, hi=HI, target=TARGET, reporter=Reporter(), copy_throttle=config)
-
-    class Limited(Reporter):
-        def should_stop(self) -> bool:
-            return time.monotonic() - started > limit
-
-    move = services.follow_copy(move, Limited(), poll=0.5)
-    finished = time.monotonic()
-    if move.phase == Phase.COPYING:
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "shardmove", "start", str(LO), str(HI), "--to", TARGET, "--wait", *options],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # stop following: the copy then finishes unthrottled
+        output, _ = proc.communicate()
         log(f"  the copy did not finish within {limit:.0f}s (--limit); reported as unfinished")
-    return started, finished, finished - started, move
+    finished = time.monotonic()
+    if proc.returncode != 0:
+        raise SystemExit(f"shardmove start failed:\n{output}")
+    move = MoveRange.objects.order_by("-id").first()
+    assert move is not None
+    end = move.copy_finished_at
+    seconds = (end - move.copy_started_at).total_seconds() if end and move.copy_started_at else float("nan")
+    return started, finished, seconds, move
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=60_000, help="generations in the moved range (x2 rows)")
+    parser.add_argument("--rows", type=int, default=100_000, help="generations in the moved range (x2 rows)")
     parser.add_argument("--cpu", type=float, default=0.5, help="CPU quota of each PostgreSQL server")
     parser.add_argument("--readers", type=int, default=4, help="reading threads")
     parser.add_argument("--users", type=int, default=1000, help="signed-in users read (50 generations each)")
@@ -243,15 +272,15 @@ def main() -> None:
         before, n_before = reads.p95(t0, time.monotonic())
         log(f"before: read p95 {before:.2f} ms ({n_before} reads); load {os.getloadavg()}")
 
-        off = throttle.ThrottleConfig(enabled=False, max_probe_ms=None, max_active=None)
-        s, f, seconds_full, move = copy_phase(off, args.limit)
+        s, f, seconds_full, move = copy_phase(["--no-throttle"], args.limit)
         full, n_full = reads.p95(s, f)
         log(f"full-speed copy: {seconds_full:.1f}s, read p95 {full:.2f} ms ({n_full} reads); load {os.getloadavg()}")
+        set_quota(None)  # the cancel's deletes are not measured
         services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0.0))
+        set_quota(args.cpu)
         time.sleep(3)
 
-        on = throttle.requested(no_throttle=False, max_latency_ms=None, max_active=None)
-        s, f, seconds_throttled, move = copy_phase(on, args.limit)
+        s, f, seconds_throttled, move = copy_phase([], args.limit)
         throttled, n_throttled = reads.p95(s, f)
         move.refresh_from_db()
         state = move.throttle
@@ -261,8 +290,7 @@ def main() -> None:
             f"budget probe p95 {state.get('max_probe_ms')} ms from baseline {state.get('baseline_ms')} ms, "
             f"held back {state.get('throttled_seconds')}s; load {os.getloadavg()}"
         )
-        services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0.0))
-        t1 = time.monotonic()
+        t1 = time.monotonic()  # the move stays catching_up (idle replication); the stack is thrown away after
         time.sleep(args.seconds)
         after, n_after = reads.p95(t1, time.monotonic())
         log(f"after: read p95 {after:.2f} ms ({n_after} reads); load {os.getloadavg()}")

@@ -195,6 +195,8 @@ def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> Mo
     """
     controller = _controller(move, reporter)
     try:
+        if controller is not None:
+            controller.run_for(0.1)  # read the source and set the gate before anything else
         while True:
             move = move_refresh(move)
             status = selectors.move_status(move)
@@ -202,7 +204,7 @@ def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> Mo
                 reporter.info(f"Move {move.id} copied; now {status.phase}.")
                 return move
             line = status.copy_line()
-            if controller is not None and controller.duty < 1.0:
+            if controller is not None and controller.episode_started is not None:
                 line += f" (throttled to {controller.duty:.0%}: {controller.reason})"
             reporter.progress(line)
             if reporter.should_stop():

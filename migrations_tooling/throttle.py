@@ -22,7 +22,9 @@ client backends. Every ``interval`` it compares the probe's p95 over the last
 limit): over budget, it divides the share of time the gate stands open by
 four (below 1/16: paused); within budget, it adds 1/4 back (AIMD). The first
 reading is taken as soon as the controller starts, so a source that is over
-budget when the copy begins pauses it at once. Each episode
+budget when the copy begins pauses it at once; and a controller starts the
+copy at a quarter of the time (slow start), so a copy that would overload
+the source does not get a full-speed burst first. Each episode
 is journalled when it starts (with the reason) and when the copy has been
 back at full speed for ``RELEASE_AFTER`` seconds.
 
@@ -52,6 +54,7 @@ PROBE_EVERY = 0.05  # seconds between probes of the source
 WINDOW = 2.0  # the p95 is taken over the probes of the last WINDOW seconds
 RELEASE_AFTER = 2.0  # an episode ends once the copy ran at full speed this long
 BASELINE_PROBES = 30
+SLOW_START = 0.25  # the share of time the copy may run when a controller takes over
 _GATE_BASE = 0x5157 << 48  # advisory lock keys: gate of move N = base + N; controller = base + 2**40 + N
 _FUNCTION = "qq_move_copy_gate"
 
@@ -310,7 +313,7 @@ class Controller:
         self.target = connect(move.target, application_name="qq-shardmove-throttle")
         self.probe = Probe(self.source, table, move.lo, move.hi)
         self.samples: deque[tuple[float, float]] = deque()
-        self.duty = 1.0
+        self.duty = SLOW_START  # the copy earns its full speed (the source is read at once)
         self.closed = False
         self.tick_started = time.monotonic() - interval  # the first step reads the source at once
         self.episode_started: float | None = None
