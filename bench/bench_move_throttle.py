@@ -188,7 +188,7 @@ class Reads:
     def __init__(self, readers: int, users: int, rate: float) -> None:
         self.users = users
         self.interval = readers / rate
-        self.samples: list[tuple[float, float]] = []  # (monotonic time, ms)
+        self.samples: list[tuple[float, float]] = []  # (wall-clock time, ms)
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(readers)]
 
@@ -207,9 +207,9 @@ class Reads:
             next_at = time.monotonic() + random.random() * self.interval
             while not self.stop.is_set():
                 user = READERS_LO + random.randrange(self.users)
-                started = time.monotonic()
+                at, started = time.time(), time.perf_counter()
                 conn.execute(self.QUERY, [user], prepare=True).fetchall()
-                self.samples.append((started, (time.monotonic() - started) * 1000))
+                self.samples.append((at, (time.perf_counter() - started) * 1000))
                 next_at += self.interval
                 self.stop.wait(max(0.0, next_at - time.monotonic()))
 
@@ -223,8 +223,8 @@ class Reads:
 
 def copy_phase(options: list[str], limit: float) -> tuple[float, float, float, MoveRange]:
     """``shardmove start ... --wait`` in its own process (as an operator runs it, so the follower's work does not
-    compete with the readers for this process); returns (process start, process end, copy seconds, move)."""
-    started = time.monotonic()
+    compete with the readers for this process); returns (copy start, copy end, copy seconds, move) in wall-clock
+    time, from the move's record (set-up and the child's start-up are left out of the window)."""
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "shardmove", "start", str(LO), str(HI), "--to", TARGET, "--wait", *options],
         cwd=Path(__file__).resolve().parents[1],
@@ -238,14 +238,14 @@ def copy_phase(options: list[str], limit: float) -> tuple[float, float, float, M
         proc.send_signal(signal.SIGINT)  # stop following: the copy then finishes unthrottled
         output, _ = proc.communicate()
         log(f"  the copy did not finish within {limit:.0f}s (--limit); reported as unfinished")
-    finished = time.monotonic()
     if proc.returncode != 0:
         raise SystemExit(f"shardmove start failed:\n{output}")
     move = MoveRange.objects.order_by("-id").first()
     assert move is not None
-    end = move.copy_finished_at
-    seconds = (end - move.copy_started_at).total_seconds() if end and move.copy_started_at else float("nan")
-    return started, finished, seconds, move
+    assert move.copy_started_at is not None
+    started = move.copy_started_at.timestamp()
+    finished = move.copy_finished_at.timestamp() if move.copy_finished_at else time.time()
+    return started, finished, finished - started, move
 
 
 def main() -> None:
@@ -267,9 +267,9 @@ def main() -> None:
         for note in notes:
             log(f"  {note}")
         time.sleep(2)  # connections open, plans cached
-        t0 = time.monotonic()
+        t0 = time.time()
         time.sleep(args.seconds)
-        before, n_before = reads.p95(t0, time.monotonic())
+        before, n_before = reads.p95(t0, time.time())
         log(f"before: read p95 {before:.2f} ms ({n_before} reads); load {os.getloadavg()}")
 
         s, f, seconds_full, move = copy_phase(["--no-throttle"], args.limit)
@@ -290,9 +290,9 @@ def main() -> None:
             f"budget probe p95 {state.get('max_probe_ms')} ms from baseline {state.get('baseline_ms')} ms, "
             f"held back {state.get('throttled_seconds')}s; load {os.getloadavg()}"
         )
-        t1 = time.monotonic()  # the move stays catching_up (idle replication); the stack is thrown away after
+        t1 = time.time()  # the move stays catching_up (idle replication); the stack is thrown away after
         time.sleep(args.seconds)
-        after, n_after = reads.p95(t1, time.monotonic())
+        after, n_after = reads.p95(t1, time.time())
         log(f"after: read p95 {after:.2f} ms ({n_after} reads); load {os.getloadavg()}")
     figures.update(
         {
