@@ -20,7 +20,7 @@ index read of a sharded table, as a signed-in read is) and counts its active
 client backends. Every ``interval`` it compares the probe's p95 over the last
 ``WINDOW`` seconds with the budget (and the active backends with their
 limit): over budget, it divides the share of time the gate stands open by
-four (below 1/16: paused); within budget, it adds 1/4 back (AIMD). The first
+four (below 1/16: paused); within budget, it adds 1/8 back (AIMD). The first
 reading is taken as soon as the controller starts, so a source that is over
 budget when the copy begins pauses it at once; and a controller starts the
 copy at a quarter of the time (slow start), so a copy that would overload
@@ -51,7 +51,7 @@ from .pgconn import connect, one
 from .schema import ShardedTable
 
 PROBE_EVERY = 0.05  # seconds between probes of the source
-WINDOW = 2.0  # the p95 is taken over the probes of the last WINDOW seconds
+WINDOW = 1.0  # the p95 is taken over the probes of the last WINDOW seconds
 RELEASE_AFTER = 2.0  # an episode ends once the copy ran at full speed this long
 BASELINE_PROBES = 30
 SLOW_START = 0.25  # the share of time the copy may run when a controller takes over
@@ -377,7 +377,7 @@ class Controller:
                 self.episode_started = now
                 self._event("throttled", f"Copy throttled: {reason} on {self.move.source}.")
         else:
-            self.duty = min(1.0, self.duty + 0.25)
+            self.duty = min(1.0, self.duty + 0.125)
             if self.duty >= 1.0 and self.episode_started is not None:
                 self.full_since = self.full_since or now
                 if now - self.full_since >= RELEASE_AFTER:
