@@ -56,7 +56,7 @@ def get_settings() -> MoveSettings:
         # at least the slack above it.
         throttle_max_probe_ms=_optional_float(raw.get("THROTTLE_MAX_PROBE_MS")),
         throttle_latency_factor=max(1.0, float(raw.get("THROTTLE_LATENCY_FACTOR", 1.2))),
-        throttle_latency_slack_ms=max(0.0, float(raw.get("THROTTLE_LATENCY_SLACK_MS", 0.5))),
+        throttle_latency_slack_ms=max(0.0, float(raw.get("THROTTLE_LATENCY_SLACK_MS", 0.1))),
         # Most active client backends on the source's server while copying; None: no limit.
         throttle_max_active=None if raw.get("THROTTLE_MAX_ACTIVE") is None else int(raw["THROTTLE_MAX_ACTIVE"]),
         # How often the controller compares the source with the budget and adjusts the copy's share of time.
