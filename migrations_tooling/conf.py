@@ -20,6 +20,12 @@ class MoveSettings:
     mirror_reads_share: float
     mirror_queue_size: int
     mirror_mismatch_window: float
+    throttle: bool
+    throttle_max_probe_ms: float | None
+    throttle_latency_factor: float
+    throttle_latency_slack_ms: float
+    throttle_max_active: int | None
+    throttle_interval: float
 
 
 def get_settings() -> MoveSettings:
@@ -44,4 +50,19 @@ def get_settings() -> MoveSettings:
         mirror_queue_size=max(1, int(raw.get("MIRROR_QUEUE_SIZE", 1000))),
         # switch-reads refuses while a mirrored read mismatched within this many seconds (unless --force).
         mirror_mismatch_window=float(raw.get("MIRROR_MISMATCH_WINDOW_SECONDS", 600.0)),
+        # The initial copy is held back while the source is over budget (start --no-throttle: full speed).
+        throttle=bool(raw.get("THROTTLE", True)),
+        # Budget for the p95 of the source probe (ms); None: the p95 measured before the copy, times the factor,
+        # at least the slack above it.
+        throttle_max_probe_ms=_optional_float(raw.get("THROTTLE_MAX_PROBE_MS")),
+        throttle_latency_factor=max(1.0, float(raw.get("THROTTLE_LATENCY_FACTOR", 1.2))),
+        throttle_latency_slack_ms=max(0.0, float(raw.get("THROTTLE_LATENCY_SLACK_MS", 0.1))),
+        # Most active client backends on the source's server while copying; None: no limit.
+        throttle_max_active=None if raw.get("THROTTLE_MAX_ACTIVE") is None else int(raw["THROTTLE_MAX_ACTIVE"]),
+        # How often the controller compares the source with the budget and adjusts the copy's share of time.
+        throttle_interval=max(0.1, float(raw.get("THROTTLE_INTERVAL_SECONDS", 0.5))),
     )
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from django.utils import timezone
 
-from . import replication
+from . import replication, throttle
 from .models import MoveEvent, MoveRange, MoveTable, Phase
 from .phases import COPY_FINISHED, sources
 from .schema import sharded_tables
@@ -61,6 +61,7 @@ def refresh_copy_state(move: MoveRange, target: psycopg.Connection[Any]) -> dict
         if changed:
             record.save(update_fields=["sync_state", "rows_copied", "synced_at"])
     if copy_finished(syncs):
+        throttle.remove_gate_if_free(target, move.id, sharded_tables())  # streamed changes are not held back
         updated = MoveRange.objects.filter(id=move.id, phase__in=sources(COPY_FINISHED, Phase.CATCHING_UP)).update(
             phase=Phase.CATCHING_UP, copy_finished_at=now, phase_changed_at=now, updated_at=now
         )

@@ -56,6 +56,8 @@ class MoveRange(models.Model):
     watermark_set_at = models.DateTimeField(null=True, blank=True)
     # The forward subscription's oid names the table-sync slots it may leave on the source if dropped mid-copy.
     subscription_oid = models.BigIntegerField(null=True, blank=True)
+    # The throttled copy: its budget (``throttle.ThrottleConfig``) and what its controller last saw and did.
+    throttle = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["id"]

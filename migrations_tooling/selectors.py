@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from django.utils import timezone
 
-from . import fence, phases, replication
+from . import fence, phases, replication, throttle
 from .copying import copy_finished, observe_copy
 from .errors import MoveError
 from .maps import traffic
@@ -89,6 +89,7 @@ class MoveStatus:
     next_steps: list[str] = field(default_factory=list)
     age_seconds: float = 0.0
     mirrored_reads: dict[str, Any] = field(default_factory=dict)
+    throttle: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -132,6 +133,8 @@ class MoveStatus:
             f"  lease     {self.lease or 'free'}",
             f"  last error {self.last_error or '-'}",
         ]
+        if self.throttle.get("enabled") is not None:
+            out.append(f"  throttle  {self.throttle['summary']}")
         out += [f"  ! {w}" for w in self.warnings]
         if self.mirrored_reads.get("reads") or self.mirrored_reads.get("dropped"):
             m = self.mirrored_reads
@@ -144,6 +147,46 @@ class MoveStatus:
             out.append("  recent:")
             out += [f"    {e}" for e in self.events]
         return out
+
+
+def throttle_status(move: MoveRange, running: bool | None) -> dict[str, Any]:
+    """The copy throttle's budget, what its controller last saw and did, and its episodes ({} for older moves)."""
+    config = throttle.ThrottleConfig.from_json(move.throttle)
+    if config is None:
+        return {}
+    state = move.throttle
+    copying = move.phase == Phase.COPYING
+    throttling = bool(state.get("throttling")) and copying and bool(running)
+    episodes = [
+        {"at": e.at.isoformat(), "kind": e.kind, "message": e.message}
+        for e in MoveEvent.objects.filter(move=move, kind__in=("throttled", "throttle-released")).order_by("id")
+    ]
+    summary = config.describe()
+    if config.enabled and copying:
+        if throttling:
+            summary += f"; THROTTLED now (copy at {float(state.get('duty', 0)):.0%}: {state.get('reason', '')})"
+        elif running:
+            summary += "; copying at full speed"
+        elif running is False:
+            summary += "; no command steers the copy now (it runs at full speed): `shardmove refresh --watch`"
+    if config.enabled:
+        summary += f"; held back {float(state.get('throttled_seconds', 0.0)):.1f}s in {len(episodes) // 2 + len(episodes) % 2} episode(s)"
+    return {
+        "enabled": config.enabled,
+        "max_probe_ms": config.max_probe_ms,
+        "max_active": config.max_active,
+        "baseline_ms": config.baseline_ms,
+        "budget_from": config.budget_from,
+        "running": bool(running) and copying,
+        "throttling": throttling,
+        "duty": float(state.get("duty", 1.0)),
+        "reason": str(state.get("reason", "")) if throttling else "",
+        "probe_p95_ms": state.get("probe_p95_ms"),
+        "active_backends": state.get("active"),
+        "throttled_seconds": float(state.get("throttled_seconds", 0.0)),
+        "episodes": episodes,
+        "summary": summary,
+    }
 
 
 def channel_for(move: MoveRange) -> replication.Channel | None:
@@ -175,10 +218,16 @@ class _Observed:
     errors: int = 0
     copy_error: str = ""
     warnings: list[str] = field(default_factory=list)
+    throttle_running: bool | None = None  # a controller steers the copy now (None: unknown or not copying)
 
 
 def _observe(move: MoveRange, db: Pool) -> _Observed:
     seen = _Observed()
+    if move.phase == Phase.COPYING and move.throttle.get("enabled"):
+        try:
+            seen.throttle_running = throttle.controller_running(db[move.target], move.id)
+        except psycopg.Error:
+            pass
     channel = channel_for(move)
     try:
         seen.syncs = observe_copy(move, db[move.target])
@@ -306,6 +355,7 @@ def move_status(move: MoveRange) -> MoveStatus:
         events=events,
         next_steps=_next_steps(move, seen),
         mirrored_reads=asdict(mirror_summary(move)),
+        throttle=throttle_status(move, seen.throttle_running),
         age_seconds=round((timezone.now() - move.created_at).total_seconds(), 3),
     )
 

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from shardrouter.conf import get_settings as shardrouter_settings
 
-from . import cutover, fence, phases, replication, selectors
+from . import cutover, fence, phases, replication, selectors, throttle
 from .conf import get_settings
 from .copying import refresh_copy_state
 from .errors import MoveError
@@ -30,7 +30,7 @@ from .pgconn import Pool, pool
 from .phases import require_phase
 from .planning import MovePlan, check_servers, label, overlapping_moves, validate_request
 from .progress import Meter, Reporter
-from .schema import ensure_replica_identity
+from .schema import ensure_replica_identity, sharded_tables
 from .verify import verify_range
 from .work import Work, driving
 
@@ -73,8 +73,15 @@ def _create_move(plan: MovePlan) -> MoveRange:
     return move
 
 
-def move_start(*, lo: int, hi: int, target: str, reporter: Reporter) -> MoveRange:
-    """Create the move (or resume its set-up) and start the copy; returns as soon as the servers copy."""
+def move_start(
+    *, lo: int, hi: int, target: str, reporter: Reporter, copy_throttle: throttle.ThrottleConfig | None = None
+) -> MoveRange:
+    """Create the move (or resume its set-up) and start the copy; returns as soon as the servers copy.
+
+    ``copy_throttle`` (default: from the settings) is fixed when the copy starts; ``follow_copy`` applies it.
+    """
+    if copy_throttle is None:
+        copy_throttle = throttle.requested(no_throttle=False, max_latency_ms=None, max_active=None)
     plan = move_plan(lo=lo, hi=hi, target=target)
     move = plan.existing or _create_move(plan)
     with driving(move, reporter) as work:
@@ -84,11 +91,11 @@ def move_start(*, lo: int, hi: int, target: str, reporter: Reporter) -> MoveRang
             return move
         if plan.existing is not None:
             work.journal("resume", f"Resuming the set-up of move {move.id} (step: {move.step or 'none'}).")
-        _set_up(work)
+        _set_up(work, copy_throttle)
     return move
 
 
-def _set_up(work: Work) -> None:
+def _set_up(work: Work, copy_throttle: throttle.ThrottleConfig) -> None:
     move = work.move
     for alias in (move.source, move.target):
         conn = work.db[alias]
@@ -100,6 +107,9 @@ def _set_up(work: Work) -> None:
                     "replica-identity", f"{alias}: {table.name} now uses its (id, shard key) index as replica identity."
                 )
     source, target = work.source, work.target
+    channel = replication.forward(move.id, move.source, move.target)
+    if replication.subscription_oid(target, channel.name) is None:
+        _set_up_throttle(work, copy_throttle)
     # Until the cut-over nobody may write the range on the target: replication alone fills it.
     fence.put(target, move.id, move.lo, move.hi, "moved", moved_to=move.source)
     fence.put(source, move.id, move.lo, move.hi, "tracking")
@@ -109,7 +119,6 @@ def _set_up(work: Work) -> None:
             "if they use REPEATABLE READ and write to the range, the cut-over cannot re-verify those rows."
         )
     fence.marker_init(source, move.id)
-    channel = replication.forward(move.id, move.source, move.target)
     if replication.subscription_oid(target, channel.name) is None:
         fence.marker_drop(target, move.id)  # a leftover would collide with the marker's initial copy
     if replication.create_publication(source, channel.name, work.tables, move_id=move.id, lo=move.lo, hi=move.hi):
@@ -129,6 +138,19 @@ def _set_up(work: Work) -> None:
         f"follow it with `shardmove status {move.id} --watch`.",
     )
     pause_point("start:subscription")
+
+
+def _set_up_throttle(work: Work, copy_throttle: throttle.ThrottleConfig) -> None:
+    """Measure the source before the copy, keep the budget on the move and install the gate on the target."""
+    move = work.move
+    config = throttle.with_baseline(copy_throttle, work.source, work.tables[0], move.lo, move.hi)
+    MoveRange.objects.filter(id=move.id).update(throttle=config.to_json())
+    move.throttle = config.to_json()
+    if config.enabled:
+        throttle.install_gate(work.target, move.id, work.tables, move.lo, move.hi, DDL_LOCK_TIMEOUT)
+    else:
+        throttle.remove_gate(work.target, move.id, work.tables)
+    work.journal("throttle", f"Copy throttle {config.describe()}.", **config.to_json())
 
 
 def move_refresh(move: MoveRange) -> MoveRange:
@@ -166,18 +188,46 @@ def _record_lag_sample(move: MoveRange, db: Pool) -> None:
 
 
 def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> MoveRange:
-    """Report copy progress until the copy is done (``start --wait``); the servers do the work."""
-    while True:
-        move = move_refresh(move)
-        status = selectors.move_status(move)
-        if status.phase != phases.INITIAL:
-            reporter.info(f"Move {move.id} copied; now {status.phase}.")
-            return move
-        reporter.progress(status.copy_line())
-        if reporter.should_stop():
-            reporter.info("Stopped following; the copy goes on in the database servers.")
-            return move
-        time.sleep(poll)
+    """Report copy progress until the copy is done (``start --wait``); the servers do the work.
+
+    A throttled move's copy is steered meanwhile (``throttle.Controller``): the
+    follower probes the source instead of sleeping between progress lines.
+    """
+    controller = _controller(move, reporter)
+    try:
+        if controller is not None:
+            controller.run_for(0.1)  # read the source and set the gate before anything else
+        while True:
+            move = move_refresh(move)
+            status = selectors.move_status(move)
+            if status.phase != phases.INITIAL:
+                reporter.info(f"Move {move.id} copied; now {status.phase}.")
+                return move
+            line = status.copy_line()
+            if controller is not None and controller.episode_started is not None:
+                line += f" (throttled to {controller.duty:.0%}: {controller.reason})"
+            reporter.progress(line)
+            if reporter.should_stop():
+                reporter.info("Stopped following; the copy goes on in the database servers.")
+                return move
+            if controller is not None:
+                controller.run_for(poll)
+            else:
+                time.sleep(poll)
+    finally:
+        if controller is not None:
+            controller.close()
+
+
+def _controller(move: MoveRange, reporter: Reporter) -> throttle.Controller | None:
+    move.refresh_from_db()
+    config = throttle.ThrottleConfig.from_json(move.throttle)
+    if config is None or not config.enabled or move.phase != Phase.COPYING:
+        return None
+    controller = throttle.Controller(move, config, sharded_tables()[0], get_settings().throttle_interval)
+    if not controller.owner:
+        reporter.warning(f"Another command already throttles move {move.id}'s copy; this one only follows it.")
+    return controller
 
 
 def move_switch_reads(
@@ -185,6 +235,7 @@ def move_switch_reads(
 ) -> bool:
     with driving(move, reporter) as work:
         refresh_copy_state(work.move, work.target)
+        throttle.remove_gate_if_free(work.target, move.id, work.tables)  # left if the copy's end found it busy
         if not back and work.move.phase in (Phase.CATCHING_UP, Phase.ROLLED_BACK):
             _refuse_on_mirror_mismatches(work.move, reporter, force=force)
         return cutover.switch_reads(work, back=back, max_lag=max_lag, dry_run=dry_run)
@@ -314,6 +365,7 @@ def _drop_replication(work: Work) -> None:
 
 def _forget(conn_alias: str, work: Work) -> None:
     conn = work.db[conn_alias]
+    throttle.remove_gate(conn, work.move.id, work.tables)
     fence.remove(conn, work.move.id)
     fence.drop_changes(conn, work.move.id)
     fence.marker_drop(conn, work.move.id)

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from migrations_tooling import phases, selectors, services
+from migrations_tooling import phases, selectors, services, throttle
 from migrations_tooling.conf import get_settings
 from migrations_tooling.errors import MoveError
 from migrations_tooling.progress import Reporter, format_bytes, format_duration
@@ -103,7 +103,25 @@ class Command(BaseCommand):
         start = sub.add_parser("start", help="set up change capture and start the copy (returns at once)")
         range_args(start)
         start.add_argument("--dry-run", action="store_true", help="only validate and show the plan")
-        start.add_argument("--wait", action="store_true", help="follow the copy until it is done")
+        start.add_argument(
+            "--wait", action="store_true", help="follow the copy until it is done (and steer its throttle)"
+        )
+        start.add_argument(
+            "--max-source-latency",
+            type=float,
+            metavar="MS",
+            help="hold the copy back while the p95 of a probe read on the source exceeds MS milliseconds "
+            "(default: the p95 measured before the copy times SHARDMOVE['THROTTLE_LATENCY_FACTOR'])",
+        )
+        start.add_argument(
+            "--max-source-active",
+            type=int,
+            metavar="N",
+            help="hold the copy back while the source's server runs more than N active client backends",
+        )
+        start.add_argument(
+            "--no-throttle", action="store_true", help="copy at full speed, whatever it costs the source's users"
+        )
 
         status = sub.add_parser("status", help="phase, copy progress, lag and traffic of moves (only reads)")
         move_arg(status)
@@ -237,17 +255,39 @@ class Command(BaseCommand):
         for check in plan.checks:
             self.stdout.write("  " + self.style.SUCCESS("ok") + f" {check}")
 
-    def handle_start(self, *, lo: str, hi: str, target: str, dry_run: bool, wait: bool, **_: Any) -> None:
+    def handle_start(
+        self,
+        *,
+        lo: str,
+        hi: str,
+        target: str,
+        dry_run: bool,
+        wait: bool,
+        max_source_latency: float | None = None,
+        max_source_active: int | None = None,
+        no_throttle: bool = False,
+        **_: Any,
+    ) -> None:
         lo_key, hi_key = _key(lo), _key(hi)
+        copy_throttle = throttle.requested(
+            no_throttle=no_throttle, max_latency_ms=max_source_latency, max_active=max_source_active
+        )
         if dry_run:
             plan = services.move_plan(lo=lo_key, hi=hi_key, target=target)
             self._print_plan(plan)
             self.stdout.write("Dry run: nothing changed.")
             return
-        move = services.move_start(lo=lo_key, hi=hi_key, target=target, reporter=self.reporter)
+        move = services.move_start(
+            lo=lo_key, hi=hi_key, target=target, reporter=self.reporter, copy_throttle=copy_throttle
+        )
         self.stdout.write(self.style.SUCCESS(f"Move {move.id} started: {move.source} -> {move.target} ({move.phase})."))
         if wait:
             services.follow_copy(move, self.reporter)
+        elif move.phase == "copying" and move.throttle.get("enabled"):
+            self.stdout.write(
+                f"The copy is throttled only while a command follows it: run `manage.py shardmove refresh {move.id} "
+                "--watch` (or start with --wait)."
+            )
 
     def handle_status(
         self, *, move: str | None, all: bool, format: str, watch: bool, interval: float, **_: Any
@@ -290,7 +330,11 @@ class Command(BaseCommand):
             )
 
     def handle_refresh(self, *, move: str | None, watch: bool = False, interval: float = 2.0, **_: Any) -> None:
+        if interval <= 0:
+            raise CommandError(f"--interval must be above 0 seconds (got {interval}); for example --interval 2.")
         record = selectors.move_get(move)
+        if watch and record.phase == "copying":
+            record = services.follow_copy(record, self.reporter, poll=interval)  # steers a throttled copy too
         while True:
             record = services.move_refresh(record)
             self.stdout.write(selectors.move_status(record).copy_line())

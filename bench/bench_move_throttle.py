@@ -1,0 +1,323 @@
+"""Benchmark of the throttled copy: signed-in reads on the source before, during a full-speed and a throttled copy.
+
+Run it on a private embedded stack, as root (it caps the servers with the cgroup v1 ``cpu`` controller):
+
+    .venv/bin/python -m quantumquill.devstack exec --profile test -- .venv/bin/python bench/bench_move_throttle.py
+
+Each PostgreSQL server of the stack (its postmaster and every backend) goes into its own cgroup under
+``/sys/fs/cgroup/cpu/qq-bench-throttle-*`` with the same quota (``--cpu``, default 0.5 CPU) and
+``cpu.shares = 8192``, and this process into one with the same shares and no quota, so each gets its share on a
+busy machine; the cgroups are removed at the end. The moved range ``[1000, 100000)`` (``--rows`` generations,
+each with a usage event) goes from shard2 to shard1; meanwhile ``--readers`` threads read the last 20 generations
+of users outside the range on shard2 (a signed-in page), ``--rate`` reads per second in all, timed one by one.
+
+Phases, each ``--seconds`` long or as long as the copy takes: reads alone (before), reads during
+``shardmove start --wait --no-throttle`` (the copy at full speed; then ``cancel``), reads during ``shardmove start
+--wait`` with the default throttle (the budget derived from the source's probe p95 before the copy), and reads alone again
+with the second move left catching up (after: how much the machine drifted). The first move's ``cancel`` runs
+uncapped and unmeasured. Reported: each phase's p95 and its ratio to *before*, and each copy's
+duration (the move's own ``copy_started_at`` to ``copy_finished_at``, as recorded by the follower, which
+polls once a second). The commands run as child processes (in this process's cgroup), as an operator runs them.
+``--json PATH`` writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._django import machine, percentile, setup_django
+
+setup_django()
+
+import psycopg  # noqa: E402
+
+from migrations_tooling import services  # noqa: E402
+from migrations_tooling.models import MoveRange, Phase  # noqa: E402
+from migrations_tooling.pgconn import connect  # noqa: E402
+from migrations_tooling.progress import Reporter  # noqa: E402
+from shardrouter.control import conninfo_for  # noqa: E402
+from shardrouter.keyspace import KEYSPACE_END, ShardRange  # noqa: E402
+from shardrouter.mapstore import apply_map, load_map_from_database  # noqa: E402
+
+LO, HI = 1000, 100_000
+SOURCE, TARGET = "shard2", "shard1"
+READERS_LO = 200_000  # readers' users, outside the moved range, on the source
+CGROOT = Path("/sys/fs/cgroup/cpu")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- cgroups -------------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _postmaster(alias: str) -> int:
+    with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+    return int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+
+
+capped_groups: list[Path] = []
+
+
+def set_quota(cpu: float | None) -> None:
+    """Change the servers' quota (None: uncapped), e.g. to clean up between phases quickly."""
+    for path in capped_groups:
+        (path / "cpu.cfs_quota_us").write_text("-1" if cpu is None else str(int(cpu * 100000)))
+
+
+@contextlib.contextmanager
+def capped(aliases: list[str], cpu: float) -> Iterator[list[str]]:
+    """Each distinct server of ``aliases`` in its own cgroup capped at ``cpu`` CPUs; this process in another."""
+    made: list[Path] = []
+    notes = []
+
+    def group(name: str, quota: float | None) -> Path:
+        path = CGROOT / f"qq-bench-throttle-{os.getpid()}-{name}"
+        path.mkdir()
+        made.append(path)
+        (path / "cpu.shares").write_text("8192")
+        if quota is not None:
+            (path / "cpu.cfs_period_us").write_text("100000")
+            (path / "cpu.cfs_quota_us").write_text(str(int(quota * 100000)))
+        return path
+
+    def move(pids: list[int], path: Path) -> None:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                (path / "cgroup.procs").write_text(str(pid))
+
+    try:
+        servers: dict[int, str] = {}
+        for alias in aliases:
+            servers.setdefault(_postmaster(alias), alias)
+        for pid, alias in servers.items():
+            path = group(f"pg-{alias}", cpu)
+            move([pid, *_children(pid)], path)  # backends forked later inherit the group
+            notes.append(f"server of {alias} (postmaster {pid}) capped at {cpu} CPU, cpu.shares 8192")
+        move([os.getpid()], group("loadgen", None))
+        capped_groups.extend(p for p in made if "-pg-" in p.name)
+        notes.append("load generator: cpu.shares 8192, no quota")
+        yield notes
+    finally:
+        for path in reversed(made):
+            for _ in range(50):  # a backend forked meanwhile lands in the group: empty it until rmdir succeeds
+                for pid in (path / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        (CGROOT / "cgroup.procs").write_text(pid)
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+# --- data and reads ------------------------------------------------------------------------------------------
+
+
+def prepare(rows: int, readers: int) -> None:
+    base = load_map_from_database()
+    apply_map(
+        [ShardRange(0, 1000, "shard1"), ShardRange(1000, KEYSPACE_END, "shard2")],
+        expected_version=base.version,
+        reason="bench: two shards",
+    )
+    with connect(SOURCE) as conn:
+        conn.execute("TRUNCATE content_generation, content_usageevent")
+        for lo, hi, count in ((LO, HI, rows), (READERS_LO, READERS_LO + readers, readers * 50)):
+            conn.execute(
+                """
+                INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, seed,
+                    stop, status, output, error, finish_reason, prompt_tokens, completion_tokens, created_at,
+                    updated_at, attempts, model_name, claimed_by, idempotency_key)
+                SELECT %(base)s + g, %(lo)s + g %% (%(hi)s - %(lo)s), gen_random_uuid(),
+                    'prompt ' || md5(g::text) || repeat(' words', 30), 200, 0.8, 0.95, g, '["\\n\\n"]', 'succeeded',
+                    repeat(md5((g * 7)::text), 10), '', 'stop', 40, 200, now() - make_interval(secs => g), now(), 1,
+                    'bench', '', ''
+                FROM generate_series(1, %(count)s) g
+                """,
+                {"lo": lo, "hi": hi, "count": count, "base": lo * 10_000_000},
+            )
+        conn.execute(
+            """
+            INSERT INTO content_usageevent (id, user_id, kind, generation_id, tokens, created_at)
+            SELECT id + 1, user_id, 'generation_requested', id, 240, created_at FROM content_generation
+            """
+        )
+        conn.execute("VACUUM ANALYZE content_generation")
+        conn.execute("VACUUM ANALYZE content_usageevent")
+    with connect(TARGET) as conn:
+        conn.execute("TRUNCATE content_generation, content_usageevent")
+
+
+class Reads:
+    """``readers`` threads reading a signed-in user's last 20 generations on the source at ``rate`` reads/s."""
+
+    QUERY = (
+        "SELECT id, prompt, status, output, created_at FROM content_generation WHERE user_id = %s "
+        "ORDER BY created_at DESC LIMIT 20"
+    )
+
+    def __init__(self, readers: int, users: int, rate: float) -> None:
+        self.users = users
+        self.interval = readers / rate
+        self.samples: list[tuple[float, float]] = []  # (wall-clock time, ms)
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(readers)]
+
+    def __enter__(self) -> Reads:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with psycopg.connect(conninfo_for(SOURCE), autocommit=True) as conn:
+            next_at = time.monotonic() + random.random() * self.interval
+            while not self.stop.is_set():
+                user = READERS_LO + random.randrange(self.users)
+                at, started = time.time(), time.perf_counter()
+                conn.execute(self.QUERY, [user], prepare=True).fetchall()
+                self.samples.append((at, (time.perf_counter() - started) * 1000))
+                next_at += self.interval
+                self.stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def p95(self, since: float, until: float) -> tuple[float, int]:
+        window = [ms for at, ms in self.samples if since <= at < until]
+        return (percentile(window, 95) if window else float("nan")), len(window)
+
+
+# --- phases --------------------------------------------------------------------------------------------------
+
+
+def copy_phase(options: list[str], limit: float) -> tuple[float, float, float, MoveRange]:
+    """``shardmove start ... --wait`` in its own process (as an operator runs it, so the follower's work does not
+    compete with the readers for this process); returns (copy start, copy end, copy seconds, move) in wall-clock
+    time, from the move's record (set-up and the child's start-up are left out of the window)."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "shardmove", "start", str(LO), str(HI), "--to", TARGET, "--wait", *options],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # stop following: the copy then finishes unthrottled
+        output, _ = proc.communicate()
+        log(f"  the copy did not finish within {limit:.0f}s (--limit); reported as unfinished")
+    if proc.returncode != 0:
+        raise SystemExit(f"shardmove start failed:\n{output}")
+    move = MoveRange.objects.order_by("-id").first()
+    assert move is not None
+    assert move.copy_started_at is not None
+    started = move.copy_started_at.timestamp()
+    finished = move.copy_finished_at.timestamp() if move.copy_finished_at else time.time()
+    return started, finished, finished - started, move
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000, help="generations in the moved range (x2 rows)")
+    parser.add_argument("--cpu", type=float, default=0.5, help="CPU quota of each PostgreSQL server")
+    parser.add_argument("--readers", type=int, default=4, help="reading threads")
+    parser.add_argument("--users", type=int, default=1000, help="signed-in users read (50 generations each)")
+    parser.add_argument("--rate", type=float, default=100.0, help="reads per second in all")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the phases without a copy")
+    parser.add_argument("--limit", type=float, default=300.0, help="longest a copy may take before it is reported")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+
+    log(f"machine: {machine()}; load before: {os.getloadavg()}")
+    prepare(args.rows, args.users)
+    figures: dict[str, Any] = {"rows": args.rows * 2, "cpu": args.cpu, "rate": args.rate}
+    with capped([SOURCE, TARGET], args.cpu) as notes, Reads(args.readers, args.users, args.rate) as reads:
+        for note in notes:
+            log(f"  {note}")
+        time.sleep(2)  # connections open, plans cached
+        t0 = time.time()
+        time.sleep(args.seconds)
+        before, n_before = reads.p95(t0, time.time())
+        log(f"before: read p95 {before:.2f} ms ({n_before} reads); load {os.getloadavg()}")
+
+        s, f, seconds_full, move = copy_phase(["--no-throttle"], args.limit)
+        full, n_full = reads.p95(s, f)
+        log(f"full-speed copy: {seconds_full:.1f}s, read p95 {full:.2f} ms ({n_full} reads); load {os.getloadavg()}")
+        set_quota(None)  # the cancel's deletes are not measured
+        services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0.0))
+        set_quota(args.cpu)
+        time.sleep(3)
+
+        s, f, seconds_throttled, move = copy_phase([], args.limit)
+        throttled, n_throttled = reads.p95(s, f)
+        move.refresh_from_db()
+        state = move.throttle
+        throttled_finished = move.phase != Phase.COPYING
+        log(
+            f"throttled copy: {seconds_throttled:.1f}s, read p95 {throttled:.2f} ms ({n_throttled} reads); "
+            f"budget probe p95 {state.get('max_probe_ms')} ms from baseline {state.get('baseline_ms')} ms, "
+            f"held back {state.get('throttled_seconds')}s; load {os.getloadavg()}"
+        )
+        t1 = time.time()  # the move stays catching_up (idle replication); the stack is thrown away after
+        time.sleep(args.seconds)
+        after, n_after = reads.p95(t1, time.time())
+        log(f"after: read p95 {after:.2f} ms ({n_after} reads); load {os.getloadavg()}")
+    figures.update(
+        {
+            "p95_ms": {"before": before, "full_speed": full, "throttled": throttled, "after": after},
+            "ratio_to_before": {
+                "full_speed": full / before,
+                "throttled": throttled / before,
+                "after": after / before,
+            },
+            "copy_seconds": {"full_speed": seconds_full, "throttled": seconds_throttled},
+            "throttled_copy_finished": throttled_finished,
+            "throttle": {k: state.get(k) for k in ("max_probe_ms", "baseline_ms", "throttled_seconds")},
+            "loadavg_end": os.getloadavg(),
+            "machine": machine(),
+        }
+    )
+    log(
+        f"read p95 / before: full speed {full / before:.2f}, throttled {throttled / before:.2f}, after "
+        f"{after / before:.2f}; copy {seconds_full:.1f}s at full speed, {seconds_throttled:.1f}s throttled "
+        f"({seconds_throttled / seconds_full:.1f}x)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    subprocess.run(["uptime"], check=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The throttled copy: it holds back while the source is over budget, lets go once it is not, and loses nothing.
+
+Load on the source is made deterministic with backends that sleep (`pg_sleep` counts as an active backend),
+against `--max-source-active`; the latency budget is set out of reach (this machine's latency is not the test's
+to control) and measured in bench/bench_move_throttle.py instead.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.management.base import CommandError
+from django.test import Client
+
+from migrations_tooling.models import MoveEvent, MoveRange
+from migrations_tooling.schema import sharded_tables
+from migrations_tooling.throttle import gate_key
+from shardrouter.control import conninfo_for
+from tests.conftest import ALL_DATABASES
+from tests.moves.support import (
+    Ledger,
+    Load,
+    Operator,
+    assert_every_write_in_place,
+    latest_move,
+    on_db,
+    seed,
+    shardmove,
+)
+from tests.support import wait_until
+
+# Standard map: [0, 1000) on shard1, [1000, MAX) on shard2; shard3 holds nothing. Moves take [0, 500) to shard3.
+USERS = list(range(10, 490, 8))
+SLEEPERS = 8  # active backends the "users" keep busy on the source's server
+LIMIT = 5  # --max-source-active: over it while the sleepers run, under it once they stop
+
+
+def status_json(move_id: int) -> dict[str, Any]:
+    return json.loads(shardmove("status", str(move_id), "--json"))  # type: ignore[no-any-return]
+
+
+@contextmanager
+def busy_backends(alias: str, count: int) -> Iterator[None]:
+    """``count`` connections to ``alias`` running a long query (active backends) until the block ends."""
+    conns = [psycopg.connect(conninfo_for(alias), autocommit=True) for _ in range(count)]
+    pids = [c.info.backend_pid for c in conns]
+    threads = []
+    for conn in conns:
+
+        def sleep(conn: psycopg.Connection[Any] = conn) -> None:
+            try:
+                conn.execute("SELECT pg_sleep(600)")
+            except psycopg.errors.QueryCanceled:
+                pass
+
+        threads.append(threading.Thread(target=sleep, daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(
+            lambda: (
+                on_db(alias, "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state = 'active'", [pids])
+                == [(count,)]
+            ),
+            what=f"{count} busy backends",
+        )
+        yield
+    finally:
+        on_db(alias, "SELECT pg_cancel_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
+        for thread in threads:
+            thread.join(timeout=30)
+        for conn in conns:
+            conn.close()
+
+
+def gate_closed(move_id: int) -> bool:
+    """The move's gate on the target is held shut (a copying worker would wait at its next row)."""
+    rows = on_db(
+        "shard3",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
+        "AND ((classid::bigint << 32) | objid::bigint) = %s",
+        [gate_key(move_id)],
+    )
+    return bool(rows[0][0])
+
+
+def gate_triggers() -> int:
+    return int(on_db("shard3", "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'qq_move_%%_gate'")[0][0])
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.slow
+def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses_nothing(make_user: Any) -> None:
+    staff = make_user(7, "operator", "correct horse battery")
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    ledger = Ledger()
+    seed(ledger, "shard1", USERS, per_user=100)
+    operator: Operator | None = None
+    blocker: psycopg.Connection[Any] | None = None
+    try:
+        with Load(ledger, USERS, threads=2, pause=0.02) as load:
+            load.wait_for_writes(20)
+            with busy_backends("shard1", SLEEPERS):
+                operator = Operator(
+                    "start", "0", "500", "--to", "shard3", "--wait", "--max-source-active", str(LIMIT),
+                    "--max-source-latency", "60000",
+                    pause_at="start:slot", pause_seconds=3,
+                )  # fmt: skip
+                operator.wait_for("paused at start:slot")
+                # Hold content_usageevent's copy at the target's door (a SHARE lock blocks its COPY), so the copy
+                # cannot finish before the throttle has been seen engaging and releasing.
+                blocker = psycopg.connect(conninfo_for("shard3"))
+                blocker.execute("LOCK TABLE content_usageevent IN SHARE MODE")
+                move = latest_move()
+                assert gate_triggers() == len(sharded_tables())  # installed before the copy, on every sharded table
+                data = wait_until(
+                    lambda: (d := status_json(move.id))["throttle"]["throttling"] and d,
+                    timeout=60,
+                    what="the throttle to engage",
+                    poll=0.2,
+                )
+                throttle = data["throttle"]
+                assert throttle["enabled"] and throttle["running"] and throttle["max_active"] == LIMIT
+                assert f"active backends > {LIMIT}" in throttle["reason"]
+                assert "THROTTLED now" in shardmove("status", str(move.id))
+                operator_client = Client()
+                operator_client.force_login(staff)
+                live = operator_client.get(f"/ops/moves/{move.id}/live").content.decode()
+                assert "THROTTLED now" in live and "Copy throttled" in live
+                assert MoveEvent.objects.filter(move_id=move.id, kind="throttled").count() == 1
+                # Paused: the gate stands shut.
+                wait_until(lambda: gate_closed(move.id), timeout=60, what="the gate to close")
+                assert MoveRange.objects.get(id=move.id).phase == "copying"
+            # The busy backends are gone; the users' writes go on.
+            try:
+                wait_until(
+                    lambda: MoveEvent.objects.filter(move_id=move.id, kind="throttle-released").exists(),
+                    timeout=60,
+                    what="the throttle to release",
+                    poll=0.2,
+                )
+            except AssertionError as exc:
+                activity = on_db(
+                    "shard1",
+                    "SELECT datname, backend_type, state, wait_event_type, wait_event, left(query, 80) "
+                    "FROM pg_stat_activity WHERE state = 'active'",
+                )
+                raise AssertionError(f"{exc}: {status_json(move.id)['throttle']} {activity} {operator.text}") from exc
+            released = MoveEvent.objects.get(move_id=move.id, kind="throttle-released")
+            assert "back at full speed" in released.message
+            throttle = status_json(move.id)["throttle"]
+            assert not throttle["throttling"] and throttle["duty"] == 1.0 and throttle["throttled_seconds"] > 0
+            assert not gate_closed(move.id), on_db(
+                "shard3",
+                "SELECT l.pid, l.mode, l.granted, a.application_name, a.backend_type, a.query FROM pg_locks l "
+                "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory'",
+            )
+            blocker.rollback()
+            code, text = operator.finish(timeout=180)
+            assert code == 0, text
+            assert "catching_up" in text
+            kinds = [e.kind for e in MoveEvent.objects.filter(move_id=move.id).order_by("id")]
+            assert kinds.count("throttled") == kinds.count("throttle-released") == 1
+            assert "rows match" in shardmove("verify", str(move.id))
+            shardmove("switch-reads", str(move.id))
+            assert gate_triggers() == 0  # removed once copied: streamed changes are never held back
+            load.wait_for_writes(20)
+            assert "Writes switched" in shardmove("switch-writes", str(move.id))
+            load.wait_for_writes(20)
+            assert "Complete" in shardmove("complete", str(move.id))
+        assert load.errors == [], load.errors[0]
+    finally:
+        if blocker is not None:
+            blocker.close()
+        if operator is not None and operator.proc.poll() is None:
+            operator.kill()
+    assert_every_write_in_place(ledger)
+    final = status_json(move.id)["throttle"]
+    assert len(final["episodes"]) == 2 and not final["running"]
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.slow
+def test_no_throttle_copies_at_full_speed_even_when_the_source_is_busy() -> None:
+    ledger = Ledger()
+    seed(ledger, "shard1", USERS, per_user=50)
+    with busy_backends("shard1", SLEEPERS):
+        text = shardmove("start", "0", "500", "--to", "shard3", "--wait", "--no-throttle")
+        move = latest_move()
+        assert "catching_up" in text
+    data = status_json(move.id)["throttle"]
+    assert data["enabled"] is False and data["episodes"] == [] and data["throttled_seconds"] == 0
+    assert "off (--no-throttle)" in shardmove("status", str(move.id))
+    assert not MoveEvent.objects.filter(move_id=move.id, kind__in=("throttled", "throttle-released")).exists()
+    assert gate_triggers() == 0
+    assert "rows match" in shardmove("verify", str(move.id))
+    shardmove("cancel", str(move.id))
+    assert_every_write_in_place(ledger)
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.parametrize(
+    ("args", "fix"),
+    [
+        (["--max-source-latency", "0"], "--max-source-latency 20"),
+        (["--max-source-latency", "-5"], "above 0"),
+        (["--max-source-active", "0"], "at least 1"),
+        (["--no-throttle", "--max-source-active", "4"], "pass either --no-throttle or the limits"),
+    ],
+)
+def test_bad_throttle_values_are_refused_before_anything_changes(args: list[str], fix: str) -> None:
+    with pytest.raises(CommandError, match=fix):
+        shardmove("start", "0", "500", "--to", "shard3", *args)
+    assert not MoveRange.objects.exists()
+    assert gate_triggers() == 0
