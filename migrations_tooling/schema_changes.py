@@ -20,7 +20,7 @@ import time
 
 from django.utils import timezone
 
-from . import fence, phases, replication, selectors
+from . import fence, phases, replication, selectors, throttle
 from .errors import MoveError
 from .hooks import pause_point
 from .models import MoveRange, MoveTable
@@ -81,7 +81,11 @@ def move_resume_after_ddl(move: MoveRange, *, reporter: Reporter) -> bool:
                 "migrated; it restarts the copy."
             )
         work.journal("resume", f"Schema change done; restarting the copy of move {work.move.id}.")
-        _set_up(work)
+        # The copy restarts under the throttle its move started with (the setting's default for older moves).
+        copy_throttle = throttle.ThrottleConfig.from_json(work.move.throttle) or throttle.requested(
+            no_throttle=False, max_latency_ms=None, max_active=None
+        )
+        _set_up(work, copy_throttle)
         return True
 
 
