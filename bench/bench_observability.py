@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._django import REPO, setup_django
@@ -40,6 +42,20 @@ from quantumquill.devstack.web import GunicornServer
 from tests.observe.otlp import OtlpReceiver
 
 MODES = ("off", "on", "tracing")
+
+
+def _server_cpu_seconds(server: GunicornServer) -> float:
+    """CPU time (user + system) the server's master and workers have used so far."""
+    assert server.process is not None
+    master = psutil.Process(server.process.pid)
+    total = 0.0
+    for process in (master, *master.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _moves_in_history(count: int) -> None:
@@ -113,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scrapes", type=int, default=100, help="timed /metrics scrapes")
     args = parser.parse_args(argv)
 
+    load_at_start = os.getloadavg()
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus = frozenset(cpus[:1])
     client_cpus = set(cpus[1:]) or set(cpus)
@@ -162,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
     ratios: dict[str, list[float]] = {"on": [], "tracing": []}
+    cpu_per_request: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu_ratios: dict[str, list[float]] = {"on": [], "tracing": []}
     try:
         for server in servers.values():
             server.start()
@@ -172,13 +191,20 @@ def main(argv: list[str] | None = None) -> int:
         for round_number in range(args.rounds):
             order = MODES[round_number % 3 :] + MODES[: round_number % 3]
             for mode in order:
+                cpu_before = _server_cpu_seconds(servers[mode])
                 sample = _load(servers[mode].port, cookies[mode], args.seconds, args.concurrency)
+                cpu_us = (_server_cpu_seconds(servers[mode]) - cpu_before) / max(1, sample.requests) * 1e6
                 samples[mode].append(sample)
+                cpu_per_request[mode].append(cpu_us)
                 print(
-                    f"round {round_number + 1} {mode:<8} {sample.rate:8.1f} req/s  errors {sample.errors}", flush=True
+                    f"round {round_number + 1} {mode:<8} {sample.rate:8.1f} req/s  {cpu_us:6.0f} us server CPU/request"
+                    f"  errors {sample.errors}",
+                    flush=True,
                 )
             for mode in ("on", "tracing"):
                 ratios[mode].append(samples[mode][-1].rate / samples["off"][-1].rate)
+                # Requests per CPU-second, on vs off: what the server's own work costs, whatever else runs.
+                cpu_ratios[mode].append(cpu_per_request["off"][-1] / cpu_per_request[mode][-1])
         for server in servers.values():
             server.stop(timeout=10)
         scraped.start()
@@ -195,24 +221,30 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{os.cpu_count()} CPUs (shared with other work); server pinned to {sorted(server_cpus)}, client to "
         f"{sorted(client_cpus)}; gunicorn 1 worker x 4 threads; {args.concurrency} connections; "
-        f"{args.rounds} x {args.seconds:.0f}s per mode; load average at the end {os.getloadavg()[0]:.2f}; "
+        f"{args.rounds} x {args.seconds:.0f}s per mode; load averages (1/5/15 min) at the start "
+        f"{'/'.join(f'{value:.2f}' for value in load_at_start)}, at the end "
+        f"{'/'.join(f'{value:.2f}' for value in os.getloadavg())}; "
         f"{len(receiver.snapshot())} spans received"
     )
     print(
-        "| observability | requests/s (median of rounds) | p50 ms | p99 ms | errors | ratio to off (median of rounds) |"
+        "| observability | requests/s (median of rounds) | p50 ms | p99 ms | errors | ratio to off (median of rounds) "
+        "| server CPU us/request (median) | CPU ratio to off (median of rounds) |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for mode in MODES:
         latencies = [value for sample in samples[mode] for value in sample.latencies]
         rate = statistics.median(sample.rate for sample in samples[mode])
         errors = sum(sample.errors for sample in samples[mode])
         ratio = f"{statistics.median(ratios[mode]):.3f}" if mode in ratios else "1"
+        cpu_ratio = f"{statistics.median(cpu_ratios[mode]):.3f}" if mode in cpu_ratios else "1"
         print(
             f"| {mode} | {rate:.0f} | {_percentile(latencies, 50):.1f} | {_percentile(latencies, 99):.1f} | "
-            f"{errors} | {ratio} |"
+            f"{errors} | {ratio} | {statistics.median(cpu_per_request[mode]):.0f} | {cpu_ratio} |"
         )
     for mode, values in ratios.items():
         print(f"ratio {mode}/off per round: {', '.join(f'{value:.2f}' for value in values)}")
+    for mode, values in cpu_ratios.items():
+        print(f"CPU ratio {mode}/off per round: {', '.join(f'{value:.3f}' for value in values)}")
     print(
         f"\n/metrics, 4 workers, 10 moves in history, {args.scrapes} scrapes: median "
         f"{_percentile(scrape_times, 50):.1f} ms, p95 {_percentile(scrape_times, 95):.1f} ms, max "
