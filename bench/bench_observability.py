@@ -14,9 +14,14 @@ to CPU 0) run side by side:
 
 A threaded keep-alive client (pinned to CPU 1) GETs /generations/ as a
 signed-in user, one server at a time, rotating the order every round; the
-result is the median of the per-round ratios against ``off``. Then a fourth
-server with 4 workers and 10 moves in the history answers /metrics scrapes,
-timed one after another (every fifth one or so also takes the cluster snapshot).
+result is the median of the per-round ratios against ``off``. Each round also
+records the server CPU time (user + system of the master and its workers) per
+request. Then "paired" rounds load all three servers at once, so whatever else
+the machine is doing slows them alike, and compare their CPU time per request:
+the ratio that resolves a few per cent on a shared, loaded machine, where
+throughput rounds scatter by tens of per cent. Then a fourth server with 4
+workers and 10 moves in the history answers /metrics scrapes, timed one after
+another (every fifth one or so also takes the cluster snapshot).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +62,31 @@ def _server_cpu_seconds(server: GunicornServer) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def _paired_cpu_round(
+    servers: dict[str, GunicornServer], cookies: dict[str, str], seconds: float, concurrency: int
+) -> dict[str, float]:
+    """Load every server at the same time and return each one's server CPU microseconds per request.
+
+    The servers share CPU 0 and whatever else runs on the machine at that moment, so a busy neighbour slows
+    them alike: their CPU per request, compared within the round, holds still where sequential rounds scatter.
+    """
+    before = {mode: _server_cpu_seconds(server) for mode, server in servers.items()}
+    samples: dict[str, Sample] = {}
+
+    def run(mode: str) -> None:
+        samples[mode] = _load(servers[mode].port, cookies[mode], seconds, concurrency)
+
+    threads = [threading.Thread(target=run, args=(mode,)) for mode in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        mode: (_server_cpu_seconds(server) - before[mode]) / max(1, samples[mode].requests) * 1e6
+        for mode, server in servers.items()
+    }
 
 
 def _moves_in_history(count: int) -> None:
@@ -130,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3, help="measured seconds per mode per round")
     parser.add_argument("--rounds", type=int, default=9, help="rounds; the order of the modes rotates")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads / keep-alive connections")
+    parser.add_argument(
+        "--paired-rounds", type=int, default=9, help="rounds loading every server at once, for CPU per request"
+    )
     parser.add_argument("--scrapes", type=int, default=100, help="timed /metrics scrapes")
     args = parser.parse_args(argv)
 
@@ -185,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios: dict[str, list[float]] = {"on": [], "tracing": []}
     cpu_per_request: dict[str, list[float]] = {mode: [] for mode in MODES}
     cpu_ratios: dict[str, list[float]] = {"on": [], "tracing": []}
+    paired_ratios: dict[str, list[float]] = {"on": [], "tracing": []}
     try:
         for server in servers.values():
             server.start()
@@ -209,6 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                 ratios[mode].append(samples[mode][-1].rate / samples["off"][-1].rate)
                 # Requests per CPU-second, on vs off: what the server's own work costs, whatever else runs.
                 cpu_ratios[mode].append(cpu_per_request["off"][-1] / cpu_per_request[mode][-1])
+        for round_number in range(args.paired_rounds):
+            paired = _paired_cpu_round(servers, cookies, args.seconds, max(1, args.concurrency // 2))
+            for mode in ("on", "tracing"):
+                paired_ratios[mode].append(paired["off"] / paired[mode])
+            print(
+                f"paired round {round_number + 1}: server CPU us/request "
+                + ", ".join(f"{mode} {value:.0f}" for mode, value in paired.items()),
+                flush=True,
+            )
         for server in servers.values():
             server.stop(timeout=10)
         scraped.start()
@@ -249,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio {mode}/off per round: {', '.join(f'{value:.2f}' for value in values)}")
     for mode, values in cpu_ratios.items():
         print(f"CPU ratio {mode}/off per round: {', '.join(f'{value:.3f}' for value in values)}")
+    for mode, values in paired_ratios.items():
+        if values:
+            print(
+                f"paired CPU ratio {mode}/off (off's server CPU per request / {mode}'s, servers loaded at once): "
+                f"median {statistics.median(values):.3f}; per round {', '.join(f'{value:.3f}' for value in values)}"
+            )
     print(
         f"\n/metrics, 4 workers, 10 moves in history, {args.scrapes} scrapes: median "
         f"{_percentile(scrape_times, 50):.1f} ms, p95 {_percentile(scrape_times, 95):.1f} ms, max "
