@@ -14,9 +14,14 @@ to CPU 0) run side by side:
 
 A threaded keep-alive client (pinned to CPU 1) GETs /generations/ as a
 signed-in user, one server at a time, rotating the order every round; the
-result is the median of the per-round ratios against ``off``. Then a fourth
-server with 4 workers and 10 moves in the history answers /metrics scrapes,
-timed one after another (every fifth one or so also takes the cluster snapshot).
+result is the median of the per-round ratios against ``off``. Each round also
+records the server CPU time (user + system of the master and its workers) per
+request. Then "paired" rounds load all three servers at once, so whatever else
+the machine is doing slows them alike, and compare their CPU time per request:
+the ratio that resolves a few per cent on a shared, loaded machine, where
+throughput rounds scatter by tens of per cent. Then a fourth server with 4
+workers and 10 moves in the history answers /metrics scrapes, timed one after
+another (every fifth one or so also takes the cluster snapshot).
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +48,45 @@ from quantumquill.devstack.web import GunicornServer
 from tests.observe.otlp import OtlpReceiver
 
 MODES = ("off", "on", "tracing")
+
+
+def _server_cpu_seconds(server: GunicornServer) -> float:
+    """CPU time (user + system) the server's master and workers have used so far."""
+    assert server.process is not None
+    master = psutil.Process(server.process.pid)
+    total = 0.0
+    for process in (master, *master.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _paired_cpu_round(
+    servers: dict[str, GunicornServer], cookies: dict[str, str], seconds: float, concurrency: int
+) -> dict[str, float]:
+    """Load every server at the same time and return each one's server CPU microseconds per request.
+
+    The servers share CPU 0 and whatever else runs on the machine at that moment, so a busy neighbour slows
+    them alike: their CPU per request, compared within the round, holds still where sequential rounds scatter.
+    """
+    before = {mode: _server_cpu_seconds(server) for mode, server in servers.items()}
+    samples: dict[str, Sample] = {}
+
+    def run(mode: str) -> None:
+        samples[mode] = _load(servers[mode].port, cookies[mode], seconds, concurrency)
+
+    threads = [threading.Thread(target=run, args=(mode,)) for mode in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        mode: (_server_cpu_seconds(server) - before[mode]) / max(1, samples[mode].requests) * 1e6
+        for mode, server in servers.items()
+    }
 
 
 def _moves_in_history(count: int) -> None:
@@ -70,8 +117,9 @@ def _scrape_times(port: int, count: int) -> list[float]:
     return times
 
 
-# What "on" adds to one request of the page, timed without the server: the HTTP counter and histogram, three
-# queries' counter and histogram (multi-process mode: memory-mapped files), and the JSON request line.
+# What "on" adds to one request of the page, timed without the server, the way the middleware and the measured
+# backend do it: the HTTP counter and histogram, three queries' histogram (multi-process mode: memory-mapped
+# files; their count is also qq_db_queries_total) and the JSON request line.
 _PER_REQUEST = """
 import io, logging, sys, time
 from apps.observability import metrics
@@ -82,16 +130,19 @@ log = logging.getLogger("bench.request")
 log.addHandler(handler)
 log.setLevel(logging.INFO)
 log.propagate = False
+requests = metrics.http_requests.labels("content:list", "GET", "200")
+duration = metrics.http_request_duration.labels("content:list")
+queries = metrics.db_query_duration.labels("shard1")
 n = 20000
 started = time.perf_counter()
 for _ in range(n):
-    metrics.http_requests.labels("content:list", "GET", "200").inc()
-    metrics.http_request_duration.labels("content:list").observe(0.02)
+    requests.inc()
+    duration.observe(0.02)
     for _ in range(3):
-        metrics.db_queries.labels("shard1").inc()
-        metrics.db_query_duration.labels("shard1").observe(0.001)
-    log.info("request", extra={"fields": {"method": "GET", "path": "/generations/", "view": "content:list",
-             "status": 200, "duration_ms": 20.1, "user_id": 1, "shards": ["shard1"], "queries": 3, "query_ms": 2.0}})
+        queries.observe(0.001)
+    fields = {"method": "GET", "path": "/generations/", "view": "content:list", "status": 200, "duration_ms": 20.1,
+              "user_id": 1, "shards": ["shard1"], "queries": 3, "query_ms": 2.0}
+    log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra={"fields": fields}))
 print((time.perf_counter() - started) / n * 1e6)
 """
 
@@ -110,9 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3, help="measured seconds per mode per round")
     parser.add_argument("--rounds", type=int, default=9, help="rounds; the order of the modes rotates")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads / keep-alive connections")
+    parser.add_argument(
+        "--paired-rounds", type=int, default=9, help="rounds loading every server at once, for CPU per request"
+    )
     parser.add_argument("--scrapes", type=int, default=100, help="timed /metrics scrapes")
     args = parser.parse_args(argv)
 
+    load_at_start = os.getloadavg()
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus = frozenset(cpus[:1])
     client_cpus = set(cpus[1:]) or set(cpus)
@@ -162,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
     ratios: dict[str, list[float]] = {"on": [], "tracing": []}
+    cpu_per_request: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu_ratios: dict[str, list[float]] = {"on": [], "tracing": []}
+    paired_ratios: dict[str, list[float]] = {"on": [], "tracing": []}
     try:
         for server in servers.values():
             server.start()
@@ -172,13 +230,29 @@ def main(argv: list[str] | None = None) -> int:
         for round_number in range(args.rounds):
             order = MODES[round_number % 3 :] + MODES[: round_number % 3]
             for mode in order:
+                cpu_before = _server_cpu_seconds(servers[mode])
                 sample = _load(servers[mode].port, cookies[mode], args.seconds, args.concurrency)
+                cpu_us = (_server_cpu_seconds(servers[mode]) - cpu_before) / max(1, sample.requests) * 1e6
                 samples[mode].append(sample)
+                cpu_per_request[mode].append(cpu_us)
                 print(
-                    f"round {round_number + 1} {mode:<8} {sample.rate:8.1f} req/s  errors {sample.errors}", flush=True
+                    f"round {round_number + 1} {mode:<8} {sample.rate:8.1f} req/s  {cpu_us:6.0f} us server CPU/request"
+                    f"  errors {sample.errors}",
+                    flush=True,
                 )
             for mode in ("on", "tracing"):
                 ratios[mode].append(samples[mode][-1].rate / samples["off"][-1].rate)
+                # Requests per CPU-second, on vs off: what the server's own work costs, whatever else runs.
+                cpu_ratios[mode].append(cpu_per_request["off"][-1] / cpu_per_request[mode][-1])
+        for round_number in range(args.paired_rounds):
+            paired = _paired_cpu_round(servers, cookies, args.seconds, max(1, args.concurrency // 2))
+            for mode in ("on", "tracing"):
+                paired_ratios[mode].append(paired["off"] / paired[mode])
+            print(
+                f"paired round {round_number + 1}: server CPU us/request "
+                + ", ".join(f"{mode} {value:.0f}" for mode, value in paired.items()),
+                flush=True,
+            )
         for server in servers.values():
             server.stop(timeout=10)
         scraped.start()
@@ -195,24 +269,36 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{os.cpu_count()} CPUs (shared with other work); server pinned to {sorted(server_cpus)}, client to "
         f"{sorted(client_cpus)}; gunicorn 1 worker x 4 threads; {args.concurrency} connections; "
-        f"{args.rounds} x {args.seconds:.0f}s per mode; load average at the end {os.getloadavg()[0]:.2f}; "
+        f"{args.rounds} x {args.seconds:.0f}s per mode; load averages (1/5/15 min) at the start "
+        f"{'/'.join(f'{value:.2f}' for value in load_at_start)}, at the end "
+        f"{'/'.join(f'{value:.2f}' for value in os.getloadavg())}; "
         f"{len(receiver.snapshot())} spans received"
     )
     print(
-        "| observability | requests/s (median of rounds) | p50 ms | p99 ms | errors | ratio to off (median of rounds) |"
+        "| observability | requests/s (median of rounds) | p50 ms | p99 ms | errors | ratio to off (median of rounds) "
+        "| server CPU us/request (median) | CPU ratio to off (median of rounds) |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for mode in MODES:
         latencies = [value for sample in samples[mode] for value in sample.latencies]
         rate = statistics.median(sample.rate for sample in samples[mode])
         errors = sum(sample.errors for sample in samples[mode])
         ratio = f"{statistics.median(ratios[mode]):.3f}" if mode in ratios else "1"
+        cpu_ratio = f"{statistics.median(cpu_ratios[mode]):.3f}" if mode in cpu_ratios else "1"
         print(
             f"| {mode} | {rate:.0f} | {_percentile(latencies, 50):.1f} | {_percentile(latencies, 99):.1f} | "
-            f"{errors} | {ratio} |"
+            f"{errors} | {ratio} | {statistics.median(cpu_per_request[mode]):.0f} | {cpu_ratio} |"
         )
     for mode, values in ratios.items():
         print(f"ratio {mode}/off per round: {', '.join(f'{value:.2f}' for value in values)}")
+    for mode, values in cpu_ratios.items():
+        print(f"CPU ratio {mode}/off per round: {', '.join(f'{value:.3f}' for value in values)}")
+    for mode, values in paired_ratios.items():
+        if values:
+            print(
+                f"paired CPU ratio {mode}/off (off's server CPU per request / {mode}'s, servers loaded at once): "
+                f"median {statistics.median(values):.3f}; per round {', '.join(f'{value:.3f}' for value in values)}"
+            )
     print(
         f"\n/metrics, 4 workers, 10 moves in history, {args.scrapes} scrapes: median "
         f"{_percentile(scrape_times, 50):.1f} ms, p95 {_percentile(scrape_times, 95):.1f} ms, max "

@@ -13,13 +13,19 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The query latency histogram (metrics.py) and the statement counter derived from its count at scrape time.
+DB_QUERY_DURATION = "qq_db_query_duration_seconds"
+DB_QUERIES = "qq_db_queries"
+DB_QUERIES_HELP = "SQL statements executed, by database alias."
 
 
 def multiprocess_dir() -> Path | None:
@@ -55,14 +61,11 @@ def process_exited(pid: int) -> None:
 
 def scrape_registry(*extra: Collector) -> CollectorRegistry:
     """The registry to render for one scrape: every process's samples, plus ``extra`` collectors."""
+    registry = CollectorRegistry()
     if multiprocess_dir() is None:
-        if not extra:
-            return REGISTRY
-        registry = CollectorRegistry()
-        registry.register(_Forward(REGISTRY))
+        registry.register(_WithQueryCounts(REGISTRY))
     else:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(_WithQueryCounts(multiprocess.MultiProcessCollector(None)))
     for collector in extra:
         registry.register(collector)
     return registry
@@ -72,14 +75,30 @@ def render(*extra: Collector) -> bytes:
     return generate_latest(scrape_registry(*extra))
 
 
-class _Forward(Collector):
-    """The default registry's metrics inside another registry (single-process mode)."""
+class _WithQueryCounts(Collector):
+    """``source``'s metrics plus ``qq_db_queries_total{alias}``, read off the query latency histogram's count.
 
-    def __init__(self, source: CollectorRegistry) -> None:
+    Every statement is observed once in ``qq_db_query_duration_seconds``, so its ``_count`` is the number of
+    statements: exporting it again as the counter costs nothing per statement, where a counter of its own
+    was one more shared-memory write on every query (docs/observability.md, "What it costs").
+    """
+
+    def __init__(self, source: CollectorRegistry | Collector) -> None:
         self.source = source
 
-    def collect(self):
-        return self.source.collect()
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            yield family
+            if family.name == DB_QUERY_DURATION:
+                yield _query_counts(family)
+
+
+def _query_counts(histogram: Metric) -> CounterMetricFamily:
+    counts = CounterMetricFamily(DB_QUERIES, DB_QUERIES_HELP, labels=["alias"])
+    for sample in histogram.samples:
+        if sample.name == f"{DB_QUERY_DURATION}_count":
+            counts.add_metric([sample.labels["alias"]], sample.value)
+    return counts
 
 
 def serve_in_background(port: int, host: str = "127.0.0.1") -> tuple[WSGIServer, threading.Thread]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
@@ -35,6 +36,9 @@ def view_name(request: HttpRequest) -> str:
 class RequestMetricsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
+        # Label children by label values (a bounded set): ``labels()`` takes a lock and builds them every time.
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         stats = RequestStats()
@@ -55,8 +59,15 @@ class RequestMetricsMiddleware:
     ) -> None:
         view = view_name(request)
         method = request.method if request.method in _METHODS else "other"
-        metrics.http_requests.labels(view, method, str(status)).inc()
-        metrics.http_request_duration.labels(view).observe(seconds)
+        key = (view, method, str(status))
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = metrics.http_requests.labels(*key)
+        counter.inc()
+        duration = self._durations.get(view)
+        if duration is None:
+            duration = self._durations[view] = metrics.http_request_duration.labels(view)
+        duration.observe(seconds)
         if exception:
             metrics.http_exceptions.labels(view, exception).inc()
         fields: dict[str, object] = {
@@ -72,7 +83,13 @@ class RequestMetricsMiddleware:
         }
         if exception:
             fields["exception"] = exception
-        logger.info("request", extra={"fields": fields})
+        if logger.isEnabledFor(logging.INFO):
+            # The record built directly: ``logger.info`` would also walk the stack for the caller's file and line,
+            # which this line never prints.
+            record = logger.makeRecord(
+                logger.name, logging.INFO, __file__, 0, "request", (), None, extra={"fields": fields}
+            )
+            logger.handle(record)
 
 
 def _user_id(request: HttpRequest) -> int | None:

@@ -34,7 +34,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
 
 def _measure(alias: str) -> Callable[..., Any]:
-    queries = metrics.db_queries.labels(alias)
+    # One observation per statement; its count is also exported as qq_db_queries_total (exposition.py).
     duration = metrics.db_query_duration.labels(alias)
 
     def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
@@ -45,7 +45,6 @@ def _measure(alias: str) -> Callable[..., Any]:
             metrics.db_query_errors.labels(alias, type(exc).__name__).inc()
             raise
         finally:
-            queries.inc()
             seconds = time.perf_counter() - started
             duration.observe(seconds)
             stats = current_stats.get()
