@@ -81,7 +81,7 @@ def _client_backends(stack: Stack) -> dict[str, int]:
     """Client backends per server, from the process table (works while the server refuses connections)."""
     counts: dict[str, int] = {}
     for name in SERVER_NAMES:
-        pid_file = stack.postgres(name).data_dir / "postmaster.pid"
+        pid_file = stack.postgres(name).pg_dir / "postmaster.pid"
         postmaster = psutil.Process(int(pid_file.read_text().splitlines()[0]))
         count = 0
         for child in postmaster.children():

@@ -82,6 +82,10 @@ class PgBouncer:
     def url(self, dbname: str) -> str:
         return f"postgres://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
 
+    def __post_init__(self) -> None:
+        # Started as root, PgBouncer drops to the PostgreSQL servers' user, which must reach its files too.
+        self.work_dir = reachable_folder(self.work_dir)
+
     def start(self, *, timeout: float = 15) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(render_pgbouncer_ini(self.settings()))
@@ -159,8 +163,7 @@ def poolers_for(
     stack: Stack, *, work_dir: Path | None = None, fixed_ports: bool = False, **tuning: Any
 ) -> dict[str, PgBouncer]:
     """One (not yet started) PgBouncer per PostgreSQL server of ``stack``, keyed by server name."""
-    # PgBouncer, started as root, drops to the PostgreSQL servers' user, which must reach its files too.
-    base = reachable_folder(work_dir or stack.profile.data_dir / "pgbouncer")
+    base = work_dir or stack.profile.data_dir / "pgbouncer"
     return {
         name: PgBouncer(
             name=f"pgbouncer-{name}",

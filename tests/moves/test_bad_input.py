@@ -109,7 +109,7 @@ def server_without_logical_wal() -> Iterator[str]:
     base = Path(os.environ["QQ_DEVSTACK_STATE"]).parent
     server = PostgresServer("pg-replica-wal", base / "pg-replica-wal", free_port())
     server.init(durable=False)
-    with (server.data_dir / "postgresql.conf").open("a") as conf:
+    with (server.pg_dir / "postgresql.conf").open("a") as conf:
         conf.write("wal_level = replica\n")
     server.start()
     server.ensure_database("qq_plain")
