@@ -144,9 +144,9 @@ class PostgresServer:
         if (self.pg_dir / "PG_VERSION").exists():
             return
         owner = _system_user()
-        # (A clone the servers' user cannot enter keeps no template: it would outlive the clone elsewhere.)
-        if template_root is not None and not _needs_reachable_place(template_root.parent):
-            self._copy_of(self._initdb_template(template_root))
+        # (In a clone the servers' user cannot enter, the template lives where the data folders do.)
+        if template_root is not None:
+            self._copy_of(self._initdb_template(reachable_folder(template_root)))
         else:
             self.pg_dir.mkdir(parents=True, exist_ok=True)
             if owner:

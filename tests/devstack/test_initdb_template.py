@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from quantumquill.devstack.postgres import PostgresServer
+from quantumquill.devstack.postgres import PostgresServer, reachable_folder
 from quantumquill.devstack.stack import INITDB_TEMPLATES, STATE_ENV, free_port
 
 pytestmark = pytest.mark.slow
@@ -27,11 +27,13 @@ def folder() -> Iterator[Path]:
     path = Path(os.environ[STATE_ENV]).parent / "initdb-template-test"
     yield path
     shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(reachable_folder(path / "templates"), ignore_errors=True)
 
 
 def test_the_running_test_stack_was_copied_from_the_kept_template_and_configured_like_a_fresh_server() -> None:
-    templates = [path for path in INITDB_TEMPLATES.glob("initdb-*") if (path / "PG_VERSION").exists()]
-    assert templates, f"no initdb template under {INITDB_TEMPLATES}"
+    kept = reachable_folder(INITDB_TEMPLATES)  # the clone's own folder, or its place under /var/tmp
+    templates = [path for path in kept.glob("initdb-*") if (path / "PG_VERSION").exists()]
+    assert templates, f"no initdb template under {kept}"
     # The template stays pristine: the stack's settings went into the copies only.
     assert all("QuantumQuill embedded server" not in (t / "postgresql.conf").read_text() for t in templates)
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
@@ -53,7 +55,7 @@ def test_servers_made_side_by_side_from_a_template_not_yet_made_are_independent_
             names = [row[0] for row in conn.execute("SELECT datname FROM pg_database")]
         assert "only_on_the_first" not in names
         # One template was kept; the loser of the race removed its scratch copy.
-        assert [path.name.startswith("initdb-") for path in templates.iterdir()] == [True]
+        assert [path.name.startswith("initdb-") for path in reachable_folder(templates).iterdir()] == [True]
     finally:
         for server in servers:
             server.stop("immediate")
