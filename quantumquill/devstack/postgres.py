@@ -58,7 +58,7 @@ def _locate_bin_dir() -> Path:
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("The pgserver package is not installed; run `pip install -r requirements.txt`.")
-    install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    install = Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall"
     if not _needs_reachable_place(install):
         return install / "bin"
     # The server's user cannot reach the wheel's binaries: run a copy of them (about 40 MB, made once per
