@@ -348,6 +348,18 @@ class Clients:
 # -------------------------------------------------------------------------------------------------- measurement
 
 
+def process_counters(group: cgroups.CpuCgroup) -> dict[str, float]:
+    """Minor page faults of the cgroup's live processes, and its user/system CPU seconds (``cpuacct.stat``)."""
+    faults = 0
+    for pid in group.pids():
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            faults += int(stat.rsplit(")", 1)[1].split()[7])  # minflt: field 10 of proc(5)
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = dict(line.split() for line in (group.folders[-1] / "cpuacct.stat").read_text().splitlines())
+    return {"minor_faults": float(faults), "user": int(times["user"]) / ticks, "system": int(times["system"]) / ticks}
+
+
 def server_counters() -> dict[str, float]:
     """pg1's transaction, row and buffer counters summed over its databases, and its client backends."""
     import psycopg
@@ -486,6 +498,12 @@ class Private:
         }
         log(f"PgBouncer (transaction mode, pool {self.pool_size} per database) in front of each shard server")
 
+    def set_pool_size(self, size: int) -> None:
+        """Every database's pool on every PgBouncer: extra server connections close as they turn idle."""
+        for pooler in self.poolers:
+            pooler.admin(f"SET default_pool_size = {int(size)}")
+            pooler.admin(f"SET max_db_connections = {int(size)}")
+
     def close(self) -> None:
         if hasattr(self, "workers"):
             self.workers.close()
@@ -516,6 +534,9 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         fixed=args.fixed_seconds if fixed_rate else 0.0,
         rate=(fixed_rate or 0.0) / args.clients,
     )
+    if private.poolers:  # the server's pool, not each database's: split evenly over the mode's databases on it
+        on_pg1 = sum(1 for alias, _, _ in ranges if TOPOLOGY.databases[alias][0] == "pg1")
+        private.set_pool_size(max(1, private.pool_size // on_pg1))
     with private.uncapped():
         load_data(population, ranges)
         apply_ranges(ranges, f"bench: {name}")
@@ -523,10 +544,11 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     meter = CpuMeter(private.stack, private.clients)
     t0 = clients.go()
     time.sleep(max(0.0, t0 + args.warm - time.time()))
-    before, counters_before = meter.read(), server_counters()
+    pg1 = private.stack.cgroup("pg1")
+    before, counters_before = meter.read(), server_counters() | process_counters(pg1)
     time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
     cpu = CpuMeter.rates(before, meter.read())
-    counters_after = server_counters()
+    counters_after = server_counters() | process_counters(pg1)
     records, errors = clients.collect()
     closed_end = t0 + args.warm + args.seconds
     saturated = [r for r in records if r[0] < closed_end]
@@ -536,9 +558,11 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     # keeps that small); "cpu_ms_per_request" is what the 15% question is about.
     per_request = {
         name: (counters_after[name] - counters_before[name]) / max(ok, 1)
-        for name in ("xacts", "tup_returned", "tup_fetched", "blocks", "blocks_read")
+        for name in ("xacts", "tup_returned", "tup_fetched", "blocks", "blocks_read", "minor_faults")
     }
     per_request["pg1_cpu_ms"] = 1000 * cpu["pg1"] * args.seconds / max(ok, 1)
+    user, system = (counters_after[k] - counters_before[k] for k in ("user", "system"))
+    per_request["pg1_system_share"] = system / max(user + system, 1e-9)
     sent = clients.statements
     per_request["shard_statements"] = sent["shard"] / max(sent["requests"], 1)
     per_request["control_statements"] = sent["control"] / max(sent["requests"], 1)
@@ -573,7 +597,8 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         f"{per_request['control_statements']:.3f} to the control database; "
         f"on pg1: {per_request['pg1_cpu_ms']:.3f} ms CPU, {per_request['xacts']:.2f} transactions, "
         f"{per_request['tup_returned']:.0f} rows returned, {per_request['tup_fetched']:.0f} fetched, "
-        f"{per_request['blocks']:.0f} buffers ({per_request['blocks_read']:.1f} read in); "
+        f"{per_request['blocks']:.0f} buffers ({per_request['blocks_read']:.1f} read in), "
+        f"{per_request['minor_faults']:.1f} minor page faults, {per_request['pg1_system_share']:.0%} in the kernel; "
         f"{result['pg1_backends']:.0f} client backends on pg1"
     )
     return result
@@ -583,13 +608,18 @@ def table(private: Private, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"modes": {}}
     first = run_mode(private, "monolith", args, None)  # its capacity sets the fixed offered load for all
     fixed_rate = args.fixed_fraction * first["throughput"]
-    for name in args.modes:
-        if name == "monolith" and args.fixed_seconds <= 0:  # no fixed load: the first round is the monolith's
-            results["modes"][name] = first
-            continue
-        results["modes"][name] = run_mode(private, name, args, fixed_rate if args.fixed_seconds > 0 else None)
-    base = results["modes"]["monolith"]["throughput"]
-    results["ratios"] = {name: mode["throughput"] / base for name, mode in results["modes"].items()}
+    results["ratios"] = {}
+    for repeat in range(1, args.repeat + 1):  # later repeats run on backends the earlier ones warmed
+        suffix = f" #{repeat}" if repeat > 1 else ""
+        for name in args.modes:
+            if name == "monolith" and args.fixed_seconds <= 0 and repeat == 1:  # the first round is the monolith's
+                results["modes"][name] = first
+                continue
+            rate = fixed_rate if args.fixed_seconds > 0 else None
+            results["modes"][name + suffix] = run_mode(private, name, args, rate)
+        base = results["modes"]["monolith" + suffix]["throughput"]  # each repeat against its own monolith
+        for name in args.modes:
+            results["ratios"][name + suffix] = results["modes"][name + suffix]["throughput"] / base
     results["fixed_rate"] = fixed_rate
     return results
 
@@ -803,12 +833,15 @@ def main() -> int:
         help="a PostgreSQL setting for every shard server (ALTER SYSTEM + reload), for experiments; repeatable",
     )
     parser.add_argument(
+        "--repeat", type=int, default=1, help="table: run the modes this many times in turn (default 1)"
+    )
+    parser.add_argument(
         "--pooler",
         type=int,
         default=0,
         metavar="POOL",
         help="table: clients reach the shard servers through PgBouncer (transaction mode), POOL server "
-        "connections per database (default 0: direct connections)",
+        "connections per server, split evenly over the mode's databases on it (default 0: direct connections)",
     )
     parser.add_argument("--live", action="store_true", help="the live version: monolith -> 2 -> 4 under load")
     parser.add_argument("--live-fraction", type=float, default=0.8, help="live start load, share of capacity (0.8)")
@@ -816,6 +849,8 @@ def main() -> int:
     parser.add_argument("--chart", default=str(REPO / "docs" / "scaling-live.png"), help="live: the PNG chart")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.pooler < 0 or (args.pooler and args.live):
         parser.error("--pooler takes a pool size of at least 1, for the table (not --live)")
     if args.cap <= 0 or args.clients < 1 or args.users < 8 or args.per_user < 1:
