@@ -21,6 +21,12 @@ Table modes, one after another on the same servers (data reloaded for each):
 Each mode: closed-loop saturation from ``--clients`` processes (throughput), then an open-loop fixed offered
 load (``--fixed-fraction`` of the monolith's saturated throughput, the same for every mode: p50/p95).
 
+Experiments on the table: ``--modes monolith,sharded-on-1`` runs only those, ``--repeat N`` runs them N times in
+turn, ``--fixed-seconds 0`` skips the fixed load, ``--pooler POOL`` puts PgBouncer (transaction mode) in front of
+each shard server, ``--server-setting NAME=VALUE`` changes PostgreSQL on every shard server. Each mode also
+prints, per request, the statements the clients sent (by database) and pg1's CPU, transactions, rows, buffers
+and minor page faults (docs/scaling.md, "Sharded mode on one server").
+
 ``--live``: every user starts on shard1 at ``--live-fraction`` (0.8) of the monolith's measured capacity; the
 real ``manage.py shardmove`` engine moves half the key space to pg2 under that load (start --wait, verify,
 switch-reads, switch-writes, complete), the load rises in steps, then both halves split again onto pg3 and pg4
