@@ -18,6 +18,7 @@ Table modes, one after another on the same servers (data reloaded for each):
   sharded-on-1  four shard databases in quarters of the key space, all on pg1
   2 servers     halves on shard1 (pg1) and shard2 (pg2)
   4 servers     quarters on shard1..shard4 (pg1..pg4)
+  two-on-1      halves on shard5 and shard6, both on pg1 (only with --modes)
 Each mode: closed-loop saturation from ``--clients`` processes (throughput), then an open-loop fixed offered
 load (``--fixed-fraction`` of the monolith's saturated throughput, the same for every mode: p50/p95).
 
@@ -86,7 +87,9 @@ MODES: dict[str, list[tuple[str, int, int]]] = {
     "sharded-on-1": quarters(ON_ONE),
     "2 servers": quarters(SHARDS[:2]),
     "4 servers": quarters(SHARDS),
+    "two-on-1": quarters(ON_ONE[:2]),  # halves on two shard databases on pg1 (not in the default table)
 }
+DEFAULT_MODES = ("monolith", "sharded-on-1", "2 servers", "4 servers")
 
 
 def log(message: str) -> None:
@@ -828,8 +831,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--modes",
-        default=",".join(MODES),
-        help=f"table: the modes to run, comma-separated, monolith always included (default {','.join(MODES)})",
+        default=",".join(DEFAULT_MODES),
+        help=f"table: the modes to run, comma-separated, monolith always included (default {','.join(DEFAULT_MODES)}"
+        "; also two-on-1: halves on two databases on pg1)",
     )
     parser.add_argument(
         "--server-setting",
