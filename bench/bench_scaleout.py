@@ -607,7 +607,7 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         f"on pg1: {per_request['pg1_cpu_ms']:.3f} ms CPU, {per_request['xacts']:.2f} transactions, "
         f"{per_request['tup_returned']:.0f} rows returned, {per_request['tup_fetched']:.0f} fetched, "
         f"{per_request['blocks']:.0f} buffers ({per_request['blocks_read']:.1f} read in), "
-        f"{per_request['minor_faults']:.1f} minor page faults, {per_request['pg1_system_share']:.0%} in the kernel; "
+        f"{per_request['minor_faults']:.1f} minor page faults, {per_request['pg1_system_share']:.0%} in the kernel (tick-sampled, coarse); "
         f"{result['pg1_backends']:.0f} client backends on pg1"
     )
     return result
