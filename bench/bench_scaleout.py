@@ -18,8 +18,15 @@ Table modes, one after another on the same servers (data reloaded for each):
   sharded-on-1  four shard databases in quarters of the key space, all on pg1
   2 servers     halves on shard1 (pg1) and shard2 (pg2)
   4 servers     quarters on shard1..shard4 (pg1..pg4)
+  two-on-1      halves on shard5 and shard6, both on pg1 (only with --modes)
 Each mode: closed-loop saturation from ``--clients`` processes (throughput), then an open-loop fixed offered
 load (``--fixed-fraction`` of the monolith's saturated throughput, the same for every mode: p50/p95).
+
+Experiments on the table: ``--modes monolith,sharded-on-1`` runs only those, ``--repeat N`` runs them N times in
+turn, ``--fixed-seconds 0`` skips the fixed load, ``--pooler POOL`` puts PgBouncer (transaction mode) in front of
+each shard server, ``--server-setting NAME=VALUE`` changes PostgreSQL on every shard server. Each mode also
+prints, per request, the statements the clients sent (by database) and pg1's CPU, transactions, rows, buffers
+and minor page faults (docs/scaling.md, "Sharded mode on one server").
 
 ``--live``: every user starts on shard1 at ``--live-fraction`` (0.8) of the monolith's measured capacity; the
 real ``manage.py shardmove`` engine moves half the key space to pg2 under that load (start --wait, verify,
@@ -80,7 +87,9 @@ MODES: dict[str, list[tuple[str, int, int]]] = {
     "sharded-on-1": quarters(ON_ONE),
     "2 servers": quarters(SHARDS[:2]),
     "4 servers": quarters(SHARDS),
+    "two-on-1": quarters(ON_ONE[:2]),  # halves on two shard databases on pg1 (not in the default table)
 }
+DEFAULT_MODES = ("monolith", "sharded-on-1", "2 servers", "4 servers")
 
 
 def log(message: str) -> None:
@@ -215,6 +224,17 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
             cursor.execute("SELECT count(*) FROM content_generation WHERE user_id = -1")
     from shardrouter.shardmap import shard_map_cache
 
+    # Every SQL statement this process sends, by server role: the statements a request costs, counted exactly
+    # (the server's own statistics reach pg_stat_database up to seconds late).
+    sent = {"shard": 0, "control": 0}
+
+    def counting(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent["control" if context["connection"].alias == "default" else "shard"] += 1
+        return execute(sql, params, many, context)
+
+    for alias in ("default", *SHARDS, *ON_ONE):
+        connections[alias].execute_wrappers.append(counting)
+
     while (plan := plans.get()) is not None:
         operation = make_operation(plan.population, rng)
         shard_map_cache.refresh()  # the round's map, not the previous one's for up to a second
@@ -229,9 +249,13 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
         start = last_round = t0.value
         records: list[tuple[float, float, bool, str]] = []  # (scheduled or start time, latency, ok, what)
         errors: list[str] = []
+        counted: dict[str, int] = {"requests": 0, "shard": 0, "control": 0}  # in the saturated window
+        window = (start + plan.warm, start + plan.warm + plan.saturate)
 
         def one(scheduled: float, operation: Callable[[], str] = operation, records: list[Any] = records,
-                errors: list[str] = errors) -> None:  # fmt: skip
+                errors: list[str] = errors, counted: dict[str, int] = counted,
+                window: tuple[float, float] = window) -> None:  # fmt: skip
+            before = dict(sent)
             try:
                 what = operation()
                 ok = True
@@ -240,6 +264,10 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
                 if len(errors) < 20:
                     errors.append(f"{type(exc).__name__}: {exc}"[:300])
             records.append((scheduled, time.time() - scheduled, ok, what))
+            if window[0] <= scheduled < window[1]:
+                counted["requests"] += 1
+                counted["shard"] += sent["shard"] - before["shard"]
+                counted["control"] += sent["control"] - before["control"]
 
         time.sleep(max(0.0, start - time.time()))
         if plan.live:
@@ -261,7 +289,7 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
                 one(next_at)
                 next_at += interval
             records = [r for r in records if r[0] >= counted_from]
-        results.put((index, records, errors))
+        results.put((index, records, errors, counted))
     connections.close_all()
 
 
@@ -277,6 +305,7 @@ class Clients:
         self.t0: Synchronized[float] = ctx.Value("d", 0.0)
         self.rate: Synchronized[float] = ctx.Value("d", 1.0)
         self.stop_at: Synchronized[float] = ctx.Value("d", float("inf"))
+        self.statements: dict[str, int] = {"requests": 0, "shard": 0, "control": 0}
         self.procs = [
             ctx.Process(
                 target=worker,
@@ -307,10 +336,13 @@ class Clients:
     def collect(self, timeout: float = 600) -> tuple[list[tuple[float, float, bool, str]], list[str]]:
         records: list[tuple[float, float, bool, str]] = []
         errors: list[str] = []
+        self.statements = {"requests": 0, "shard": 0, "control": 0}  # of the round's saturated window
         for _ in self.procs:
-            _, mine, problems = self.results.get(timeout=timeout)
+            _, mine, problems, counted = self.results.get(timeout=timeout)
             records += mine
             errors += problems
+            for key, value in counted.items():
+                self.statements[key] += value
         return records, errors
 
     def close(self) -> None:
@@ -323,6 +355,39 @@ class Clients:
 
 
 # -------------------------------------------------------------------------------------------------- measurement
+
+
+def process_counters(group: cgroups.CpuCgroup) -> dict[str, float]:
+    """Minor page faults of the cgroup's live processes, and its user/system CPU seconds (``cpuacct.stat``)."""
+    faults = 0
+    for pid in group.pids():
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            faults += int(stat.rsplit(")", 1)[1].split()[7])  # minflt: field 10 of proc(5)
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = dict(line.split() for line in (group.folders[-1] / "cpuacct.stat").read_text().splitlines())
+    return {"minor_faults": float(faults), "user": int(times["user"]) / ticks, "system": int(times["system"]) / ticks}
+
+
+def server_counters() -> dict[str, float]:
+    """pg1's transaction, row and buffer counters summed over its databases, and its client backends."""
+    import psycopg
+
+    from shardrouter.control import conninfo_for
+
+    with psycopg.connect(conninfo_for("shard1"), autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT sum(xact_commit + xact_rollback), sum(tup_returned), sum(tup_fetched), sum(blks_hit), sum(blks_read)"
+            " FROM pg_stat_database WHERE datname LIKE 'qq_shard%'"
+        ).fetchone()
+        backends = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname LIKE 'qq_shard%'"
+        ).fetchone()
+    assert row is not None and backends is not None
+    xacts, returned, fetched, hits, reads = (float(v or 0) for v in row)
+    return {"xacts": xacts, "tup_returned": returned, "tup_fetched": fetched, "blocks": hits + reads,
+            "blocks_read": reads, "backends": float(backends[0])}  # fmt: skip
 
 
 class CpuMeter:
@@ -346,6 +411,9 @@ class Private:
 
     cap: float
     client_count: int
+    settings: list[str] = field(default_factory=list)  # NAME=VALUE for every shard server
+    pool_size: int = 0  # > 0: the clients reach the shard servers through one PgBouncer each, pools this size
+    poolers: list[Any] = field(default_factory=list)
     stack: Stack = field(init=False)
     clients: cgroups.CpuCgroup = field(init=False)
     workers: Clients = field(init=False)
@@ -385,12 +453,71 @@ class Private:
         from bench._django import setup_django
 
         setup_django(migrate=True)
+        self.apply_settings()
+        if self.pool_size:
+            self.start_poolers()
         log(f"Starting {self.client_count} client processes ...")
         self.workers = Clients(self.client_count)
+
+    def apply_settings(self) -> None:
+        """``--server-setting``s on every shard server, applied before any client connects."""
+        import psycopg
+        from psycopg import sql
+
+        from shardrouter.control import conninfo_for
+
+        for alias in SHARDS:  # shard1..shard4 are on pg1..pg4
+            with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+                for item in self.settings:
+                    name, value = (part.strip() for part in item.split("=", 1))
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                conn.execute("SELECT pg_reload_conf()")
+        if self.settings:
+            log(f"shard servers: {', '.join(self.settings)}")
+
+    def start_poolers(self) -> None:
+        """PgBouncer (transaction mode) in front of each shard server, as in production (docs/connections.md);
+        only the client processes use it: this process (data loading, counters) keeps the direct URLs."""
+        from quantumquill.devstack.pgbouncer import PgBouncer
+        from quantumquill.devstack.postgres import reachable_folder
+        from quantumquill.devstack.stack import free_port
+
+        base = reachable_folder(self.stack.profile.data_dir / "pgbouncer")
+        poolers = {}
+        for server in SERVERS:
+            pooler = PgBouncer(
+                name=f"pgbouncer-{server}",
+                work_dir=base / server,
+                port=free_port(),
+                server_port=self.stack.ports[server],
+                pool_size=self.pool_size,
+                reserve_pool_size=0,
+                max_db_connections=self.pool_size,
+                query_wait_timeout=30,
+            )
+            self.poolers.append(pooler)  # in this process's cgroup: the clients' (uncapped), not the server's
+            pooler.start()
+            poolers[server] = pooler
+        shards = [(alias, *TOPOLOGY.databases[alias]) for alias in (*SHARDS, *ON_ONE)]
+        os.environ |= {
+            "DATABASE_POOLER": "transaction",
+            "DATABASE_DIRECT_URL": os.environ["DATABASE_URL"],
+            "SHARD_DIRECT_DATABASE_URLS": os.environ["SHARD_DATABASE_URLS"],
+            "SHARD_DATABASE_URLS": ",".join(f"{a}={poolers[server].url(db)}" for a, server, db in shards),
+        }
+        log(f"PgBouncer (transaction mode, pool {self.pool_size} per database) in front of each shard server")
+
+    def set_pool_size(self, size: int) -> None:
+        """Every database's pool on every PgBouncer: extra server connections close as they turn idle."""
+        for pooler in self.poolers:
+            pooler.admin(f"SET default_pool_size = {int(size)}")
+            pooler.admin(f"SET max_db_connections = {int(size)}")
 
     def close(self) -> None:
         if hasattr(self, "workers"):
             self.workers.close()
+        for pooler in self.poolers:
+            pooler.stop()
         if hasattr(self, "clients") and self.clients.exists():
             (cgroups.CPU_ROOT / "cgroup.procs").write_text(str(os.getpid()))
             if cgroups.CPUACCT_ROOT.is_dir() and (cgroups.CPUACCT_ROOT / "cgroup.procs").exists():
@@ -416,6 +543,9 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         fixed=args.fixed_seconds if fixed_rate else 0.0,
         rate=(fixed_rate or 0.0) / args.clients,
     )
+    if private.poolers:  # the server's pool, not each database's: split evenly over the mode's databases on it
+        on_pg1 = sum(1 for alias, _, _ in ranges if TOPOLOGY.databases[alias][0] == "pg1")
+        private.set_pool_size(max(1, private.pool_size // on_pg1))
     with private.uncapped():
         load_data(population, ranges)
         apply_ranges(ranges, f"bench: {name}")
@@ -423,14 +553,28 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     meter = CpuMeter(private.stack, private.clients)
     t0 = clients.go()
     time.sleep(max(0.0, t0 + args.warm - time.time()))
-    before = meter.read()
+    pg1 = private.stack.cgroup("pg1")
+    before, counters_before = meter.read(), server_counters() | process_counters(pg1)
     time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
     cpu = CpuMeter.rates(before, meter.read())
+    counters_after = server_counters() | process_counters(pg1)
     records, errors = clients.collect()
     closed_end = t0 + args.warm + args.seconds
     saturated = [r for r in records if r[0] < closed_end]
     fixed = [r for r in records if r[0] > closed_end]
     ok = sum(1 for r in saturated if r[2])
+    # pg1's work per request (its statistics are flushed up to a second late: a window of several seconds
+    # keeps that small); "cpu_ms_per_request" is what the 15% question is about.
+    per_request = {
+        name: (counters_after[name] - counters_before[name]) / max(ok, 1)
+        for name in ("xacts", "tup_returned", "tup_fetched", "blocks", "blocks_read", "minor_faults")
+    }
+    per_request["pg1_cpu_ms"] = 1000 * cpu["pg1"] * args.seconds / max(ok, 1)
+    user, system = (counters_after[k] - counters_before[k] for k in ("user", "system"))
+    per_request["pg1_system_share"] = system / max(user + system, 1e-9)
+    sent = clients.statements
+    per_request["shard_statements"] = sent["shard"] / max(sent["requests"], 1)
+    per_request["control_statements"] = sent["control"] / max(sent["requests"], 1)
     result: dict[str, Any] = {
         "mode": name,
         "throughput": ok / args.seconds,
@@ -438,6 +582,8 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         "error_samples": errors[:5],
         "saturated_p50_ms": 1000 * percentile([r[1] for r in saturated], 50),
         "cpu": cpu,
+        "per_request": per_request,
+        "pg1_backends": counters_after["backends"],
         "load": load_averages(),
     }
     if fixed:
@@ -455,6 +601,15 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         + (f"p50/p95 at {fixed_rate:.0f} req/s: {result['p50_ms']:.1f}/{result['p95_ms']:.1f} ms; " if fixed else "")
         + f"errors {result['errors']}; load {result['load']}"
     )
+    log(
+        f"{'':13} per request: {per_request['shard_statements']:.3f} statements to shard databases, "
+        f"{per_request['control_statements']:.3f} to the control database; "
+        f"on pg1: {per_request['pg1_cpu_ms']:.3f} ms CPU, {per_request['xacts']:.2f} transactions, "
+        f"{per_request['tup_returned']:.0f} rows returned, {per_request['tup_fetched']:.0f} fetched, "
+        f"{per_request['blocks']:.0f} buffers ({per_request['blocks_read']:.1f} read in), "
+        f"{per_request['minor_faults']:.1f} minor page faults, {per_request['pg1_system_share']:.0%} in the kernel (tick-sampled, coarse); "
+        f"{result['pg1_backends']:.0f} client backends on pg1"
+    )
     return result
 
 
@@ -462,10 +617,18 @@ def table(private: Private, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"modes": {}}
     first = run_mode(private, "monolith", args, None)  # its capacity sets the fixed offered load for all
     fixed_rate = args.fixed_fraction * first["throughput"]
-    for name in MODES:
-        results["modes"][name] = run_mode(private, name, args, fixed_rate)
-    base = results["modes"]["monolith"]["throughput"]
-    results["ratios"] = {name: mode["throughput"] / base for name, mode in results["modes"].items()}
+    results["ratios"] = {}
+    for repeat in range(1, args.repeat + 1):  # later repeats run on backends the earlier ones warmed
+        suffix = f" #{repeat}" if repeat > 1 else ""
+        for name in args.modes:
+            if name == "monolith" and args.fixed_seconds <= 0 and repeat == 1:  # the first round is the monolith's
+                results["modes"][name] = first
+                continue
+            rate = fixed_rate if args.fixed_seconds > 0 else None
+            results["modes"][name + suffix] = run_mode(private, name, args, rate)
+        base = results["modes"]["monolith" + suffix]["throughput"]  # each repeat against its own monolith
+        for name in args.modes:
+            results["ratios"][name + suffix] = results["modes"][name + suffix]["throughput"] / base
     results["fixed_rate"] = fixed_rate
     return results
 
@@ -666,21 +829,57 @@ def main() -> int:
     parser.add_argument(
         "--fixed-fraction", type=float, default=0.7, help="fixed offered load, share of monolith capacity (0.7)"
     )
+    parser.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        help=f"table: the modes to run, comma-separated, monolith always included (default {','.join(DEFAULT_MODES)}"
+        "; also two-on-1: halves on two databases on pg1)",
+    )
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting for every shard server (ALTER SYSTEM + reload), for experiments; repeatable",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="table: run the modes this many times in turn (default 1)"
+    )
+    parser.add_argument(
+        "--pooler",
+        type=int,
+        default=0,
+        metavar="POOL",
+        help="table: clients reach the shard servers through PgBouncer (transaction mode), POOL server "
+        "connections per server, split evenly over the mode's databases on it (default 0: direct connections)",
+    )
     parser.add_argument("--live", action="store_true", help="the live version: monolith -> 2 -> 4 under load")
     parser.add_argument("--live-fraction", type=float, default=0.8, help="live start load, share of capacity (0.8)")
     parser.add_argument("--hold", type=float, default=8.0, help="live: seconds at each load step (default 8)")
     parser.add_argument("--chart", default=str(REPO / "docs" / "scaling-live.png"), help="live: the PNG chart")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.pooler < 0 or (args.pooler and args.live):
+        parser.error("--pooler takes a pool size of at least 1, for the table (not --live)")
     if args.cap <= 0 or args.clients < 1 or args.users < 8 or args.per_user < 1:
         parser.error("--cap must be above 0, --clients at least 1, --users at least 8, --per-user at least 1")
+    modes = [name.strip() for name in args.modes.split(",") if name.strip()]
+    unknown = [name for name in modes if name not in MODES]
+    if unknown:
+        parser.error(f"--modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    args.modes = ["monolith", *(name for name in MODES if name in modes and name != "monolith")]
+    bad = [item for item in args.server_setting if "=" not in item or not item.split("=", 1)[0].strip()]
+    if bad:
+        parser.error(f"--server-setting takes NAME=VALUE, got {', '.join(bad)}")
     reason = cgroups.unavailable_reason()
     if reason:
         print(f"error: this benchmark needs CPU caps, which are not available: {reason}.", file=sys.stderr)
         return 2
 
     log(f"{machine()}; load averages {load_averages()}")
-    private = Private(args.cap, args.clients)
+    private = Private(args.cap, args.clients, args.server_setting, args.pooler)
     try:
         private.open()
         results = live(private, args) if args.live else table(private, args)
@@ -690,14 +889,17 @@ def main() -> int:
     if not args.live:
         print()
         print(
-            f"| mode | saturated req/s | x monolith | p50 / p95 ms at {results['fixed_rate']:.0f} req/s | CPU per server |"
+            f"| mode | saturated req/s | x monolith | p50 / p95 ms at {results['fixed_rate']:.0f} req/s "
+            "| CPU per server | pg1 CPU ms / request | statements / request (shards, control) |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for name, mode in results["modes"].items():
             cpu = " ".join(f"{s} {mode['cpu'][s]:.2f}" for s in SERVERS if mode["cpu"][s] > 0.01)
+            latency = f"{mode['p50_ms']:.1f} / {mode['p95_ms']:.1f}" if "p50_ms" in mode else "-"
             print(
-                f"| {name} | {mode['throughput']:.0f} | {results['ratios'][name]:.2f} | "
-                f"{mode['p50_ms']:.1f} / {mode['p95_ms']:.1f} | {cpu} |"
+                f"| {name} | {mode['throughput']:.0f} | {results['ratios'][name]:.2f} | {latency} | {cpu} | "
+                f"{mode['per_request']['pg1_cpu_ms']:.3f} | {mode['per_request']['shard_statements']:.3f}, "
+                f"{mode['per_request']['control_statements']:.3f} |"
             )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
