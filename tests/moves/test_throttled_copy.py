@@ -90,8 +90,11 @@ def gate_closed(move_id: int) -> bool:
     return bool(rows[0][0])
 
 
-def gate_triggers() -> int:
-    return int(on_db("shard3", "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'qq_move_%%_gate'")[0][0])
+def gate_triggers(move_id: int | None = None) -> int:
+    """Gate triggers on the target: one move's, or every move's (earlier tests' moves may have left theirs)."""
+    if move_id is None:
+        return int(on_db("shard3", "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'qq_move_%%_gate'")[0][0])
+    return int(on_db("shard3", "SELECT count(*) FROM pg_trigger WHERE tgname = %s", [f"qq_move_{move_id}_gate"])[0][0])
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
@@ -119,7 +122,9 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
                 blocker = psycopg.connect(conninfo_for("shard3"))
                 blocker.execute("LOCK TABLE content_usageevent IN SHARE MODE")
                 move = latest_move()
-                assert gate_triggers() == len(sharded_tables())  # installed before the copy, on every sharded table
+                assert gate_triggers(move.id) == len(
+                    sharded_tables()
+                )  # installed before the copy, on every sharded table
                 data = wait_until(
                     lambda: (d := status_json(move.id))["throttle"]["throttling"] and d,
                     timeout=60,
@@ -170,7 +175,7 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
             assert kinds.count("throttled") == kinds.count("throttle-released") == 1
             assert "rows match" in shardmove("verify", str(move.id))
             shardmove("switch-reads", str(move.id))
-            assert gate_triggers() == 0  # removed once copied: streamed changes are never held back
+            assert gate_triggers(move.id) == 0  # removed once copied: streamed changes are never held back
             load.wait_for_writes(20)
             assert "Writes switched" in shardmove("switch-writes", str(move.id))
             load.wait_for_writes(20)
@@ -199,7 +204,7 @@ def test_no_throttle_copies_at_full_speed_even_when_the_source_is_busy() -> None
     assert data["enabled"] is False and data["episodes"] == [] and data["throttled_seconds"] == 0
     assert "off (--no-throttle)" in shardmove("status", str(move.id))
     assert not MoveEvent.objects.filter(move_id=move.id, kind__in=("throttled", "throttle-released")).exists()
-    assert gate_triggers() == 0
+    assert gate_triggers(move.id) == 0
     assert "rows match" in shardmove("verify", str(move.id))
     shardmove("cancel", str(move.id))
     assert_every_write_in_place(ledger)
@@ -216,7 +221,8 @@ def test_no_throttle_copies_at_full_speed_even_when_the_source_is_busy() -> None
     ],
 )
 def test_bad_throttle_values_are_refused_before_anything_changes(args: list[str], fix: str) -> None:
+    gates_before = gate_triggers()
     with pytest.raises(CommandError, match=fix):
         shardmove("start", "0", "500", "--to", "shard3", *args)
     assert not MoveRange.objects.exists()
-    assert gate_triggers() == 0
+    assert gate_triggers() == gates_before
