@@ -1,101 +1,19 @@
-"""CPU-capped cgroups and network-namespace "hosts" for the web-tier scale-out benchmark (root only).
+"""Network-namespace "hosts" for the web-tier scale-out benchmark (root only).
 
-Why caps: on one 2-core machine, two app servers would otherwise share the same
-cores as one does, so "add a server" would add nothing but contention. Giving
-every app server the same fixed CPU quota (cgroup v1 ``cpu.cfs_quota_us``)
-makes each one a small machine of its own; a high ``cpu.shares`` makes sure it
-gets that quota even while other work runs on the machine.
+On loopback a request never crosses a network. Each app server in a network
+namespace of its own, joined to the others by veth pairs on a bridge with
+``tc netem`` delay, pays a real hop (and the kernel's packet path) to nginx and
+to PostgreSQL and Redis, as on separate hosts.
 
-Why namespaces: on loopback a request never crosses a network. Each app server
-in a network namespace of its own, joined to the others by veth pairs on a
-bridge with ``tc netem`` delay, pays a real hop (and the kernel's packet path)
-to nginx and to PostgreSQL and Redis, as on separate hosts.
+The benchmark's CPU caps (each app server a small machine of its own, with a
+high ``cpu.shares`` so that it gets its quota on a busy machine) are
+``quantumquill.devstack.cgroups.CpuCgroup``.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
-CPU_ROOT = Path("/sys/fs/cgroup/cpu")
-CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
-PERIOD_US = 100_000
-
-
-def cgroup_problem() -> str | None:
-    """None when cgroup v1 cpu and cpuacct controllers can be used here, else what is missing and what to do."""
-    if os.geteuid() != 0:
-        return "the CPU caps need root (cgroup v1 folders under /sys/fs/cgroup/cpu are root's): run as root"
-    for root, needed in ((CPU_ROOT, "cpu.cfs_quota_us"), (CPUACCT_ROOT, "cpuacct.usage")):
-        if not (root / needed).exists():
-            return (
-                f"no cgroup v1 controller at {root} ({needed} missing): this host runs cgroup v2 or does not mount "
-                "it, so servers cannot get equal CPU caps; run on a cgroup v1 host (or mount the cpu,cpuacct "
-                "controllers there)"
-            )
-        if not os.access(root, os.W_OK):
-            return f"{root} is read-only here (a container without cgroup write access?): the CPU caps cannot be set"
-    return None
-
-
-@dataclass
-class CpuGroup:
-    """One cgroup in the cpu and cpuacct hierarchies: an optional CPU cap, a high share, a CPU-time counter."""
-
-    name: str
-    cpus: float | None  # cores of quota; None: uncapped
-    shares: int = 8192
-    _dirs: list[Path] = field(default_factory=list)
-
-    def create(self) -> None:
-        for root in dict.fromkeys((CPU_ROOT, CPUACCT_ROOT)):  # one folder when both share a mount
-            folder = root / self.name
-            folder.mkdir(exist_ok=True)
-            self._dirs.append(folder)
-        cpu = CPU_ROOT / self.name
-        (cpu / "cpu.shares").write_text(str(self.shares))
-        (cpu / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-        (cpu / "cpu.cfs_quota_us").write_text(str(int(self.cpus * PERIOD_US)) if self.cpus else "-1")
-
-    @property
-    def procs_files(self) -> tuple[Path, ...]:
-        """Write a PID into each to move that process (and the children it forks later) into the group."""
-        return tuple(root / self.name / "cgroup.procs" for root in dict.fromkeys((CPU_ROOT, CPUACCT_ROOT)))
-
-    def join(self, pid: int = 0) -> None:
-        for procs in self.procs_files:
-            procs.write_text(str(pid or os.getpid()))
-
-    def cpu_seconds(self) -> float:
-        return int((CPUACCT_ROOT / self.name / "cpuacct.usage").read_text()) / 1e9
-
-    def throttled_seconds(self) -> float:
-        for line in (CPU_ROOT / self.name / "cpu.stat").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "throttled_time":
-                return int(value) / 1e9
-        return 0.0
-
-    def remove(self) -> None:
-        """Move any process left back to the root group, then remove the folders."""
-        for folder in reversed(self._dirs):
-            # A server in the group may fork while we move it out (a PostgreSQL backend): repeat until empty.
-            for _ in range(50):
-                if not folder.exists():
-                    break
-                for pid in (folder / "cgroup.procs").read_text().split():
-                    try:
-                        (folder.parent / "cgroup.procs").write_text(pid)
-                    except OSError:
-                        pass  # it exited meanwhile
-                try:
-                    folder.rmdir()
-                except OSError:
-                    time.sleep(0.1)
-        self._dirs.clear()
 
 
 def _ip(*args: str, netns: str = "") -> None:

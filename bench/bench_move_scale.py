@@ -77,8 +77,8 @@ from migrations_tooling.errors import FreezeExpired, LockTimedOut
 from migrations_tooling.models import MoveRange, Phase
 from migrations_tooling.pgconn import connect
 from migrations_tooling.progress import Reporter
+from quantumquill.devstack import cgroups
 
-CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
 CGROUP_PREFIX = "qq-bench-move-scale"
 BURST_ID_BASE = 10**15  # above every seeded ID, below Snowflake IDs of the load
 
@@ -93,65 +93,29 @@ def postmaster_pid(alias: str) -> int:
     return int((Path(str(row[0])) / "postmaster.pid").read_text().split()[0])
 
 
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def move_into(group: Path, pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            (group / "cgroup.procs").write_text(str(pid))
-        except OSError:
-            pass  # exited meanwhile
-
-
 @contextmanager
 def cpu_caps(cores: float, shares: int, aliases: list[str]) -> Iterator[dict[str, Any]]:
-    """Each server's processes (and their future children) in a cgroup of `cores` CPUs and `shares`; undone after."""
+    """Each server's processes (and their future children) in a cgroup of `cores` CPUs and `shares`; undone after.
+
+    This process (and what it starts) goes into one more cgroup, with `shares` and no cap.
+    """
     if cores <= 0:
         yield {"cpu_cap_cores": None}
         return
-    if not (CGROUP_ROOT / "cpu.cfs_quota_us").exists():
-        raise SystemExit(f"--cpu-cap needs the cgroup v1 cpu controller at {CGROUP_ROOT}; leave --cpu-cap out.")
-    groups: list[Path] = []
-    period = 100_000
+    reason = cgroups.unavailable_reason()
+    if reason:
+        raise SystemExit(f"--cpu-cap cannot be used here: {reason}.")
+    groups: list[cgroups.CpuCgroup] = []
     try:
-        for name, pids in [(alias, process_tree(postmaster_pid(alias))) for alias in aliases] + [
-            ("bench", [os.getpid()])
-        ]:
-            group = CGROUP_ROOT / f"{CGROUP_PREFIX}-{os.getpid()}-{name}"
-            group.mkdir(exist_ok=True)
-            groups.append(group)
-            (group / "cpu.shares").write_text(str(shares))
-            if name != "bench":
-                (group / "cpu.cfs_period_us").write_text(str(period))
-                (group / "cpu.cfs_quota_us").write_text(str(int(cores * period)))
-            move_into(group, pids)
+        for alias in aliases:
+            groups.append(cgroups.CpuCgroup(f"{CGROUP_PREFIX}-{os.getpid()}-{alias}"))
+            cgroups.place_tree(groups[-1].create(cores, shares=shares), postmaster_pid(alias))
+        groups.append(cgroups.CpuCgroup(f"{CGROUP_PREFIX}-{os.getpid()}-bench"))
+        groups[-1].create(None, shares=shares).add(os.getpid())
         yield {"cpu_cap_cores": cores, "cpu_shares": shares, "cgroups": [g.name for g in groups]}
     finally:
         for group in groups:
-            for _ in range(50):
-                move_into(CGROUP_ROOT, [int(p) for p in (group / "cgroup.procs").read_text().split()])
-                try:
-                    group.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            group.remove()
 
 
 # --- one size ---------------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ import psycopg
 import redis
 
 from bench._django import machine, percentile
-from bench._webhosts import CpuGroup, NetnsHosts, cgroup_problem
+from bench._webhosts import NetnsHosts
+from quantumquill.devstack.cgroups import CpuCgroup, unavailable_reason
 from quantumquill.devstack.stack import REPO_ROOT, free_port, stack_from_state
 from quantumquill.devstack.web import GunicornServer, NginxBalancer
 
@@ -128,7 +129,7 @@ def _client_thread(
 
 
 def _client_process(
-    procs_files: tuple[Path, ...],
+    load_group: CpuCgroup,
     port: int,
     cookies: list[str],
     seconds: float,
@@ -138,8 +139,7 @@ def _client_process(
     total_threads: int,
     queue: Any,
 ) -> None:
-    for procs in procs_files:
-        procs.write_text(str(os.getpid()))
+    load_group.add(os.getpid())
     start = time.monotonic() + 0.2
     interval = total_threads / rate if rate else 0.0
     results = [{"ok": 0, "errors": 0, "latencies": [], "served_by": Counter()} for _ in range(threads)]
@@ -172,19 +172,19 @@ def run_load(
     processes: int,
     threads: int,
     rate: float,
-    load_group: CpuGroup,
-    groups: dict[str, CpuGroup],
+    load_group: CpuCgroup,
+    groups: dict[str, CpuCgroup],
 ) -> Sample:
     """``processes`` x ``threads`` keep-alive connections for ``seconds``; closed loop unless ``rate`` > 0."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    before = {name: group.cpu_seconds() for name, group in groups.items()}
+    before = {name: group.usage_seconds() for name, group in groups.items()}
     began = time.monotonic()
     children = [
         ctx.Process(
             target=_client_process,
             args=(
-                load_group.procs_files,
+                load_group,
                 port,
                 cookies,
                 seconds,
@@ -209,7 +209,7 @@ def run_load(
     for child in children:
         child.join(timeout=30)
     sample.seconds = time.monotonic() - began - 0.2
-    sample.cpu = {name: (g.cpu_seconds() - before[name]) / sample.seconds for name, g in groups.items()}
+    sample.cpu = {name: (g.usage_seconds() - before[name]) / sample.seconds for name, g in groups.items()}
     return sample
 
 
@@ -327,7 +327,7 @@ def _app_env(hosts: NetnsHosts | None) -> dict[str, str]:
 
 @contextmanager
 def web_tier(
-    label: str, work: Path, groups: dict[str, CpuGroup], hosts: NetnsHosts | None, threads: int
+    label: str, work: Path, groups: dict[str, CpuCgroup], hosts: NetnsHosts | None, threads: int
 ) -> Iterator[Topology]:
     apps = [
         GunicornServer(
@@ -352,9 +352,9 @@ def web_tier(
         for balancer in (one, two):
             balancer.start()
             assert balancer.process is not None
-            groups["edge"].join(balancer.process.pid)  # the master; its worker is forked later, or moved below
+            groups["edge"].add(balancer.process.pid)  # the master; its worker is forked later, or moved below
             for pid in _children(balancer.process.pid):
-                groups["edge"].join(pid)
+                groups["edge"].add(pid)
         yield Topology(label, one, two, apps)
     finally:
         for balancer in (one, two):
@@ -396,7 +396,7 @@ def _children(pid: int) -> list[int]:
 # --- measuring -------------------------------------------------------------------------------------------------
 
 
-def measure(topology: Topology, args: argparse.Namespace, groups: dict[str, CpuGroup]) -> dict[str, Any]:
+def measure(topology: Topology, args: argparse.Namespace, groups: dict[str, CpuCgroup]) -> dict[str, Any]:
     say = print
     ports = {"1 server": topology.one.port, "2 servers": topology.two.port}
     cookies = {mode: [sign_in(port) for _ in range(4)] for mode, port in ports.items()}
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.connections % args.processes:
         parser.error("--connections must be a multiple of --processes")
-    problem = cgroup_problem()
+    problem = unavailable_reason()
     if problem:
         print(f"bench_scaleout_web: cannot cap the app servers' CPU: {problem}", file=sys.stderr)
         return 2
@@ -566,21 +566,22 @@ def main(argv: list[str] | None = None) -> int:
     _manage("migrate_shards")
     _manage("bootstrap_embedded")
     groups = {
-        "app1": CpuGroup(f"{GROUP_PREFIX}-app1", args.cpu),
-        "app2": CpuGroup(f"{GROUP_PREFIX}-app2", args.cpu),
-        "edge": CpuGroup(f"{GROUP_PREFIX}-nginx", None),
-        "load": CpuGroup(f"{GROUP_PREFIX}-load", None),
-        "data": CpuGroup(f"{GROUP_PREFIX}-data", None),
+        "app1": CpuCgroup(f"{GROUP_PREFIX}-app1"),
+        "app2": CpuCgroup(f"{GROUP_PREFIX}-app2"),
+        "edge": CpuCgroup(f"{GROUP_PREFIX}-nginx"),
+        "load": CpuCgroup(f"{GROUP_PREFIX}-load"),
+        "data": CpuCgroup(f"{GROUP_PREFIX}-data"),
     }
     hosts = NetnsHosts(["app1", "app2"], delay_ms=args.delay_ms) if args.netns else None
     work = Path(tempfile.mkdtemp(prefix="bench-scaleout-web-"))
     results: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     try:
-        for group in groups.values():
-            group.create()
+        cap = args.cpu or None  # --cpu 0: the app servers uncapped too
+        for name, group in groups.items():  # every group gets the high cpu.shares; only the app servers a cap
+            group.create(cap if name in ("app1", "app2") else None)
         for pid in data_server_pids():  # uncapped, but not starved by other work on the machine either
-            groups["data"].join(pid)
+            groups["data"].add(pid)
         with web_tier("loopback", work, groups, None, args.threads) as topology:
             results.append(measure(topology, args, groups))
         if hosts is not None:

@@ -38,7 +38,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CPU = Path("/sys/fs/cgroup/cpu")
+from quantumquill.devstack.cgroups import CpuCgroup  # noqa: E402
+from quantumquill.devstack.preflight import DevstackError  # noqa: E402
+
 SINCE, UNTIL = "2025-01-01", "2026-12-31"
 WEB_GROUPS = ("page:", "api:", "auth:")
 
@@ -172,29 +174,22 @@ class QueryLoop:
     """The query loop as a process in its own cgroup, capped at ``cpus`` cores (high ``cpu.shares`` too)."""
 
     def __init__(self, env: dict[str, str], target: str, path: Path, cpus: float) -> None:
-        self.group = CPU / f"qq-bench-warehouse-query-{os.getpid()}"
+        self.group = CpuCgroup(f"qq-bench-warehouse-query-{os.getpid()}")
         self.process = subprocess.Popen(
             _worker(env, "query", target, str(path)), env=env, cwd=REPO, stdout=subprocess.PIPE, text=True
         )
         try:
-            self.group.mkdir(exist_ok=True)
-            (self.group / "cpu.shares").write_text("8192")
-            (self.group / "cpu.cfs_period_us").write_text("100000")
-            (self.group / "cpu.cfs_quota_us").write_text(str(int(cpus * 100000)))
-            (self.group / "cgroup.procs").write_text(str(self.process.pid))
-            self.capped = True
-        except OSError as exc:
+            self.group.create(cpus).add(self.process.pid)
+        except (OSError, DevstackError) as exc:  # no root or cgroup v1 here, or a cap below the kernel's minimum
             log(f"  (no cgroup for the query loop: {exc}; it runs uncapped)")
-            self.capped = False
 
     def stop(self) -> dict[str, Any]:
         self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(timeout=120)
-        if self.capped:
-            try:
-                self.group.rmdir()
-            except OSError as exc:
-                log(f"  cgroup {self.group} left behind: {exc}")
+        try:
+            self.group.remove()
+        except OSError as exc:
+            log(f"  cgroup {self.group.folders[0]} left behind: {exc}")
         lines = [line for line in out.splitlines() if line.startswith("{")]
         return json.loads(lines[-1]) if lines else {}
 

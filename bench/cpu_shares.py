@@ -6,8 +6,9 @@ the CPU with every other process, and the figures swing with whatever else runs.
 
     python bench/cpu_shares.py [--shares 8192] -- python -m quantumquill.devstack exec --profile test -- ...
 
-Needs root and the cgroup v1 cpu controller at /sys/fs/cgroup/cpu. The group is removed afterwards (the
-command's processes have exited by then). Without the controller the command runs as is, with a warning.
+Needs root and the cgroup v1 cpu controller at /sys/fs/cgroup/cpu (``quantumquill.devstack.cgroups``). The group
+is removed afterwards (any process of the command still stopping goes back to the root group). Without the
+controller the command runs as is, with a warning.
 """
 
 from __future__ import annotations
@@ -16,32 +17,33 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-CPU = Path("/sys/fs/cgroup/cpu")
+# The cgroup module without the project package: importing ``quantumquill`` loads Celery and Django (and sets
+# DJANGO_SETTINGS_MODULE for the command), while this wrapper runs under any Python 3 and passes the environment
+# on as given. ``quantumquill.devstack`` and its ``preflight`` import only the standard library.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantumquill"))
+from devstack.cgroups import CgroupsUnavailable, CpuCgroup
 
 
 def run(command: list[str], *, shares: int) -> int:
-    group = CPU / f"qq-bench-cpu-shares-{os.getpid()}"
+    group = CpuCgroup(f"qq-bench-cpu-shares-{os.getpid()}")
     try:
-        group.mkdir()
-        (group / "cpu.shares").write_text(str(shares))
-    except OSError as exc:
+        group.create(None, shares=shares)
+    except (OSError, CgroupsUnavailable) as exc:
+        group.remove()  # half made (a cpu.shares the kernel refused), if at all
         print(f"cpu_shares: no cgroup ({exc}); running without one", file=sys.stderr)
         return subprocess.call(command)
     try:
-        (group / "cgroup.procs").write_text(str(os.getpid()))  # children inherit the group
+        group.add(os.getpid())  # children inherit the group
         return subprocess.call(command)
     finally:
-        (CPU / "cgroup.procs").write_text(str(os.getpid()))
-        deadline = time.monotonic() + 30
-        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.2)  # servers still stopping
         try:
-            group.rmdir()
+            group.remove(timeout=30)
         except OSError as exc:
-            print(f"cpu_shares: {group} left behind ({exc}); rmdir it once its processes exit", file=sys.stderr)
+            print(
+                f"cpu_shares: {group.folders[0]} left behind ({exc}); rmdir it once its processes exit", file=sys.stderr
+            )
 
 
 def main() -> None:

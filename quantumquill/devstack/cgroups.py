@@ -8,6 +8,10 @@ backends forked later inherit the cgroup.
 
 Needs the cgroup v1 ``cpu`` controller mounted at ``/sys/fs/cgroup/cpu`` and
 writable (root). ``require_available`` says plainly when it is not.
+
+The one place for cgroup v1 CPU handling: the stack's server caps, and the
+benchmarks' caps and high-shares groups (``bench/cpu_shares.py`` wraps a whole
+command in one with no cap).
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ def unavailable_reason(cpu_root: Path = CPU_ROOT) -> str | None:
         )
     if not (_cpuacct_root(cpu_root) / "cpuacct.usage").exists():
         return f"the cgroup v1 cpuacct controller is not mounted (looked in {cpu_root} and {CPUACCT_ROOT})"
-    if not os.access(cpu_root, os.W_OK):
-        return f"{cpu_root} is not writable: CPU caps need root (run as root, or without CPU caps)"
+    for root in dict.fromkeys((cpu_root, _cpuacct_root(cpu_root))):  # one folder when mounted together
+        if not os.access(root, os.W_OK):
+            return f"{root} is not writable: CPU caps need root (run as root, or without CPU caps)"
     return None
 
 
@@ -67,6 +72,11 @@ class CpuCgroup:
         acct = _cpuacct_root(self.cpu_root) / self.name
         cpu = self.cpu_root / self.name
         return (cpu,) if acct == cpu else (cpu, acct)
+
+    @property
+    def procs_files(self) -> tuple[Path, ...]:
+        """Write a PID into each to move that process into the cgroup (a child can join itself before it execs)."""
+        return tuple(folder / "cgroup.procs" for folder in self.folders)
 
     def exists(self) -> bool:
         return self.folders[0].is_dir()

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from bench._webhosts import CPU_ROOT, CpuGroup, NetnsHosts, cgroup_problem
+from bench._webhosts import NetnsHosts
+from quantumquill.devstack.cgroups import CpuCgroup, unavailable_reason
 from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer
 from tests.conftest import child_env
 from tests.support import wait_until
 
-PROBLEM = cgroup_problem()
+PROBLEM = unavailable_reason()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(PROBLEM is not None, reason=f"benchmark isolation: {PROBLEM}")]
 
 
@@ -31,12 +32,8 @@ def _children(pid: int) -> set[int]:
     return {int(line) for line in found.stdout.split()}
 
 
-def _members(group: CpuGroup) -> set[int]:
-    return {int(pid) for pid in group.procs_files[0].read_text().split()}
-
-
 def test_a_capped_namespaced_app_server_runs_wholly_inside_its_cgroup_and_namespace(tmp_path: Path) -> None:
-    group = CpuGroup(f"qq-test-isolation-{os.getpid()}", 0.5)
+    group = CpuCgroup(f"qq-test-isolation-{os.getpid()}")
     hosts = NetnsHosts(["app1"], delay_ms=0, prefix="qqt", subnet="10.78.0")
     address = hosts.address("app1")
     server = GunicornServer(
@@ -51,17 +48,17 @@ def test_a_capped_namespaced_app_server_runs_wholly_inside_its_cgroup_and_namesp
         cgroup_procs=group.procs_files,
     )
     try:
-        group.create()
+        group.create(0.5)
         hosts.create()
         server.start()
         assert server.process is not None
         master = server.process.pid
         wait_until(lambda: len(_children(master)) == 2, what="gunicorn's two workers")
-        assert {master, *_children(master)} <= _members(group)
+        assert {master, *_children(master)} <= set(group.pids())
 
         with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as answer:
             assert answer.status == 200
-        assert group.cpu_seconds() > 0
+        assert group.usage_seconds() > 0
         with socket.socket() as loopback:  # the root namespace's loopback has nothing on that port
             assert loopback.connect_ex(("127.0.0.1", server.port)) != 0
     finally:
@@ -69,6 +66,6 @@ def test_a_capped_namespaced_app_server_runs_wholly_inside_its_cgroup_and_namesp
         hosts.remove()
         group.remove()
 
-    assert not (CPU_ROOT / group.name).exists()
+    assert not any(folder.exists() for folder in group.folders)
     assert hosts.netns("app1") not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert subprocess.run(["ip", "link", "show", hosts.bridge], capture_output=True).returncode != 0
