@@ -18,15 +18,21 @@ Table modes, one after another on the same servers (data reloaded for each):
   sharded-on-1  four shard databases in quarters of the key space, all on pg1
   2 servers     halves on shard1 (pg1) and shard2 (pg2)
   4 servers     quarters on shard1..shard4 (pg1..pg4)
-  two-on-1      halves on shard5 and shard6, both on pg1 (only with --modes)
+  two-on-1      halves on shard5 and shard6, both on pg1 (only with --modes, like the modes below)
+  monolith-4-connections   shard1's one database, reached through four connections per client (one per quarter)
+  side-by-side  half of the users in one database on pg1, half in four databases on pg2, at the same time
+                (-swapped: the other way round): each layout's CPU per statement in the same window
+  connections-side-by-side   the same with one database through four connections instead of four databases
 Each mode: closed-loop saturation from ``--clients`` processes (throughput), then an open-loop fixed offered
 load (``--fixed-fraction`` of the monolith's saturated throughput, the same for every mode: p50/p95).
 
 Experiments on the table: ``--modes monolith,sharded-on-1`` runs only those, ``--repeat N`` runs them N times in
 turn, ``--fixed-seconds 0`` skips the fixed load, ``--pooler POOL`` puts PgBouncer (transaction mode) in front of
-each shard server, ``--server-setting NAME=VALUE`` changes PostgreSQL on every shard server. Each mode also
-prints, per request, the statements the clients sent (by database) and pg1's CPU, transactions, rows, buffers
-and minor page faults (docs/scaling.md, "Sharded mode on one server").
+each shard server, ``--server-setting NAME=VALUE`` changes PostgreSQL on every shard server (restarting them
+for settings such as shared_buffers), ``--explain`` prints each database's plans and table statistics,
+``--perf FOLDER`` records pg1 with perf. Each mode also prints, per request, the statements the clients sent (by
+database) and pg1's CPU (also by kind of process), transactions, rows, buffers and minor page faults, and each
+server's CPU per statement (docs/scaling.md, "Sharded mode on one server").
 
 ``--live``: every user starts on shard1 at ``--live-fraction`` (0.8) of the monolith's measured capacity; the
 real ``manage.py shardmove`` engine moves half the key space to pg2 under that load (start --wait, verify,
@@ -63,11 +69,20 @@ from quantumquill.devstack.stack import Profile, Stack, Topology  # noqa: E402
 KEYSPACE_END = 2**63 - 1
 SHARDS = ("shard1", "shard2", "shard3", "shard4")
 ON_ONE = ("shard5", "shard6", "shard7", "shard8")  # four shard databases on pg1: sharded mode on one server
+# Three more names for shard1's database: the monolith's one database through four connections per client
+# (one per quarter of the key space), as many backends per request as sharded mode on one server.
+SAME_DATABASE = ("shard1b", "shard1c", "shard1d")
+SAME_DATABASE_2 = ("shard2b", "shard2c", "shard2d")  # the same for shard2's database on pg2
+ON_TWO = ("shard9", "shard10", "shard11", "shard12")  # four shard databases on pg2 (side-by-side modes)
+ALIASES = (*SHARDS, *ON_ONE, *SAME_DATABASE, *ON_TWO, *SAME_DATABASE_2)
 TOPOLOGY = Topology(
     {
         "default": ("pg0", "quantumquill"),
         **{alias: (f"pg{i}", f"qq_{alias}") for i, alias in enumerate(SHARDS, start=1)},
         **{alias: ("pg1", f"qq_{alias}") for alias in ON_ONE},
+        **{alias: ("pg1", "qq_shard1") for alias in SAME_DATABASE},
+        **{alias: ("pg2", f"qq_{alias}") for alias in ON_TWO},
+        **{alias: ("pg2", "qq_shard2") for alias in SAME_DATABASE_2},
     },
     "0:MAX=shard1",
 )
@@ -76,10 +91,13 @@ TABLES = "content_generation, content_usageevent"
 PERIOD_US = 40_000  # 40 ms: a small cap runs in short slices, not 100 ms bursts and pauses
 
 
-def quarters(aliases: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    step = KEYSPACE_END // len(aliases)
-    edges = [i * step for i in range(len(aliases))] + [KEYSPACE_END]
+def quarters(aliases: tuple[str, ...], lo: int = 0, hi: int = KEYSPACE_END) -> list[tuple[str, int, int]]:
+    step = (hi - lo) // len(aliases)
+    edges = [lo + i * step for i in range(len(aliases))] + [hi]
     return [(alias, edges[i], edges[i + 1]) for i, alias in enumerate(aliases)]
+
+
+HALF = KEYSPACE_END // 2
 
 
 MODES: dict[str, list[tuple[str, int, int]]] = {
@@ -88,6 +106,17 @@ MODES: dict[str, list[tuple[str, int, int]]] = {
     "2 servers": quarters(SHARDS[:2]),
     "4 servers": quarters(SHARDS),
     "two-on-1": quarters(ON_ONE[:2]),  # halves on two shard databases on pg1 (not in the default table)
+    "monolith-4-connections": quarters(("shard1", *SAME_DATABASE)),  # one database, 4 connections (ditto)
+    # One database on one server and four on another, at the same time, each with half of the users: the
+    # cost per statement of each layout under the same load of the machine (ditto; and swapped between servers).
+    "side-by-side": [("shard1", 0, HALF), *quarters(ON_TWO, HALF, KEYSPACE_END)],
+    "side-by-side-swapped": [*quarters(ON_ONE, 0, HALF), ("shard2", HALF, KEYSPACE_END)],
+    # The same with one database reached through four connections per client instead of four databases.
+    "connections-side-by-side": [("shard1", 0, HALF), *quarters(("shard2", *SAME_DATABASE_2), HALF, KEYSPACE_END)],
+    "connections-side-by-side-swapped": [
+        *quarters(("shard1", *SAME_DATABASE), 0, HALF),
+        ("shard2", HALF, KEYSPACE_END),
+    ],
 }
 DEFAULT_MODES = ("monolith", "sharded-on-1", "2 servers", "4 servers")
 
@@ -125,7 +154,7 @@ def load_data(population: Population, ranges: list[tuple[str, int, int]]) -> Non
 
     from shardrouter.control import conninfo_for
 
-    for alias in (*SHARDS, *ON_ONE):
+    for alias in (*SHARDS, *ON_ONE, *ON_TWO):
         with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
             conn.execute(f"TRUNCATE {TABLES}")
     for alias, lo, hi in ranges:
@@ -151,7 +180,13 @@ def load_data(population: Population, ranges: list[tuple[str, int, int]]) -> Non
                     "half": population.step // 2,
                 },
             )
-            conn.execute("VACUUM ANALYZE content_generation")
+            # The insert's statistics reach the shared counters when this backend next flushes them, which for
+            # an insert shorter than a second is after the VACUUM ANALYZE below (at the connection's end): the
+            # table then looks as if none of its rows had been vacuumed or analyzed, and autovacuum vacuums and
+            # analyzes it again in the measured window, on the capped server, in the modes with smaller tables
+            # only. Flush first, so every mode starts with its tables vacuumed and analyzed and no work pending.
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            conn.execute(f"VACUUM ANALYZE {TABLES}")
 
 
 def apply_ranges(ranges: list[tuple[str, int, int]], reason: str) -> None:
@@ -219,20 +254,23 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
     last_round = 0.0
     # Connect to every shard database once, before any round: a backend's start and its first catalog look-ups
     # cost the server milliseconds, which would otherwise count against the modes with more databases.
-    for alias in (*SHARDS, *ON_ONE):
+    for alias in ALIASES:
         with connections[alias].cursor() as cursor:
             cursor.execute("SELECT count(*) FROM content_generation WHERE user_id = -1")
     from shardrouter.shardmap import shard_map_cache
 
     # Every SQL statement this process sends, by server role: the statements a request costs, counted exactly
     # (the server's own statistics reach pg_stat_database up to seconds late).
-    sent = {"shard": 0, "control": 0}
+    sent = {"shard": 0, "control": 0} | {server: 0 for server in SERVERS}
 
     def counting(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        sent["control" if context["connection"].alias == "default" else "shard"] += 1
+        alias = context["connection"].alias
+        sent["control" if alias == "default" else "shard"] += 1
+        if alias != "default":
+            sent[TOPOLOGY.databases[alias][0]] += 1  # and by server
         return execute(sql, params, many, context)
 
-    for alias in ("default", *SHARDS, *ON_ONE):
+    for alias in ("default", *ALIASES):
         connections[alias].execute_wrappers.append(counting)
 
     while (plan := plans.get()) is not None:
@@ -266,8 +304,8 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
             records.append((scheduled, time.time() - scheduled, ok, what))
             if window[0] <= scheduled < window[1]:
                 counted["requests"] += 1
-                counted["shard"] += sent["shard"] - before["shard"]
-                counted["control"] += sent["control"] - before["control"]
+                for key in sent:
+                    counted[key] = counted.get(key, 0) + sent[key] - before[key]
 
         time.sleep(max(0.0, start - time.time()))
         if plan.live:
@@ -342,7 +380,7 @@ class Clients:
             records += mine
             errors += problems
             for key, value in counted.items():
-                self.statements[key] += value
+                self.statements[key] = self.statements.get(key, 0) + value
         return records, errors
 
     def close(self) -> None:
@@ -369,25 +407,158 @@ def process_counters(group: cgroups.CpuCgroup) -> dict[str, float]:
     return {"minor_faults": float(faults), "user": int(times["user"]) / ticks, "system": int(times["system"]) / ticks}
 
 
+_monitor: list[Any] = []
+
+
+def pg1_monitor() -> Any:
+    """One connection to pg1 for the counters, kept open: a new backend on a server at its cap can take
+    longer to start than the connection timeout allows. Open it first while the caps are lifted."""
+    if not _monitor or _monitor[0].closed:
+        import psycopg
+
+        from shardrouter.control import conninfo_for
+
+        _monitor[:] = [psycopg.connect(conninfo_for("shard1"), autocommit=True)]
+    return _monitor[0]
+
+
 def server_counters() -> dict[str, float]:
     """pg1's transaction, row and buffer counters summed over its databases, and its client backends."""
-    import psycopg
-
-    from shardrouter.control import conninfo_for
-
-    with psycopg.connect(conninfo_for("shard1"), autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute(
-            "SELECT sum(xact_commit + xact_rollback), sum(tup_returned), sum(tup_fetched), sum(blks_hit), sum(blks_read)"
-            " FROM pg_stat_database WHERE datname LIKE 'qq_shard%'"
-        ).fetchone()
-        backends = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname LIKE 'qq_shard%'"
-        ).fetchone()
+    conn = pg1_monitor()
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT sum(xact_commit + xact_rollback), sum(tup_returned), sum(tup_fetched), sum(blks_hit), sum(blks_read)"
+        " FROM pg_stat_database WHERE datname LIKE 'qq_shard%'"
+    ).fetchone()
+    backends = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname LIKE 'qq_shard%'"
+    ).fetchone()
     assert row is not None and backends is not None
     xacts, returned, fetched, hits, reads = (float(v or 0) for v in row)
     return {"xacts": xacts, "tup_returned": returned, "tup_fetched": fetched, "blocks": hits + reads,
             "blocks_read": reads, "backends": float(backends[0])}  # fmt: skip
+
+
+def pg1_processes(group: cgroups.CpuCgroup) -> dict[int, tuple[str, float]]:
+    """Every live process of pg1's cgroup: what it is (``pg_stat_activity``'s backend type, the database for a
+    client backend) and the CPU seconds it has used (``/proc/PID/schedstat``, nanoseconds, not tick-sampled)."""
+    rows = pg1_monitor().execute("SELECT pid, backend_type, datname FROM pg_stat_activity").fetchall()
+    kinds = {pid: f"client backends ({datname})" if kind == "client backend" else kind for pid, kind, datname in rows}
+    found: dict[int, tuple[str, float]] = {0: ("all", group.usage_seconds())}  # the cgroup, read alongside
+    for pid in group.pids():
+        with contextlib.suppress(OSError, ValueError):
+            found[pid] = (kinds.get(pid, "other (postmaster)"),
+                          int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9)  # fmt: skip
+    return found
+
+
+def cpu_by_process_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """pg1's CPU seconds between two ``pg1_processes`` by kind of process; what no live process accounts for
+    is processes that exited within the window (autovacuum workers, mostly)."""
+    kinds: dict[str, float] = {}
+    for pid, (kind, seconds) in after.items():
+        if pid:
+            kinds[kind] = kinds.get(kind, 0.0) + seconds - (before[pid][1] if pid in before else 0.0)
+    kinds["processes that exited in the window"] = after[0][1] - before[0][1] - sum(kinds.values())
+    return dict(sorted(kinds.items(), key=lambda item: -item[1]))
+
+
+def table_statistics(aliases: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each database's statistics of the workload's tables: what the planner knows and what autovacuum did."""
+    import psycopg
+
+    from shardrouter.control import conninfo_for
+
+    found = {}
+    for alias in aliases:
+        with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+            found[alias] = conn.execute(
+                "SELECT s.relname, c.reltuples::bigint, c.relpages, s.n_live_tup, s.n_mod_since_analyze,"
+                " s.n_ins_since_vacuum, s.analyze_count, s.autoanalyze_count, s.vacuum_count, s.autovacuum_count"
+                " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+                " WHERE s.relname IN ('content_generation', 'content_usageevent') ORDER BY s.relname"
+            ).fetchall()
+    return found
+
+
+def require_no_autovacuum_due(aliases: list[str]) -> None:
+    """Fail when a loaded table is already past autovacuum's thresholds: autovacuum would then vacuum or
+    analyze it in the measured window, on the capped server, and charge that mode for the set-up."""
+    import psycopg
+
+    from shardrouter.control import conninfo_for
+
+    for alias in aliases:
+        with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+            due = conn.execute(
+                "SELECT s.relname, s.n_mod_since_analyze, s.n_ins_since_vacuum FROM pg_stat_user_tables s"
+                " JOIN pg_class c ON c.oid = s.relid WHERE s.relname IN ('content_generation', 'content_usageevent')"
+                " AND c.reltuples > 0 AND (s.n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float"
+                "      + current_setting('autovacuum_analyze_scale_factor')::float * greatest(c.reltuples, 0)"
+                "   OR s.n_ins_since_vacuum > current_setting('autovacuum_vacuum_insert_threshold')::float"
+                "      + current_setting('autovacuum_vacuum_insert_scale_factor')::float * greatest(c.reltuples, 0))"
+            ).fetchall()
+        if due:
+            raise RuntimeError(
+                f"{alias}: {', '.join(str(row[0]) for row in due)} past autovacuum's thresholds right after loading "
+                f"(modified since analyze, inserted since vacuum: {[(row[1], row[2]) for row in due]}); the load "
+                "must flush its statistics before its VACUUM ANALYZE (load_data)."
+            )
+
+
+def log_table_statistics(mode: str, when: str, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+    for alias, rows in tables.items():
+        log(f"{'':13} {mode}, {when}: {alias}: " + "; ".join(
+            f"{r[0]} reltuples {r[1]} pages {r[2]} live {r[3]} modified since analyze {r[4]}, inserted since vacuum "
+            f"{r[5]}, analyze/auto {r[6]}/{r[7]}, vacuum/auto {r[8]}/{r[9]}" for r in rows))  # fmt: skip
+
+
+def explain_workload(population: Population, ranges: list[tuple[str, int, int]], runs: int = 9) -> list[dict[str, Any]]:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of every statement each kind of request sends, for one user per database
+    of the mode: the plan's nodes, its buffers and the median planning and execution times of ``runs`` runs
+    (writes in a transaction rolled back)."""
+    import statistics
+
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    operation = make_operation(population, random.Random(5))
+    found = []
+    for alias, lo, hi in ranges:
+        index = next(i for i in range(population.users) if lo <= population.user_id(i) < hi)
+        for kind in KINDS:
+            with CaptureQueriesContext(connections[alias]) as captured:
+                operation(kind, index)
+            for query in captured.captured_queries:
+                sql = query["sql"]
+                if not sql.lstrip().upper().startswith(("SELECT", "UPDATE")):
+                    continue
+                planning, execution = [], []
+                with connections[alias].cursor() as cursor:
+                    for _ in range(runs):
+                        cursor.execute("BEGIN")
+                        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+                        lines = [row[0] for row in cursor.fetchall()]
+                        cursor.execute("ROLLBACK")
+                        for line in lines:
+                            if line.startswith("Planning Time:"):
+                                planning.append(float(line.split()[2]))
+                            elif line.startswith("Execution Time:"):
+                                execution.append(float(line.split()[2]))
+                nodes = [line.split("  (cost")[0].strip() for line in lines if "(cost" in line]
+                buffers = [line.strip() for line in lines if line.strip().startswith("Buffers:")]
+                found.append(
+                    {
+                        "alias": alias,
+                        "kind": kind,
+                        "sql": sql[:160],
+                        "plan": " / ".join(nodes),
+                        "buffers": buffers[0] if buffers else "",
+                        "planning_ms": statistics.median(planning),
+                        "execution_ms": statistics.median(execution),
+                    }
+                )
+    return found
 
 
 class CpuMeter:
@@ -466,14 +637,34 @@ class Private:
 
         from shardrouter.control import conninfo_for
 
+        restart = False
         for alias in SHARDS:  # shard1..shard4 are on pg1..pg4
             with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
                 for item in self.settings:
                     name, value = (part.strip() for part in item.split("=", 1))
                     conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                    context = conn.execute("SELECT context FROM pg_settings WHERE name = %s", (name,)).fetchone()
+                    restart |= context is not None and context[0] == "postmaster"
                 conn.execute("SELECT pg_reload_conf()")
+        if restart:  # e.g. shared_buffers: restart the shard servers, back into their capped cgroups
+            from django.db import connections
+
+            connections.close_all()
+            for server in SERVERS:
+                postgres = self.stack.postgres(server)
+                postgres.stop()
+                postgres.start()
+                pid = postgres.postmaster_pid()
+                assert pid is not None, f"{server} has no postmaster.pid after restarting"
+                cgroups.place_tree(self.stack.cgroup(server), pid)
         if self.settings:
-            log(f"shard servers: {', '.join(self.settings)}")
+            names = [item.split("=", 1)[0].strip() for item in self.settings]
+            with psycopg.connect(conninfo_for("shard1"), autocommit=True) as conn:  # what the servers now run with
+                now = [
+                    (name, conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()) for name in names
+                ]
+            shown = ", ".join(f"{name}={row[0] if row else '?'}" for name, row in now)
+            log(f"shard servers: {shown}" + (" (restarted)" if restart else ""))
 
     def start_poolers(self) -> None:
         """PgBouncer (transaction mode) in front of each shard server, as in production (docs/connections.md);
@@ -498,7 +689,7 @@ class Private:
             self.poolers.append(pooler)  # in this process's cgroup: the clients' (uncapped), not the server's
             pooler.start()
             poolers[server] = pooler
-        shards = [(alias, *TOPOLOGY.databases[alias]) for alias in (*SHARDS, *ON_ONE)]
+        shards = [(alias, *TOPOLOGY.databases[alias]) for alias in ALIASES]
         os.environ |= {
             "DATABASE_POOLER": "transaction",
             "DATABASE_DIRECT_URL": os.environ["DATABASE_URL"],
@@ -550,14 +741,24 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         load_data(population, ranges)
         apply_ranges(ranges, f"bench: {name}")
         clients.prepare(plan)
+        require_no_autovacuum_due([alias for alias, _, _ in ranges])
+        pg1_monitor()
+        if args.explain:
+            log_table_statistics(name, "loaded", table_statistics([alias for alias, _, _ in ranges]))
     meter = CpuMeter(private.stack, private.clients)
     t0 = clients.go()
     time.sleep(max(0.0, t0 + args.warm - time.time()))
     pg1 = private.stack.cgroup("pg1")
+    processes_before = pg1_processes(pg1)
     before, counters_before = meter.read(), server_counters() | process_counters(pg1)
+    profiler = start_profiler(pg1, args.perf, name) if args.perf else None
     time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
-    cpu = CpuMeter.rates(before, meter.read())
+    after = meter.read()
+    cpu = CpuMeter.rates(before, after)
     counters_after = server_counters() | process_counters(pg1)
+    processes = cpu_by_process_kind(processes_before, pg1_processes(pg1))
+    if profiler is not None:
+        stop_profiler(profiler)
     records, errors = clients.collect()
     closed_end = t0 + args.warm + args.seconds
     saturated = [r for r in records if r[0] < closed_end]
@@ -575,6 +776,10 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     sent = clients.statements
     per_request["shard_statements"] = sent["shard"] / max(sent["requests"], 1)
     per_request["control_statements"] = sent["control"] / max(sent["requests"], 1)
+    # Each server's CPU per statement it was sent: in the side-by-side modes, the two layouts' costs in one window.
+    per_statement = {
+        server: 1000 * cpu[server] * args.seconds / sent[server] for server in SERVERS if sent.get(server, 0) > 0
+    }
     result: dict[str, Any] = {
         "mode": name,
         "throughput": ok / args.seconds,
@@ -583,6 +788,7 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         "saturated_p50_ms": 1000 * percentile([r[1] for r in saturated], 50),
         "cpu": cpu,
         "per_request": per_request,
+        "cpu_ms_per_statement": per_statement,
         "pg1_backends": counters_after["backends"],
         "load": load_averages(),
     }
@@ -610,7 +816,58 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         f"{per_request['minor_faults']:.1f} minor page faults, {per_request['pg1_system_share']:.0%} in the kernel (tick-sampled, coarse); "
         f"{result['pg1_backends']:.0f} client backends on pg1"
     )
+    log(
+        f"{'':13} CPU ms per statement: "
+        + ", ".join(
+            f"{server} {cost:.3f} ({len({TOPOLOGY.databases[a] for a, _, _ in ranges if TOPOLOGY.databases[a][0] == server})}"
+            f" databases, {sum(1 for a, _, _ in ranges if TOPOLOGY.databases[a][0] == server)} connections per client)"
+            for server, cost in per_statement.items()
+        )
+    )
+    window = sum(processes.values())
+    result["pg1_cpu_by_process"] = {kind: seconds / max(ok, 1) * 1000 for kind, seconds in processes.items()}
+    log(
+        f"{'':13} pg1 CPU ms / request by process: "
+        + ", ".join(
+            f"{kind} {1000 * seconds / max(ok, 1):.3f} ({seconds / window:.0%})" for kind, seconds in processes.items()
+        )
+    )
+    if args.explain:
+        with private.uncapped():
+            result["tables"] = table_statistics([alias for alias, _, _ in ranges])
+            result["plans"] = explain_workload(population, ranges)
+        log_table_statistics(name, "after the round", result["tables"])
+        for plan in result["plans"]:
+            log(
+                f"{'':13} {plan['alias']} {plan['kind']:6} planning {plan['planning_ms']:.3f} ms, execution "
+                f"{plan['execution_ms']:.3f} ms, {plan['buffers']}: {plan['plan']}"
+            )
     return result
+
+
+def start_profiler(group: cgroups.CpuCgroup, folder: str, mode: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """``perf record`` (software clock samples, no call graphs) of pg1's processes and the children they start."""
+    out = Path(folder) / f"{mode.replace(' ', '-')}-{time.strftime('%H%M%S')}.data"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pids = ",".join(str(pid) for pid in group.pids())
+    command = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "1999", "-o", str(out), "-p", pids]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out
+
+
+def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path]) -> None:
+    """Stop the recording and write its flat profile (by symbol, then by process) next to it as text."""
+    import signal
+
+    process, out = profiler
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    for sort, suffix in (("dso,sym", ".txt"), ("comm", ".comm.txt")):
+        report = subprocess.run(
+            ["perf", "report", "-i", str(out), "--stdio", "--no-children", "--sort", sort, "--percent-limit", "0.3"],
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        out.with_suffix(suffix).write_text(report.stdout + report.stderr)
+    log(f"{'':13} profile: {out.with_suffix('.txt')}")
 
 
 def table(private: Private, args: argparse.Namespace) -> dict[str, Any]:
@@ -840,7 +1097,8 @@ def main() -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a PostgreSQL setting for every shard server (ALTER SYSTEM + reload), for experiments; repeatable",
+        help="a PostgreSQL setting for every shard server (ALTER SYSTEM + reload, or a restart for settings such as "
+        "shared_buffers), for experiments; repeatable",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="table: run the modes this many times in turn (default 1)"
@@ -852,6 +1110,15 @@ def main() -> int:
         metavar="POOL",
         help="table: clients reach the shard servers through PgBouncer (transaction mode), POOL server "
         "connections per server, split evenly over the mode's databases on it (default 0: direct connections)",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="table: after each mode, EXPLAIN (ANALYZE, BUFFERS) each statement of the workload and print the "
+        "tables' statistics, per database",
+    )
+    parser.add_argument(
+        "--perf", default="", metavar="FOLDER", help="table: perf record pg1 in each saturated window into FOLDER"
     )
     parser.add_argument("--live", action="store_true", help="the live version: monolith -> 2 -> 4 under load")
     parser.add_argument("--live-fraction", type=float, default=0.8, help="live start load, share of capacity (0.8)")
