@@ -99,24 +99,30 @@ class CycleOutcome:
 class _CopyReader:
     """A file-like view of a COPY TO STDOUT that counts rows as they pass."""
 
-    def __init__(self, copy: Any, on_rows: Callable[[int], None]) -> None:
+    def __init__(self, copy: Any, on_rows: Callable[[int], None], *, binary: bool) -> None:
         self._chunks = iter(copy)
-        self._pending: list[bytes] = []
-        self._size = 0
         self._on_rows = on_rows
+        self._binary = binary
+        self._ended = False
 
     def read(self, size: int = -1) -> bytes:
         # Whole chunks are handed on (a reader may get a little more than ``size``): no re-slicing of a big buffer.
-        while size < 0 or self._size < size:
-            try:
-                chunk = bytes(next(self._chunks))
-            except StopIteration:
+        # A chunk is one row: the work per chunk is kept to the least (rows are counted once per buffer).
+        pending: list[Any] = []
+        got = 0
+        ended = True
+        for chunk in self._chunks:
+            pending.append(chunk)
+            got += len(chunk)
+            if 0 <= size <= got:
+                ended = False
                 break
-            self._on_rows(chunk.count(b"\n"))
-            self._pending.append(chunk)
-            self._size += len(chunk)
-        data = b"".join(self._pending)
-        self._pending, self._size = [], 0
+        data = b"".join(pending)
+        if not self._binary:
+            self._on_rows(data.count(b"\n"))
+        else:  # one message per row; the header comes with the first row, the trailer is a message of its own
+            self._on_rows(len(pending) - (1 if ended and not self._ended else 0))
+        self._ended = self._ended or ended
         return data
 
 
@@ -300,15 +306,17 @@ class Syncer:
                         self.progress(f"{alias} {fact}", done, max(expected, done))
 
                 @contextmanager
-                def rows(query: str = f"COPY ({select} WHERE {where}) TO STDOUT (FORMAT csv)") -> Iterator[IO[bytes]]:
+                def rows(
+                    query: str = f"COPY ({select} WHERE {where}) TO STDOUT (FORMAT {wh.copy_format})",
+                ) -> Iterator[IO[bytes]]:
                     nonlocal done
                     done = 0  # read from the start (again, if the warehouse asks twice)
                     # A savepoint: a read cut short (the warehouse failed mid-COPY) leaves the snapshot usable.
                     with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
-                        yield _CopyReader(copy, seen)  # type: ignore[misc]
+                        yield _CopyReader(copy, seen, binary=wh.copy_format == "binary")  # type: ignore[misc]
 
                 scratch = _scratch(self.config, alias, fact)
-                wh.copy_csv_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
+                wh.copy_rows_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
                 if self.progress:
                     self.progress(f"{alias} {fact}", done, done)
                 total += done
