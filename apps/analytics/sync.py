@@ -101,28 +101,28 @@ class _CopyReader:
 
     def __init__(self, copy: Any, on_rows: Callable[[int], None], *, binary: bool) -> None:
         self._chunks = iter(copy)
+        self._pending: list[bytes] = []
+        self._size = 0
         self._on_rows = on_rows
+        # Binary: one message per row; the header comes with the first row, the trailer is a message of its own.
         self._binary = binary
-        self._ended = False
+        self._trailer = binary
 
     def read(self, size: int = -1) -> bytes:
         # Whole chunks are handed on (a reader may get a little more than ``size``): no re-slicing of a big buffer.
-        # A chunk is one row: the work per chunk is kept to the least (rows are counted once per buffer).
-        pending: list[Any] = []
-        got = 0
-        ended = True
-        for chunk in self._chunks:
-            pending.append(chunk)
-            got += len(chunk)
-            if 0 <= size <= got:
-                ended = False
+        while size < 0 or self._size < size:
+            try:
+                chunk = bytes(next(self._chunks))
+            except StopIteration:
+                if self._trailer:
+                    self._on_rows(-1)
+                    self._trailer = False
                 break
-        data = b"".join(pending)
-        if not self._binary:
-            self._on_rows(data.count(b"\n"))
-        else:  # one message per row; the header comes with the first row, the trailer is a message of its own
-            self._on_rows(len(pending) - (1 if ended and not self._ended else 0))
-        self._ended = self._ended or ended
+            self._on_rows(1 if self._binary else chunk.count(b"\n"))
+            self._pending.append(chunk)
+            self._size += len(chunk)
+        data = b"".join(self._pending)
+        self._pending, self._size = [], 0
         return data
 
 
