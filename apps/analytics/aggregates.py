@@ -27,16 +27,19 @@ def refresh_days(wh: Warehouse, days: Iterable[date]) -> None:
         span,
     )
     wh.execute("DELETE FROM agg_user_daily WHERE day BETWEEN %s AND %s", span)
-    wh.execute(
-        "INSERT INTO agg_user_daily (day, user_id, generations, tokens, usage_events, rows_written, bytes_written) "
-        "SELECT day, user_id, sum(g), sum(t), sum(u), sum(g) + sum(u), sum(b) FROM ("
-        " SELECT day, user_id, 1 AS g, prompt_tokens + completion_tokens AS t, 0 AS u, "
-        "  prompt_bytes + output_bytes + error_bytes AS b "
-        " FROM fact_generation WHERE NOT deleted AND day BETWEEN %s AND %s"
-        " UNION ALL SELECT day, user_id, 0, 0, 1, 0 FROM fact_usage "
-        " WHERE NOT deleted AND day BETWEEN %s AND %s) x GROUP BY day, user_id",
-        [*span, *span],
-    )
+    # After an initial load this is a day x user row for most of the facts: into an empty table, the index is
+    # built once afterwards.
+    with wh.indexes_after("agg_user_daily"):
+        wh.execute(
+            "INSERT INTO agg_user_daily (day, user_id, generations, tokens, usage_events, rows_written, bytes_written) "
+            "SELECT day, user_id, sum(g), sum(t), sum(u), sum(g) + sum(u), sum(b) FROM ("
+            " SELECT day, user_id, 1 AS g, prompt_tokens + completion_tokens AS t, 0 AS u, "
+            "  prompt_bytes + output_bytes + error_bytes AS b "
+            " FROM fact_generation WHERE NOT deleted AND day BETWEEN %s AND %s"
+            " UNION ALL SELECT day, user_id, 0, 0, 1, 0 FROM fact_usage "
+            " WHERE NOT deleted AND day BETWEEN %s AND %s) x GROUP BY day, user_id",
+            [*span, *span],
+        )
     wh.execute(
         "INSERT INTO dim_day (day, week, month, weekday) "
         "SELECT DISTINCT day, day - CAST(extract(isodow FROM day) AS INTEGER) + 1, "

@@ -2,7 +2,7 @@
 
 The SQL the app sends is written once, with ``%s`` placeholders, in the
 subset both engines share; the DuckDB connection rewrites the placeholders.
-Bulk loads differ: DuckDB reads a CSV file itself, PostgreSQL takes COPY.
+Bulk loads differ: DuckDB reads a CSV file itself, PostgreSQL takes a binary COPY.
 
 DuckDB allows one process to open a file for writing and then no other
 process may open it at all, so connections here are short-lived: the sync
@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -30,8 +30,9 @@ from .errors import RowsPresent, WarehouseUnavailable
 
 LOCK_WAIT_SECONDS = 15.0
 
-# Opens the rows to load, as CSV, from the start (a load may read them twice: see PostgresWarehouse.copy_csv_into).
-CsvRows = Callable[[], AbstractContextManager[IO[bytes]]]
+# Opens the rows to load, in the engine's ``copy_format``, from the start (a load may read them twice: see
+# PostgresWarehouse.copy_rows_into).
+CopyRows = Callable[[], AbstractContextManager[IO[bytes]]]
 
 # One DuckDB connection per file at a time within a process: DuckDB shares one database instance between the
 # connections of a process, where two writers would run concurrent transactions instead of waiting for the lock.
@@ -46,6 +47,7 @@ def _duckdb_lock(path: Path) -> threading.Lock:
 
 class Warehouse:
     engine = ""
+    copy_format = "csv"  # what copy_rows_into() takes: the FORMAT of the source's COPY TO STDOUT
     # What the engine raises for a table that does not exist (a warehouse never loaded): cheaper to try the query
     # than to ask the catalog first (DuckDB's information_schema takes tens of milliseconds).
     missing_table: tuple[type[Exception], ...] = ()
@@ -64,10 +66,10 @@ class Warehouse:
         raise NotImplementedError
         yield
 
-    def copy_csv_into(
-        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    def copy_rows_into(
+        self, table: str, columns: Sequence[str], rows: CopyRows, scratch: Path, *, skip_present: bool = False
     ) -> None:
-        """Insert CSV rows (``columns`` in order) into ``table``, keeping rows whose ``id`` already exists.
+        """Insert rows (``columns`` in order, in ``copy_format``) into ``table``, keeping rows whose ``id`` exists.
 
         ``rows()`` opens the rows; an engine may open them a second time (the same rows: a snapshot). Without
         ``skip_present`` the engine may insert without looking for present rows and raise ``RowsPresent`` if one
@@ -82,6 +84,11 @@ class Warehouse:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    @contextmanager
+    def indexes_after(self, table: str) -> Iterator[None]:
+        """Around filling ``table`` in a transaction: an engine may build its indexes once afterwards."""
+        yield
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         names, marks = ", ".join(columns), ", ".join(["%s"] * len(columns))
@@ -187,8 +194,8 @@ class DuckDBWarehouse(Warehouse):
             assignments = ", ".join(f"{c} = s.{c}" for c in columns[1:])
             self.conn.execute(f"UPDATE {table} SET {assignments} FROM {stage} s WHERE {table}.id = s.id")
 
-    def copy_csv_into(
-        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    def copy_rows_into(
+        self, table: str, columns: Sequence[str], rows: CopyRows, scratch: Path, *, skip_present: bool = False
     ) -> None:
         """Read the rows into part files in a thread while DuckDB inserts the parts already read.
 
@@ -206,8 +213,11 @@ class DuckDBWarehouse(Warehouse):
         )
         if skip_present:
             insert += f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)"
+        key = None if skip_present else self._without_primary_key(table)
         reader = _PartReader(rows, scratch)
         reader.start()
+        # The rows' order in the table means nothing here; without it DuckDB inserts the parts' rows in parallel.
+        self.conn.execute("SET preserve_insertion_order = false")
         try:
             for part in reader.parts():
                 try:
@@ -218,6 +228,38 @@ class DuckDBWarehouse(Warehouse):
                     part.unlink(missing_ok=True)
         finally:
             reader.stop()
+            with suppress(duckdb.Error):  # fails in a transaction lost to RowsPresent: the connection ends soon
+                self.conn.execute("RESET preserve_insertion_order")
+        if key:
+            # Built once over all the rows (at commit) instead of row by row. The table was empty and one source
+            # holds each id once, so no row can break it.
+            self.conn.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({key})")
+
+    def _without_primary_key(self, table: str) -> str | None:
+        """An empty table with a primary key is created again without it (in the caller's transaction, so a
+        rollback restores it); returns the key's column to add back after the load, or None if not empty."""
+        if self.fetchone(f"SELECT 1 FROM {table} LIMIT 1") is not None:
+            return None
+        kinds = self.fetchall(
+            "SELECT constraint_type, constraint_column_names FROM duckdb_constraints() WHERE table_name = %s "
+            "AND constraint_type <> 'NOT NULL'",
+            [table],
+        )
+        columns = self.fetchall(
+            "SELECT column_name, data_type, is_nullable = 'YES', column_default IS NULL FROM information_schema.columns "
+            "WHERE table_name = %s ORDER BY ordinal_position",
+            [table],
+        )
+        # Only a table whose definition is columns, NOT NULL and a one-column primary key is recreated here.
+        if len(kinds) != 1 or kinds[0][0] != "PRIMARY KEY" or len(kinds[0][1]) != 1 or not all(c[3] for c in columns):
+            return None
+        key = str(kinds[0][1][0])
+        definition = ", ".join(
+            f"{name} {kind}" + ("" if nullable and name != key else " NOT NULL") for name, kind, nullable, _ in columns
+        )
+        self.conn.execute(f"DROP TABLE {table}")
+        self.conn.execute(f"CREATE TABLE {table} ({definition})")
+        return key
 
     def close(self) -> None:
         try:
@@ -228,9 +270,10 @@ class DuckDBWarehouse(Warehouse):
 
 class PostgresWarehouse(Warehouse):
     engine = "postgresql"
+    copy_format = "binary"  # from one PostgreSQL server to another: no text to write out and parse back
     missing_table = (psycopg.errors.UndefinedTable,)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:
@@ -238,12 +281,17 @@ class PostgresWarehouse(Warehouse):
                 f"The PostgreSQL warehouse (WAREHOUSE_URL) cannot be reached: {str(exc).strip()}"
             ) from exc
         self.conn.execute("SET TIME ZONE 'UTC'")
+        if read_only:  # a first load holds its tables' locks until it commits (indexes_after): wait as for DuckDB
+            self.conn.execute(f"SET lock_timeout = '{int(LOCK_WAIT_SECONDS)}s'")
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> None:
         self.conn.execute(query, list(params))
 
     def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self.conn.execute(query, list(params)).fetchall())
+        try:
+            return list(self.conn.execute(query, list(params)).fetchall())
+        except psycopg.errors.LockNotAvailable as exc:
+            raise WarehouseUnavailable("The warehouse is busy with its first load; try again shortly.") from exc
 
     def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
@@ -255,8 +303,8 @@ class PostgresWarehouse(Warehouse):
         with self.conn.transaction():
             yield
 
-    def copy_csv_into(
-        self, table: str, columns: Sequence[str], rows: CsvRows, scratch: Path, *, skip_present: bool = False
+    def copy_rows_into(
+        self, table: str, columns: Sequence[str], rows: CopyRows, scratch: Path, *, skip_present: bool = False
     ) -> None:
         """COPY straight into ``table``; if a row is already there (a range loaded from the shard it moved from),
         undo that and load again through a staging table, skipping the rows present.
@@ -267,23 +315,56 @@ class PostgresWarehouse(Warehouse):
         names = ", ".join(columns)
         if not skip_present:
             try:
-                with self.conn.transaction():  # a savepoint: a conflict undoes this COPY only
-                    self._copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)", rows)
+                with self.conn.transaction(), self.indexes_after(table):  # a savepoint: a conflict undoes this only
+                    self._copy(f"COPY {table} ({names}) FROM STDIN (FORMAT {self.copy_format})", rows)
+                self.conn.execute(f"ANALYZE {table}")  # the aggregates over these rows are planned next
                 return
             except psycopg.errors.UniqueViolation:
                 pass
         self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} (LIKE {table}) ON COMMIT DROP")
         with self.conn.cursor() as cur:
-            self._copy(f"COPY staging_{table} ({names}) FROM STDIN (FORMAT csv)", rows)
+            self._copy(f"COPY staging_{table} ({names}) FROM STDIN (FORMAT {self.copy_format})", rows)
             cur.execute(
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM staging_{table} ON CONFLICT (id) DO NOTHING"
             )
             cur.execute(f"DROP TABLE staging_{table}")
 
-    def _copy(self, statement: str, rows: CsvRows) -> None:
+    def _copy(self, statement: str, rows: CopyRows) -> None:
         with self.conn.cursor() as cur, cur.copy(statement) as copy, rows() as source:
             while chunk := source.read(1 << 20):
                 copy.write(chunk)
+
+    @contextmanager
+    def indexes_after(self, table: str) -> Iterator[None]:
+        """Fill an empty ``table`` without its indexes, then build each once (a sort) instead of row by row.
+
+        Inside a transaction: the drop takes the table's lock until the commit (readers wait for it; see
+        ``lock_timeout``), and a failure rolls the indexes back with the rows.
+        """
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            raise RuntimeError("indexes_after() needs a transaction")
+        if self.fetchone(f"SELECT 1 FROM {table} LIMIT 1") is not None:
+            yield
+            return
+        constraints = self.fetchall(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+            "AND contype IN ('p', 'u') ORDER BY contype",
+            [table],
+        )
+        indexes = self.fetchall(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = %s::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)",
+            [table],
+        )
+        for name, _ in indexes:
+            self.conn.execute(f'DROP INDEX "{name}"')
+        for name, _ in constraints:
+            self.conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        yield
+        for name, definition in constraints:
+            self.conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        for _, definition in indexes:
+            self.conn.execute(definition)
 
     def close(self) -> None:
         self.conn.close()
@@ -298,7 +379,7 @@ class _PartReader:
 
     PART_BYTES = 8 << 20
 
-    def __init__(self, rows: CsvRows, scratch: Path) -> None:
+    def __init__(self, rows: CopyRows, scratch: Path) -> None:
         self._rows = rows
         self._scratch = scratch
         self._ready: queue.Queue[Path | BaseException | None] = queue.Queue(maxsize=2)
@@ -380,7 +461,7 @@ def _csv_value(value: Any) -> Any:
 def open_warehouse(config: WarehouseConfig, *, read_only: bool = False) -> Warehouse:
     """A connection to the configured warehouse (close it soon: see the module docstring)."""
     if config.url:
-        return PostgresWarehouse(config.url)
+        return PostgresWarehouse(config.url, read_only=read_only)
     return DuckDBWarehouse(config.duckdb_path, read_only=read_only)
 
 

@@ -39,17 +39,19 @@ FACT_COLUMNS = {"fact_generation": GENERATION_FACT_COLUMNS, "fact_usage": USAGE_
 # Generations without a model (queued, failed before the service answered) are grouped under this name.
 NO_MODEL = "unknown"
 
-# The initial load reads the same values with SQL, in FACT_COLUMNS order.
+# The initial load reads the same values with SQL, in FACT_COLUMNS order and in the warehouse's column types (a
+# binary COPY carries them as they are: an integer must arrive as the BIGINT the fact table holds).
 INITIAL_SELECT = {
     "content_generation": (
-        "SELECT id, user_id, status, coalesce(nullif(model_name, ''), 'unknown'), prompt_tokens, completion_tokens, "
-        "total_ms, time_to_first_token_ms, created_at AT TIME ZONE 'UTC', (created_at AT TIME ZONE 'UTC')::date, "
-        "completed_at AT TIME ZONE 'UTC', octet_length(prompt), octet_length(output), octet_length(error), 0, false "
+        "SELECT id, user_id::bigint, status::varchar, coalesce(nullif(model_name, ''), 'unknown')::varchar, "
+        "prompt_tokens::bigint, completion_tokens::bigint, total_ms::float8, time_to_first_token_ms::float8, "
+        "created_at AT TIME ZONE 'UTC', (created_at AT TIME ZONE 'UTC')::date, completed_at AT TIME ZONE 'UTC', "
+        "octet_length(prompt)::bigint, octet_length(output)::bigint, octet_length(error)::bigint, 0::bigint, false "
         "FROM content_generation"
     ),
     "content_usageevent": (
-        "SELECT id, user_id, kind, generation_id, tokens, created_at AT TIME ZONE 'UTC', "
-        "(created_at AT TIME ZONE 'UTC')::date, 0, false FROM content_usageevent"
+        "SELECT id, user_id::bigint, kind::varchar, generation_id::bigint, tokens::bigint, "
+        "created_at AT TIME ZONE 'UTC', (created_at AT TIME ZONE 'UTC')::date, 0::bigint, false FROM content_usageevent"
     ),
 }
 

@@ -99,11 +99,14 @@ class CycleOutcome:
 class _CopyReader:
     """A file-like view of a COPY TO STDOUT that counts rows as they pass."""
 
-    def __init__(self, copy: Any, on_rows: Callable[[int], None]) -> None:
+    def __init__(self, copy: Any, on_rows: Callable[[int], None], *, binary: bool) -> None:
         self._chunks = iter(copy)
         self._pending: list[bytes] = []
         self._size = 0
         self._on_rows = on_rows
+        # Binary: one message per row; the header comes with the first row, the trailer is a message of its own.
+        self._binary = binary
+        self._trailer = binary
 
     def read(self, size: int = -1) -> bytes:
         # Whole chunks are handed on (a reader may get a little more than ``size``): no re-slicing of a big buffer.
@@ -111,8 +114,11 @@ class _CopyReader:
             try:
                 chunk = bytes(next(self._chunks))
             except StopIteration:
+                if self._trailer:
+                    self._on_rows(-1)
+                    self._trailer = False
                 break
-            self._on_rows(chunk.count(b"\n"))
+            self._on_rows(1 if self._binary else chunk.count(b"\n"))
             self._pending.append(chunk)
             self._size += len(chunk)
         data = b"".join(self._pending)
@@ -300,15 +306,17 @@ class Syncer:
                         self.progress(f"{alias} {fact}", done, max(expected, done))
 
                 @contextmanager
-                def rows(query: str = f"COPY ({select} WHERE {where}) TO STDOUT (FORMAT csv)") -> Iterator[IO[bytes]]:
+                def rows(
+                    query: str = f"COPY ({select} WHERE {where}) TO STDOUT (FORMAT {wh.copy_format})",
+                ) -> Iterator[IO[bytes]]:
                     nonlocal done
                     done = 0  # read from the start (again, if the warehouse asks twice)
                     # A savepoint: a read cut short (the warehouse failed mid-COPY) leaves the snapshot usable.
                     with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
-                        yield _CopyReader(copy, seen)  # type: ignore[misc]
+                        yield _CopyReader(copy, seen, binary=wh.copy_format == "binary")  # type: ignore[misc]
 
                 scratch = _scratch(self.config, alias, fact)
-                wh.copy_csv_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
+                wh.copy_rows_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
                 if self.progress:
                     self.progress(f"{alias} {fact}", done, done)
                 total += done
