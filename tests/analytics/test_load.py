@@ -10,11 +10,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import psycopg
 import pytest
 
-from apps.analytics import aggregates
+from apps.analytics import aggregates, engines
 from apps.analytics.conf import WarehouseConfig
 from apps.analytics.engines import warehouse
+from apps.analytics.errors import WarehouseUnavailable
+from apps.analytics.schema import create_schema
 from apps.analytics.sync import Syncer
 from tests.analytics.conftest import seed_content
 from tests.analytics.support import assert_warehouse_equals_owners
@@ -54,3 +57,21 @@ def test_a_load_over_rows_already_present_skips_them_and_recomputes_the_aggregat
     assert_parity(warehouse_config)
     with warehouse(warehouse_config, read_only=True) as wh:
         assert aggregates.meta(wh, aggregates.STALE_KEY) is None, "the recorded days were recomputed and cleared"
+
+
+def test_a_read_during_the_first_load_into_postgresql_says_busy_instead_of_hanging(
+    postgres_warehouse: WarehouseConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first load into an empty PostgreSQL warehouse drops the facts' indexes inside its transaction and so
+    holds the table's lock until it commits: a reader waits LOCK_WAIT_SECONDS, then gets the busy error (a
+    503 on the page), never a hang; once the load commits the same read answers."""
+    monkeypatch.setattr(engines, "LOCK_WAIT_SECONDS", 1.0)
+    with warehouse(postgres_warehouse) as wh:
+        create_schema(wh)
+    with psycopg.connect(str(postgres_warehouse.url)) as loader:  # a transaction, as the first load holds it
+        loader.execute("LOCK TABLE fact_generation IN ACCESS EXCLUSIVE MODE")
+        with warehouse(postgres_warehouse, read_only=True) as reader:
+            with pytest.raises(WarehouseUnavailable, match="busy with its first load; try again shortly"):
+                reader.fetchall("SELECT count(*) FROM fact_generation")
+    with warehouse(postgres_warehouse, read_only=True) as reader:
+        assert reader.fetchall("SELECT count(*) FROM fact_generation") == [(0,)]
