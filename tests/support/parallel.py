@@ -34,4 +34,4 @@ def pytest_load_initial_conftests(
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     while _stacks:
-        _stacks.pop().down()
+        _stacks.pop().discard()
