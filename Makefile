@@ -27,9 +27,9 @@ run: $(STAMP)
 observe: $(STAMP)
 	$(BIN)/python -m quantumquill.devstack observe
 
-## test: the whole suite against private, real servers started for the run
+## test: the whole suite on private, real servers: TEST_WORKERS (2) in parallel, then the `serial` tests alone (docs/testing.md)
 test: $(STAMP) system-deps
-	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/python -m tests.support.suite $(PYTEST_ARGS)
 
 ## test-fast: the quick loop, every test not marked slow (no servers or processes of their own); under 2 minutes
 test-fast: $(STAMP)

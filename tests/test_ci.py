@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+from tests.support import suite
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-embedded.txt")
@@ -48,10 +52,32 @@ def test_make_check_lints_checks_formatting_and_types_then_runs_the_whole_suite(
     ruff_check = commands.index(".venv/bin/ruff check .")
     ruff_format = commands.index(".venv/bin/ruff format --check .")
     mypy = next(i for i, c in enumerate(commands) if "/mypy " in c)
-    pytest = next(i for i, c in enumerate(commands) if "-m pytest" in c)
-    assert ruff_check < ruff_format < mypy < pytest
+    suite = next(i for i, c in enumerate(commands) if "-m tests.support.suite" in c)
+    assert ruff_check < ruff_format < mypy < suite
     assert commands[mypy].split("/mypy ")[1].split() == list(TYPED)
-    assert "-m pytest" in commands[pytest] and " -m " not in commands[pytest].split("-m pytest")[1]
+    assert commands[suite].split("-m tests.support.suite", 1)[1].strip() == ""  # no selection: the whole suite
+
+
+def test_the_two_parts_of_make_test_together_select_every_test() -> None:
+    (_, parallel), (_, serial) = suite.parts(2, [])
+    assert parallel[:3] == serial[:3] == [sys.executable, "-m", "pytest"]
+    assert parallel[parallel.index("-m", 3) + 1] == "not serial" and "-n" in parallel
+    assert serial[serial.index("-m", 3) + 1] == "serial" and "-n" not in serial
+    assert [command[1:] for _, command in suite.parts(0, ["tests/moves"])] == [["-m", "pytest", "tests/moves"]]
+
+
+def test_make_test_fails_when_either_part_fails_and_not_for_a_part_with_nothing_to_run() -> None:
+    assert suite.combined_status([0, 0]) == 0
+    assert suite.combined_status([1, 0]) == suite.combined_status([0, 1]) == 1
+    assert suite.combined_status([0, suite.NO_TESTS_COLLECTED]) == 0  # a folder without serial tests
+    assert suite.combined_status([1, suite.NO_TESTS_COLLECTED]) == 1
+    assert suite.combined_status([suite.NO_TESTS_COLLECTED] * 2) == suite.NO_TESTS_COLLECTED
+
+
+def test_a_bad_worker_count_is_refused_with_the_fix() -> None:
+    assert suite.workers_from_env({"TEST_WORKERS": "3"}) == 3 and suite.workers_from_env({}) == 2
+    with pytest.raises(SystemExit, match="TEST_WORKERS='two' is not a number of workers: use 0"):
+        suite.workers_from_env({"TEST_WORKERS": "two"})
 
 
 def test_make_test_fast_leaves_out_the_slow_tests() -> None:

@@ -102,7 +102,7 @@ def test_the_web_image_command_serves_from_what_the_image_copies_without_the_emb
         wait_until(healthy, timeout=60, what="gunicorn to answer /healthz", poll=0.2, ignoring=(OSError,))
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=90)  # gunicorn drains for up to its 30 s graceful timeout
     assert b"Traceback" not in stderr, stderr.decode()[-2000:]
 
 
@@ -142,7 +142,7 @@ def test_the_generation_service_runs_from_nothing_but_what_its_image_copies(tmp_
         wait_until(serving, timeout=120, what="the generation service to serve", poll=0.2, ignoring=(grpc.RpcError,))
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=90)  # gunicorn drains for up to its 30 s graceful timeout
     assert b"Traceback" not in stderr
 
 

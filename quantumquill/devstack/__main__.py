@@ -102,7 +102,10 @@ def _main(argv: list[str] | None) -> int:
     try:
         return subprocess.call(cmd, env=env)
     finally:
-        stack.down()
+        if profile.fresh:
+            stack.discard()  # a private run's files go with it (also from /var/tmp in a root-only clone)
+        else:
+            stack.down()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,17 @@ def _reachable_place(path: Path, kind: str) -> Path:
 
 def reachable_folder(path: Path) -> Path:
     """``path``, or a place under REACHABLE_ROOT when the servers' user cannot enter the folders on the way to it."""
-    return _reachable_place(path, "data") if _needs_reachable_place(path.parent) else path
+    return reachable_place_of(path) if _needs_reachable_place(path.parent) else path
+
+
+def reachable_place_of(path: Path) -> Path:
+    """The folder under REACHABLE_ROOT that stands in for ``path`` when the servers' user cannot reach it."""
+    return _reachable_place(path, "data")
+
+
+def reachable_data_folder(parent: Path) -> Path:
+    """Where the servers with data folders in ``parent`` keep their data (``parent`` itself when reachable)."""
+    return reachable_place_of(parent) if _needs_reachable_place(parent) else parent
 
 
 def _needs_reachable_place(path: Path) -> bool:
@@ -103,9 +113,7 @@ class PostgresServer:
     @property
     def pg_dir(self) -> Path:
         """The server's data folder: ``data_dir``, or a place its user can reach when ``data_dir`` is not."""
-        if _needs_reachable_place(self.data_dir.parent):
-            return _reachable_place(self.data_dir.parent, "data") / self.name
-        return self.data_dir
+        return reachable_data_folder(self.data_dir.parent) / self.name
 
     @property
     def log_file(self) -> Path:

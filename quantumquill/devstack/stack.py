@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import cgroups
-from .postgres import PostgresServer
+from .postgres import PostgresServer, reachable_data_folder
 from .preflight import DevstackError, PortInUse
 from .redis import RedisServer
 
@@ -146,11 +146,7 @@ def reap_abandoned_runs(parent: Path) -> None:
         owner = folder.name.removeprefix("run-").split("-")[0]
         if owner.isdigit() and _alive(int(owner)):
             continue
-        stack = Stack(Profile("abandoned", folder, durable=False))
-        try:
-            stack.down()
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        Stack(Profile("abandoned", folder, durable=False)).discard()
 
 
 def _alive(pid: int) -> bool:
@@ -327,6 +323,20 @@ class Stack:
 
     def down(self) -> None:
         self._stop_from_state()
+
+    def discard(self) -> None:
+        """Stop a throwaway stack and delete its files, wherever they were kept (a private run's end).
+
+        In a clone the servers' user cannot enter, the servers' data lived under ``/var/tmp/quantumquill/``
+        (``reachable_data_folder``), not in the run's folder: it goes too.
+        """
+        if self.profile.durable:
+            raise DevstackError(f"The {self.profile.name} stack is durable: stop it with `down`, never discard it.")
+        try:
+            self._stop_from_state()
+        finally:
+            for folder in {reachable_data_folder(self.profile.data_dir), self.profile.data_dir}:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def ports_to_use(self) -> dict[str, int]:
         """The ports ``up`` will use: the profile's fixed ones (make run), or free ones picked now."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from quantumquill.devstack.postgres import SYSTEM_USER
+from quantumquill.devstack.postgres import REACHABLE_ROOT, SYSTEM_USER, reachable_place_of
 from quantumquill.devstack.preflight import PortInUse, first_unreachable_folder
 from quantumquill.devstack.stack import REPO_ROOT, SERVER_NAMES, STATE_ENV, Profile, Stack, free_port
 
@@ -114,16 +114,25 @@ def test_a_clone_only_root_can_enter_runs_its_servers_from_a_place_their_user_ca
         shutil.copytree(REPO_ROOT / package, clone / package, ignore=shutil.ignore_patterns("__pycache__"))
     assert first_unreachable_folder(clone / "var", SYSTEM_USER) is not None
 
-    result = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "quantumquill.devstack", "exec", "--profile", "test", "--", "true"],
         cwd=clone,
         env={**os.environ, "PYTHONPATH": str(clone)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
     )
-
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    # The servers' data lived where their user can reach it, not in the clone.
-    assert not any((clone / "var").rglob("PG_VERSION"))
+    _, stderr = process.communicate(timeout=180)
+    runs = clone / "var" / "teststack"
+    data_place = reachable_place_of(runs / f"run-{process.pid}")  # exec names its run after its own PID
+    try:
+        assert process.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        # The servers' data lived where their user can reach it, not in the clone ...
+        assert data_place.parent == REACHABLE_ROOT and not any((clone / "var").rglob("PG_VERSION"))
+        # ... and went with the run: nothing of it is left, in the clone or under /var/tmp.
+        assert not data_place.exists()
+        assert not [path.name for path in runs.iterdir() if path.name.startswith("run-")]
+    finally:
+        shutil.rmtree(data_place, ignore_errors=True)
+        shutil.rmtree(reachable_place_of(runs / "initdb-templates"), ignore_errors=True)  # this clone's only

@@ -2,7 +2,7 @@
 
 The platform is the one ``make loadtest`` starts (``locustfiles.localplatform``),
 on a throwaway embedded stack of its own (three PostgreSQL servers and Redis on
-free ports under ``var/loadtest-ci``), so the gate measures gunicorn, Celery and
+free ports under ``var/loadtest-ci-<worker>``), so the gate measures gunicorn, Celery and
 the generation service as deployed, and never touches the test databases of
 the rest of the suite.
 """
@@ -48,7 +48,8 @@ def launch(*args: str, env: dict[str, str] | None = None, timeout: float = 300) 
 @pytest.fixture(scope="module")
 def platform() -> Iterator[LocalPlatform]:
     """gunicorn + Celery + contentgen on a private stack, seeded with load users; stopped at the end."""
-    root = REPO / "var" / "loadtest-ci"
+    # One folder per parallel worker (tests/support/suite.py): two files' platforms never share a stack.
+    root = REPO / "var" / f"loadtest-ci-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
     settings = PlatformSettings(
         http_port=0,
         stack_dir=root / "stack",

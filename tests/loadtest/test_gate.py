@@ -21,7 +21,7 @@ from locustfiles.localplatform import LocalPlatform
 from locustfiles.options import DEFAULT_THRESHOLDS
 from tests.loadtest.conftest import REPO, run_against
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # judged against thresholds.toml: alone, after the parallel part
 
 GATE_REPORTS = REPO / "reports" / "ci-gate"
 # A max_tokens no seeded generation has, to tell the rows the run wrote from the seeded history.

@@ -48,7 +48,11 @@ def test_an_exhausted_pool_answers_503_with_retry_after_instead_of_hanging(make_
     )
     small.start()
     control = settings.DATABASES["default"]["NAME"]
-    server = start_app_server(log_path=tmp_path / "gunicorn.log", DATABASE_URL=small.url(control))
+    try:
+        server = start_app_server(log_path=tmp_path / "gunicorn.log", DATABASE_URL=small.url(control))
+    except BaseException:
+        small.stop()  # the pooler outlives a failed test otherwise
+        raise
     holder: psycopg.Connection[Any] | None = None
     try:
         assert call(server.url, "/api/v1/generations/", token=token)[0] == 200

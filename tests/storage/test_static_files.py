@@ -55,7 +55,7 @@ def run_collectstatic(server: S3Server, buckets: Buckets, source: Path) -> subpr
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
 
 

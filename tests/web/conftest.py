@@ -64,7 +64,7 @@ def start_app_server(*, log_path: Path | None = None, **env: str) -> AppServer:
     if log is not None:
         log.close()
     server = AppServer(f"http://127.0.0.1:{port}", process)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a loaded machine (parallel test workers) boots Django slowly
     while True:
         try:
             status, _, _ = server.get("/", timeout=2)
