@@ -199,8 +199,10 @@ def replica_lag_setting(source: str | None) -> float | None:
                 f"SHARDMOVE['THROTTLE_MAX_REPLICA_LAG_SECONDS'] must be seconds above 0, or {{alias: seconds}} with "
                 f"an entry per source whose replicas are watched (got {raw!r}); for example 5, or {{'shard2': 5}}."
             )
-    value = raw.get(source) if isinstance(raw, dict) else raw
-    return None if value is None or source is None else float(value)
+    if source is None:
+        return None
+    value: float | None = raw.get(source) if isinstance(raw, dict) else raw
+    return None if value is None else float(value)
 
 
 # --- the probe ------------------------------------------------------------------------------------------
