@@ -189,9 +189,9 @@ def replica_lag_setting(source: str | None) -> float | None:
     if raw is None:
         return None
     values = list(raw.values()) if isinstance(raw, dict) else [raw]
-    for value in values:
+    for item in values:
         try:
-            ok = float(value) > 0
+            ok = float(item) > 0
         except (TypeError, ValueError):
             ok = False
         if not ok:
@@ -201,8 +201,8 @@ def replica_lag_setting(source: str | None) -> float | None:
             )
     if source is None:
         return None
-    value: float | None = raw.get(source) if isinstance(raw, dict) else raw
-    return None if value is None else float(value)
+    chosen: float | None = raw.get(source) if isinstance(raw, dict) else raw
+    return None if chosen is None else float(chosen)
 
 
 # --- the probe ------------------------------------------------------------------------------------------
