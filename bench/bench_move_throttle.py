@@ -18,7 +18,8 @@ with the second move left catching up (after: how much the machine drifted). The
 uncapped and unmeasured. Reported: each phase's p95 and its ratio to *before*, and each copy's
 duration (the move's own ``copy_started_at`` to ``copy_finished_at``, as recorded by the follower, which
 polls once a second). The commands run as child processes (in this process's cgroup), as an operator runs them.
-``--json PATH`` writes the figures.
+``--json PATH`` writes the figures; ``--chart PATH`` draws the reads' p95 per second over the run, with the phases
+as bands, and the share of each second the copy's gate stood open (sampled five times a second on the target).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._django import machine, percentile, setup_django
+from bench._django import machine, median, percentile, setup_django
 
 setup_django()
 
@@ -218,6 +219,79 @@ class Reads:
         return (percentile(window, 95) if window else float("nan")), len(window)
 
 
+class GateWatch:
+    """Samples, five times a second, whether a move's gate on the target stands shut (wall-clock time).
+
+    One small query of the target's ``pg_locks`` per sample, nothing on the source or the control database.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, bool]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> GateWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        from migrations_tooling.throttle import gate_key
+
+        with psycopg.connect(conninfo_for(TARGET), autocommit=True) as conn:
+            while not self.stop.wait(0.2):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
+                    "AND ((classid::bigint << 32) | objid::bigint) BETWEEN %s AND %s",
+                    [gate_key(0), gate_key(1 << 32)],  # every move's gate (controllers' keys lie far above)
+                ).fetchone()
+                self.samples.append((time.time(), bool(row and row[0])))
+
+    def open_share(self, since: float, until: float) -> float:
+        window = [shut for at, shut in self.samples if since <= at < until]
+        return 1.0 - sum(window) / len(window) if window else float("nan")
+
+
+def chart(path: Path, reads: Reads, gate: GateWatch, phases: list[tuple[str, float, float]], before: float) -> None:
+    """Reads' p95 per second with the phases as bands; the gate's open share per second below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start = phases[0][1]
+    end = phases[-1][2]
+    seconds = range(int(end - start) + 1)
+    p95s = [reads.p95(start + s, start + s + 1)[0] for s in seconds]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[3, 1])
+    colours = {"before": "#dddddd", "full speed": "#f4b6b6", "throttled": "#b6d7f4", "after": "#dddddd"}
+    for name, lo, hi in phases:
+        for ax in (top, bottom):
+            ax.axvspan(lo - start, hi - start, color=colours.get(name, "#eeeeee"), alpha=0.6, lw=0)
+        top.text(lo - start, 0.98, name, transform=top.get_xaxis_transform(), ha="left", va="top", fontsize=8)
+    top.plot(list(seconds), p95s, color="black", lw=1, label="signed-in read p95 per second")
+    top.axhline(before * 1.2, color="tab:blue", ls="--", lw=1, label=f"1.2x before ({before * 1.2:.2f} ms)")
+    top.set_ylabel("read p95 (ms, log scale)")
+    top.set_yscale("log")
+    top.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, 0.9))
+    copying = [(lo, hi) for name, lo, hi in phases if name in ("full speed", "throttled")]
+    shares = [
+        gate.open_share(start + s, start + s + 1) if any(lo <= start + s < hi for lo, hi in copying) else float("nan")
+        for s in seconds
+    ]
+    bottom.step(list(seconds), shares, where="post", color="tab:blue", lw=1)
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_ylabel("gate open")
+    bottom.set_xlabel("seconds since the run started")
+    fig.suptitle("Signed-in reads on the source during a full-speed and a throttled copy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # --- phases --------------------------------------------------------------------------------------------------
 
 
@@ -258,22 +332,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the phases without a copy")
     parser.add_argument("--limit", type=float, default=300.0, help="longest a copy may take before it is reported")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--chart", type=Path, help="draw the run (PNG) here")
     args = parser.parse_args()
 
     log(f"machine: {machine()}; load before: {os.getloadavg()}")
     prepare(args.rows, args.users)
     figures: dict[str, Any] = {"rows": args.rows * 2, "cpu": args.cpu, "rate": args.rate}
-    with capped([SOURCE, TARGET], args.cpu) as notes, Reads(args.readers, args.users, args.rate) as reads:
+    phases: list[tuple[str, float, float]] = []
+    with (
+        capped([SOURCE, TARGET], args.cpu) as notes,
+        Reads(args.readers, args.users, args.rate) as reads,
+        GateWatch() as gate,
+    ):
         for note in notes:
             log(f"  {note}")
         time.sleep(2)  # connections open, plans cached
         t0 = time.time()
         time.sleep(args.seconds)
         before, n_before = reads.p95(t0, time.time())
+        phases.append(("before", t0, time.time()))
+        window_p95s = [reads.p95(t0 + i, t0 + i + 1)[0] for i in range(int(args.seconds))]
         log(f"before: read p95 {before:.2f} ms ({n_before} reads); load {os.getloadavg()}")
 
         s, f, seconds_full, move = copy_phase(["--no-throttle"], args.limit)
         full, n_full = reads.p95(s, f)
+        phases.append(("full speed", s, f))
         log(f"full-speed copy: {seconds_full:.1f}s, read p95 {full:.2f} ms ({n_full} reads); load {os.getloadavg()}")
         set_quota(None)  # the cancel's deletes are not measured
         services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0.0))
@@ -282,17 +365,24 @@ def main() -> None:
 
         s, f, seconds_throttled, move = copy_phase([], args.limit)
         throttled, n_throttled = reads.p95(s, f)
+        phases.append(("throttled", s, f))
+        open_share = gate.open_share(s, f)
         move.refresh_from_db()
         state = move.throttle
         throttled_finished = move.phase != Phase.COPYING
         log(
             f"throttled copy: {seconds_throttled:.1f}s, read p95 {throttled:.2f} ms ({n_throttled} reads); "
             f"budget probe p95 {state.get('max_probe_ms')} ms from baseline {state.get('baseline_ms')} ms, "
-            f"held back {state.get('throttled_seconds')}s; load {os.getloadavg()}"
+            f"held back {state.get('throttled_seconds')}s, gate open {open_share:.0%} of the copy; "
+            f"load {os.getloadavg()}"
         )
+        log(f"  probe: {state.get('probe')}; baseline window p95s {state.get('baseline_windows_ms')} ms")
         t1 = time.time()  # the move stays catching_up (idle replication); the stack is thrown away after
         time.sleep(args.seconds)
         after, n_after = reads.p95(t1, time.time())
+        phases.append(("after", t1, time.time()))
+        idle_samples = [ms for at, ms in reads.samples if t0 <= at < phases[0][2] or t1 <= at < phases[-1][2]]
+        idle = percentile(idle_samples, 95)
         log(f"after: read p95 {after:.2f} ms ({n_after} reads); load {os.getloadavg()}")
     figures.update(
         {
@@ -302,18 +392,34 @@ def main() -> None:
                 "throttled": throttled / before,
                 "after": after / before,
             },
+            "throttled_to_after": throttled / after,
+            "idle_p95_ms": idle,  # before and after pooled: the machine's drift over the run on both sides
+            "ratio_to_idle": {"full_speed": full / idle, "throttled": throttled / idle},
             "copy_seconds": {"full_speed": seconds_full, "throttled": seconds_throttled},
             "throttled_copy_finished": throttled_finished,
-            "throttle": {k: state.get(k) for k in ("max_probe_ms", "baseline_ms", "throttled_seconds")},
+            "throttle": {
+                k: state.get(k)
+                for k in ("max_probe_ms", "baseline_ms", "baseline_windows_ms", "throttled_seconds", "probe")
+            },
+            "gate_open_share": open_share,
+            "before_window_p95_ms": {
+                "median": median(window_p95s),
+                "min": min(window_p95s),
+                "max": max(window_p95s),
+            },
             "loadavg_end": os.getloadavg(),
             "machine": machine(),
         }
     )
     log(
         f"read p95 / before: full speed {full / before:.2f}, throttled {throttled / before:.2f}, after "
-        f"{after / before:.2f}; copy {seconds_full:.1f}s at full speed, {seconds_throttled:.1f}s throttled "
+        f"{after / before:.2f}; throttled / after {throttled / after:.2f}, throttled / idle (before and after "
+        f"pooled, {idle:.2f} ms) {throttled / idle:.2f}; copy {seconds_full:.1f}s at full speed, {seconds_throttled:.1f}s throttled "
         f"({seconds_throttled / seconds_full:.1f}x)"
     )
+    if args.chart:
+        chart(args.chart, reads, gate, phases, before)
+        log(f"chart: {args.chart}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
     subprocess.run(["uptime"], check=False)

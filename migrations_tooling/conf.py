@@ -26,6 +26,7 @@ class MoveSettings:
     throttle_latency_slack_ms: float
     throttle_max_active: int | None
     throttle_interval: float
+    throttle_max_replica_lag: float | dict[str, float] | None
 
 
 def get_settings() -> MoveSettings:
@@ -61,6 +62,9 @@ def get_settings() -> MoveSettings:
         throttle_max_active=None if raw.get("THROTTLE_MAX_ACTIVE") is None else int(raw["THROTTLE_MAX_ACTIVE"]),
         # How often the controller compares the source with the budget and adjusts the copy's share of time.
         throttle_interval=max(0.1, float(raw.get("THROTTLE_INTERVAL_SECONDS", 0.5))),
+        # Most seconds the source's streaming replicas may lag while copying: one number for every source, or
+        # {source alias: seconds}; None: not watched (checked by ``throttle.replica_lag_setting``).
+        throttle_max_replica_lag=raw.get("THROTTLE_MAX_REPLICA_LAG_SECONDS"),
     )
 
 

@@ -27,6 +27,8 @@ class ShardedTable:
     pk: str
     key: str
     columns: tuple[str, ...]
+    # The model's default order as (column, descending) pairs: how the application lists a user's rows.
+    order_by: tuple[tuple[str, bool], ...] = ()
 
     @property
     def ident(self) -> sql.Identifier:
@@ -62,6 +64,7 @@ def sharded_tables() -> list[ShardedTable]:
             pk=str(meta.pk.column),
             key=str(key_field.column),
             columns=tuple(str(f.column) for f in meta.concrete_fields),
+            order_by=_order_by(model),
         )
     if not found:
         raise MoveError(
@@ -69,6 +72,21 @@ def sharded_tables() -> list[ShardedTable]:
             "(shardrouter.models.ShardedModel) in SHARDROUTER['SHARDED_APPS'] are what a move carries."
         )
     return [found[name] for name in sorted(found)]
+
+
+def _order_by(model: type[models.Model]) -> tuple[tuple[str, bool], ...]:
+    """``Meta.ordering`` as (column, descending) pairs; expressions and random order are left out."""
+    meta = model._meta
+    found = []
+    for item in meta.ordering or ():
+        if not isinstance(item, str) or item == "?":
+            continue
+        name = item.lstrip("-")
+        field = meta.pk if name == "pk" else meta.get_field(name)
+        column = getattr(field, "column", None)
+        if column:
+            found.append((str(column), item.startswith("-")))
+    return tuple(found)
 
 
 def table_columns(conn: psycopg.Connection[Any], table: str) -> dict[str, str] | None:

@@ -143,7 +143,8 @@ def _set_up(work: Work, copy_throttle: throttle.ThrottleConfig) -> None:
 def _set_up_throttle(work: Work, copy_throttle: throttle.ThrottleConfig) -> None:
     """Measure the source before the copy, keep the budget on the move and install the gate on the target."""
     move = work.move
-    config = throttle.with_baseline(copy_throttle, work.source, work.tables[0], move.lo, move.hi)
+    config = throttle.for_source(copy_throttle, move.source)
+    config = throttle.with_baseline(config, work.source, throttle.probe_table(work.tables), move.lo, move.hi)
     MoveRange.objects.filter(id=move.id).update(throttle=config.to_json())
     move.throttle = config.to_json()
     if config.enabled:
@@ -224,7 +225,8 @@ def _controller(move: MoveRange, reporter: Reporter) -> throttle.Controller | No
     config = throttle.ThrottleConfig.from_json(move.throttle)
     if config is None or not config.enabled or move.phase != Phase.COPYING:
         return None
-    controller = throttle.Controller(move, config, sharded_tables()[0], get_settings().throttle_interval)
+    table = throttle.probe_table(sharded_tables())
+    controller = throttle.Controller(move, config, table, get_settings().throttle_interval)
     if not controller.owner:
         reporter.warning(f"Another command already throttles move {move.id}'s copy; this one only follows it.")
     return controller
@@ -265,6 +267,7 @@ def move_switch_writes(
     move: MoveRange, *, reporter: Reporter, max_freeze: float, max_lag: float, dry_run: bool, attempts: int = 3
 ) -> cutover.CutOverResult | None:
     with driving(move, reporter) as work:
+        throttle.remove_gate_if_free(work.target, move.id, work.tables)  # left if earlier commands found it busy
         return cutover.switch_writes(work, max_freeze=max_freeze, max_lag=max_lag, dry_run=dry_run, attempts=attempts)
 
 
@@ -277,6 +280,7 @@ def move_rollback(
                 f"`complete` has already dropped the replication back to {move.source}, so move {move.id} cannot be "
                 f"rolled back any more; re-run `shardmove complete {move.id}` to finish it."
             )
+        throttle.remove_gate_if_free(work.target, move.id, work.tables)  # left if earlier commands found it busy
         return cutover.rollback(work, max_freeze=max_freeze, max_lag=max_lag, dry_run=dry_run, attempts=attempts)
 
 

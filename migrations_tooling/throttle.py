@@ -15,18 +15,24 @@ The copy runs inside the servers (the target's table-sync workers pull a
   ``COPY`` resumes where it stopped, unlike ``ALTER SUBSCRIPTION DISABLE``,
   which restarts the table's copy).
 
-The controller probes the source every ``PROBE_EVERY`` seconds (a one-row
-index read of a sharded table, as a signed-in read is) and counts its active
-client backends. Every ``interval`` it compares the probe's p95 over the last
-``WINDOW`` seconds with the budget (and the active backends with their
-limit): over budget, it divides the share of time the gate stands open by
-four (below 1/16: paused); within budget, it adds 1/8 back (AIMD). The first
-reading is taken as soon as the controller starts, so a source that is over
-budget when the copy begins pauses it at once; and a controller starts the
-copy at a quarter of the time (slow start), so a copy that would overload
-the source does not get a full-speed burst first. Each episode
-is journalled when it starts (with the reason) and when the copy has been
-back at full speed for ``RELEASE_AFTER`` seconds.
+The controller probes the source every ``PROBE_EVERY`` seconds with the
+application's common signed-in read (the last ``PROBE_ROWS`` rows of a user of
+the source outside the moved range, in the model's default order), counts
+its active client backends and, if asked to, reads the lag of the source's
+streaming replicas. Every ``interval`` it compares the probe's p95, the
+median of its p95 in each of the last ``CONTROL_WINDOWS`` windows of
+``WINDOW`` seconds, with the budget (and the other signals with their
+limits): over budget, it divides the share of time the gate stands open by
+four (below 1/16: paused); within budget, it adds 1/8 back (AIMD). The
+budget derived from a baseline is measured the way it is controlled: the
+median of the p95s of ``BASELINE_WINDOWS`` whole windows of probes taken at
+the probing rate before the copy. The first reading is taken as soon as the
+controller starts, so a source that is over budget when the copy begins
+pauses it at once; and a controller starts the copy at a quarter of the time
+(slow start), so a copy that would overload the source does not get a
+full-speed burst first. Each episode is journalled when it starts (with the
+reason) and when the copy has been back at full speed for ``RELEASE_AFTER``
+seconds.
 
 If no command follows the copy, or the controller dies, its session ends, the
 lock goes with it and the copy runs at full speed (it never stalls a move).
@@ -34,7 +40,9 @@ lock goes with it and the copy runs at full speed (it never stalls a move).
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import statistics
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -51,9 +59,13 @@ from .pgconn import connect, one
 from .schema import ShardedTable
 
 PROBE_EVERY = 0.05  # seconds between probes of the source
-WINDOW = 1.0  # the p95 is taken over the probes of the last WINDOW seconds
+WINDOW = 1.0  # the p95 is taken over the probes of each WINDOW seconds
+CONTROL_WINDOWS = 3  # the controller compares the median p95 of the last CONTROL_WINDOWS windows with the budget
 RELEASE_AFTER = 2.0  # an episode ends once the copy ran at full speed this long
-BASELINE_PROBES = 30
+BASELINE_WINDOWS = 5  # the baseline is the median p95 of this many whole windows of probes
+PROBE_ROWS = 20  # a signed-in page lists a user's last 20 rows
+PROBE_USERS = 50  # users the probe reads in turn, taken on each side of the range
+LSN_HISTORY_SECONDS = 600.0  # how far back the WAL positions used to date a replica's lag go
 SLOW_START = 0.25  # the share of time the copy may run when a controller takes over
 _GATE_BASE = 0x5157 << 48  # advisory lock keys: gate of move N = base + N; controller = base + 2**40 + N
 _FUNCTION = "qq_move_copy_gate"
@@ -80,6 +92,9 @@ class ThrottleConfig:
     max_active: int | None  # most active client backends on the source's server (None: no limit)
     baseline_ms: float | None = None  # the probe's p95 measured before the copy started
     budget_from: str = ""  # how max_probe_ms was set: "option", "setting" or "baseline"
+    max_replica_lag: float | None = None  # seconds the source's streaming replicas may lag (None: not watched)
+    probe: str = ""  # what the probe reads (for status)
+    baseline_windows_ms: tuple[float, ...] = ()  # the p95 of each baseline window
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +109,9 @@ class ThrottleConfig:
             max_active=data.get("max_active"),
             baseline_ms=data.get("baseline_ms"),
             budget_from=str(data.get("budget_from", "")),
+            max_replica_lag=data.get("max_replica_lag"),
+            probe=str(data.get("probe", "")),
+            baseline_windows_ms=tuple(data.get("baseline_windows_ms") or ()),
         )
 
     def describe(self) -> str:
@@ -101,20 +119,33 @@ class ThrottleConfig:
             return "off (--no-throttle): the copy runs at full speed"
         parts = []
         if self.max_probe_ms is not None:
-            basis = f", from a baseline of {self.baseline_ms:.1f} ms" if self.budget_from == "baseline" else ""
-            parts.append(f"probe p95 <= {self.max_probe_ms:.1f} ms{basis}")
+            basis = f", from a baseline of {self.baseline_ms:.2f} ms" if self.budget_from == "baseline" else ""
+            parts.append(f"probe p95 <= {self.max_probe_ms:.2f} ms{basis}")
         if self.max_active is not None:
             parts.append(f"<= {self.max_active} active backends")
+        if self.max_replica_lag is not None:
+            parts.append(f"replica lag <= {self.max_replica_lag:g} s")
         return "on: " + ("; ".join(parts) or "no limit")
 
 
-def requested(*, no_throttle: bool, max_latency_ms: float | None, max_active: int | None) -> ThrottleConfig:
-    """The throttle a ``start`` asks for (options over ``SHARDMOVE`` settings); MoveError naming the fix."""
+def requested(
+    *,
+    no_throttle: bool,
+    max_latency_ms: float | None,
+    max_active: int | None,
+    max_replica_lag: float | None = None,
+    source: str | None = None,
+) -> ThrottleConfig:
+    """The throttle a ``start`` asks for (options over ``SHARDMOVE`` settings); MoveError naming the fix.
+
+    ``source``: the move's source alias, for ``THROTTLE_MAX_REPLICA_LAG_SECONDS`` (None: resolved when the
+    copy is set up, ``for_source``).
+    """
     config = get_settings()
-    if no_throttle and (max_latency_ms is not None or max_active is not None):
+    if no_throttle and (max_latency_ms is not None or max_active is not None or max_replica_lag is not None):
         raise MoveError(
-            "--no-throttle copies at full speed, so --max-source-latency/--max-source-active make no sense with it; "
-            "pass either --no-throttle or the limits."
+            "--no-throttle copies at full speed, so --max-source-latency/--max-source-active/--max-replica-lag "
+            "make no sense with it; pass either --no-throttle or the limits."
         )
     if max_latency_ms is not None and not max_latency_ms > 0:
         raise MoveError(
@@ -126,34 +157,92 @@ def requested(*, no_throttle: bool, max_latency_ms: float | None, max_active: in
         raise MoveError(
             f"--max-source-active must be at least 1 (got {max_active}); for example the source's CPU count."
         )
+    if max_replica_lag is not None and not max_replica_lag > 0:
+        raise MoveError(
+            f"--max-replica-lag must be a number of seconds above 0 (got {max_replica_lag}); for example "
+            "--max-replica-lag 5 (above the replicas' wal_receiver_status_interval), or leave it out to not watch "
+            "the source's streaming replicas."
+        )
     if no_throttle or not config.throttle:
         return ThrottleConfig(enabled=False, max_probe_ms=None, max_active=None)
+    active = max_active or config.throttle_max_active
+    from_setting = replica_lag_setting(source)  # checked even when the option overrides it
+    lag = max_replica_lag if max_replica_lag is not None else from_setting
     if max_latency_ms is not None:
-        return ThrottleConfig(True, float(max_latency_ms), max_active or config.throttle_max_active, None, "option")
+        return ThrottleConfig(True, float(max_latency_ms), active, None, "option", lag)
     if config.throttle_max_probe_ms is not None:
-        return ThrottleConfig(
-            True, config.throttle_max_probe_ms, max_active or config.throttle_max_active, None, "setting"
-        )
-    return ThrottleConfig(True, None, max_active or config.throttle_max_active, None, "baseline")
+        return ThrottleConfig(True, config.throttle_max_probe_ms, active, None, "setting", lag)
+    return ThrottleConfig(True, None, active, None, "baseline", lag)
+
+
+def for_source(config: ThrottleConfig, source: str) -> ThrottleConfig:
+    """``config`` with the replica-lag limit the settings give ``source`` unless an option set one."""
+    if not config.enabled or config.max_replica_lag is not None:
+        return config
+    return dataclasses.replace(config, max_replica_lag=replica_lag_setting(source))
+
+
+def replica_lag_setting(source: str | None) -> float | None:
+    """``THROTTLE_MAX_REPLICA_LAG_SECONDS`` for ``source``: one number for every source, or {alias: seconds}
+    (None: not watched; ``source`` None only checks the setting). MoveError naming the fix if it is malformed."""
+    raw = get_settings().throttle_max_replica_lag
+    if raw is None:
+        return None
+    values = list(raw.values()) if isinstance(raw, dict) else [raw]
+    for item in values:
+        try:
+            ok = float(item) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise MoveError(
+                f"SHARDMOVE['THROTTLE_MAX_REPLICA_LAG_SECONDS'] must be seconds above 0, or {{alias: seconds}} with "
+                f"an entry per source whose replicas are watched (got {raw!r}); for example 5, or {{'shard2': 5}}."
+            )
+    if source is None:
+        return None
+    chosen: float | None = raw.get(source) if isinstance(raw, dict) else raw
+    return None if chosen is None else float(chosen)
 
 
 # --- the probe ------------------------------------------------------------------------------------------
 
 
 class Probe:
-    """A one-row index read of a sharded table of the range on the source, timed."""
+    """The application's common signed-in read on the source, timed: a user's last ``PROBE_ROWS`` rows.
+
+    The users are real users of the source outside the moved range (their
+    reads are the ones to protect, and the copy's own reads of the range do
+    not warm their pages); without any, users of the range; without those
+    either, a one-row index read of the range (it reads nothing but the index).
+    """
 
     def __init__(self, conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: int) -> None:
         self.conn = conn
-        self.lo, self.hi = lo, min(hi, lo + 1_000_000)
-        self.query = sql.SQL("SELECT {pk} FROM {t} WHERE {key} = %s LIMIT 1").format(
-            pk=sql.Identifier(table.pk), t=table.ident, key=sql.Identifier(table.key)
-        )
+        self.users, where = _probe_users(conn, table, lo, hi)
+        order = table.order_by or ((table.pk, True),)
+        if self.users:
+            self.query = sql.SQL("SELECT {cols} FROM {t} WHERE {key} = %s ORDER BY {order} LIMIT {n}").format(
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
+                t=table.ident,
+                key=sql.Identifier(table.key),
+                order=sql.SQL(", ").join(
+                    sql.SQL("{} DESC" if desc else "{}").format(sql.Identifier(col)) for col, desc in order
+                ),
+                n=sql.Literal(PROBE_ROWS),
+            )
+            self.describe = f"the last {PROBE_ROWS} {table.name} rows of {len(self.users)} users {where}"
+        else:
+            self.users = list(range(lo, min(hi, lo + 1_000_000)))
+            self.query = sql.SQL("SELECT {pk} FROM {t} WHERE {key} = %s LIMIT 1").format(
+                pk=sql.Identifier(table.pk), t=table.ident, key=sql.Identifier(table.key)
+            )
+            self.describe = f"a one-row index read of {table.name} (the source holds no rows to read)"
 
     def run(self) -> float:
         """Milliseconds one probe took."""
         started = time.perf_counter()
-        self.conn.execute(self.query, [random.randrange(self.lo, self.hi)], prepare=True).fetchall()
+        self.conn.execute(self.query, [random.choice(self.users)], prepare=True).fetchall()
         return (time.perf_counter() - started) * 1000
 
     def active_backends(self) -> int:
@@ -167,30 +256,88 @@ class Probe:
         )
 
 
+def _probe_users(conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: int) -> tuple[list[int], str]:
+    """Up to ``PROBE_USERS`` users of the source outside [lo, hi) (the nearest on each side, found through the
+    shard key's index one at a time), else inside it; and where they were found."""
+
+    def distinct_keys(start: sql.Composable, step: str, bound: sql.Composable) -> list[int]:
+        # A loose index scan: each step is one index lookup, whatever the table's size.
+        op, desc = (">", "") if step == "up" else ("<", " DESC")
+        query = sql.SQL(
+            "WITH RECURSIVE u(k, n) AS ("
+            "(SELECT {key}, 1 FROM {t} WHERE {start} AND {bound} ORDER BY {key}" + desc + " LIMIT 1) "
+            "UNION ALL SELECT (SELECT {key} FROM {t} WHERE {key} "
+            + op
+            + " u.k AND {bound} ORDER BY {key}"
+            + desc
+            + " LIMIT 1), n + 1 FROM u WHERE u.k IS NOT NULL AND n < {n}) SELECT k FROM u WHERE k IS NOT NULL"
+        ).format(
+            key=sql.Identifier(table.key), t=table.ident, start=start, bound=bound, n=sql.Literal(PROBE_USERS // 2)
+        )
+        return [int(row[0]) for row in conn.execute(query).fetchall()]
+
+    key = sql.Identifier(table.key)
+    true = sql.SQL("TRUE")
+    outside = distinct_keys(sql.SQL("{} >= {}").format(key, sql.Literal(hi)), "up", true) + distinct_keys(
+        sql.SQL("{} < {}").format(key, sql.Literal(lo)), "down", true
+    )
+    if outside:
+        return outside, "outside the range"
+    inside = distinct_keys(
+        sql.SQL("{} >= {}").format(key, sql.Literal(lo)), "up", sql.SQL("{} < {}").format(key, sql.Literal(hi))
+    )
+    return inside, "of the range (the source holds no other)"
+
+
+def probe_table(tables: list[ShardedTable]) -> ShardedTable:
+    """The table the probe reads: the first with a default order (what a page lists), else the first."""
+    return next((t for t in tables if t.order_by), tables[0])
+
+
 def p95(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
+def window_p95s(probe: Probe, windows: int) -> list[float]:
+    """The probe's p95 in each of ``windows`` whole ``WINDOW``-long windows, probing as the controller does."""
+    found = []
+    for _ in range(windows):
+        samples: list[float] = []
+        end = time.monotonic() + WINDOW
+        while time.monotonic() < end:
+            samples.append(probe.run())
+            time.sleep(PROBE_EVERY)
+        found.append(p95(samples))
+    return found
+
+
 def with_baseline(
     config: ThrottleConfig, conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: int
 ) -> ThrottleConfig:
-    """Measure the probe's p95 before the copy; derive the budget from it unless one was given."""
+    """Measure the probe's p95 before the copy as the controller will (the median window p95 of
+    ``BASELINE_WINDOWS`` windows); derive the budget from it unless one was given."""
     if not config.enabled:
         return config
     probe = Probe(conn, table, lo, hi)
-    samples = []
-    for _ in range(BASELINE_PROBES):
-        samples.append(probe.run())
-        time.sleep(PROBE_EVERY / 5)
-    baseline = round(p95(samples), 3)
+    windows = [round(ms, 3) for ms in window_p95s(probe, BASELINE_WINDOWS)]
+    baseline = round(statistics.median(windows), 3)
     budget = config.max_probe_ms
     if config.budget_from == "baseline":
         settings = get_settings()
         budget = round(
             max(baseline * settings.throttle_latency_factor, baseline + settings.throttle_latency_slack_ms), 3
         )
-    return ThrottleConfig(config.enabled, budget, config.max_active, baseline, config.budget_from)
+    return ThrottleConfig(
+        config.enabled,
+        budget,
+        config.max_active,
+        baseline,
+        config.budget_from,
+        config.max_replica_lag,
+        probe.describe,
+        tuple(windows),
+    )
 
 
 # --- the gate on the target -----------------------------------------------------------------------------
@@ -284,6 +431,60 @@ def controller_running(conn: psycopg.Connection[Any], move_id: int) -> bool:
     )
 
 
+# --- the source's streaming replicas ---------------------------------------------------------------------
+
+
+class ReplicaLag:
+    """How far behind the source's streaming (physical) replicas are, in seconds.
+
+    A replica's lag is the larger of ``pg_stat_replication.replay_lag`` and
+    the age of the oldest WAL it has not replayed: the controller keeps the
+    source's WAL position at each reading, and a replica whose replay position
+    the source passed N seconds ago is at least N seconds behind. The second
+    keeps growing while a replica's replay stands still (``replay_lag`` is only
+    measured when the replay position moves, so it keeps its last, small value).
+    Both rest on the replay position the replica reports, at least every
+    ``wal_receiver_status_interval`` (10 s by default): keep the limit above it.
+    """
+
+    QUERY = (
+        "SELECT r.application_name, coalesce(host(r.client_addr), 'local'), r.replay_lsn::text, "
+        "extract(epoch FROM r.replay_lag)::float8 FROM pg_stat_replication r "
+        "JOIN pg_stat_activity a ON a.pid = r.pid WHERE a.datname IS NULL"  # physical: not bound to a database
+    )
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.history: deque[tuple[float, int]] = deque()  # (monotonic time, the source's WAL position)
+
+    def read(self) -> tuple[float | None, str]:
+        """The largest lag of a connected replica and which replica it is; (None, "") without replicas."""
+        now = time.monotonic()
+        self.history.append((now, _lsn(str(one(self.conn, "SELECT pg_current_wal_lsn()::text")))))
+        rows = self.conn.execute(self.QUERY).fetchall()
+        while self.history and self.history[0][0] < now - LSN_HISTORY_SECONDS:
+            self.history.popleft()
+        worst: tuple[float | None, str] = (None, "")
+        for name, addr, replay_lsn, replay_lag in rows:
+            behind = self.age_of(_lsn(replay_lsn), now) if replay_lsn is not None else 0.0
+            lag = max(float(replay_lag or 0.0), behind)
+            if worst[0] is None or lag > worst[0]:
+                worst = (lag, f"{name or 'replica'}@{addr}")
+        return worst
+
+    def age_of(self, replayed: int, now: float) -> float:
+        """Seconds since the source's WAL first went past ``replayed`` (0: the replica has replayed it all)."""
+        for at, position in self.history:
+            if position > replayed:
+                return now - at
+        return 0.0
+
+
+def _lsn(text: str) -> int:
+    high, low = str(text).split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
 # --- the controller -------------------------------------------------------------------------------------
 
 
@@ -291,14 +492,19 @@ def controller_running(conn: psycopg.Connection[Any], move_id: int) -> bool:
 class Reading:
     p95_ms: float | None
     active: int
+    replica_lag: float | None = None
+    replica: str = ""
 
     def over(self, config: ThrottleConfig) -> str:
         """Why the source is over budget ("" if it is not)."""
         reasons = []
         if config.max_probe_ms is not None and self.p95_ms is not None and self.p95_ms > config.max_probe_ms:
-            reasons.append(f"probe p95 {self.p95_ms:.1f} ms > {config.max_probe_ms:.1f} ms")
+            reasons.append(f"probe p95 {self.p95_ms:.2f} ms > {config.max_probe_ms:.2f} ms")
         if config.max_active is not None and self.active > config.max_active:
             reasons.append(f"{self.active} active backends > {config.max_active}")
+        if config.max_replica_lag is not None and self.replica_lag is not None:
+            if self.replica_lag > config.max_replica_lag:
+                reasons.append(f"replica {self.replica} lags {self.replica_lag:.1f} s > {config.max_replica_lag:g} s")
         return " and ".join(reasons)
 
 
@@ -312,6 +518,7 @@ class Controller:
         self.source = connect(move.source, application_name="qq-shardmove-throttle")
         self.target = connect(move.target, application_name="qq-shardmove-throttle")
         self.probe = Probe(self.source, table, move.lo, move.hi)
+        self.replicas = ReplicaLag(self.source) if config.max_replica_lag is not None else None
         self.samples: deque[tuple[float, float]] = deque()
         self.duty = SLOW_START  # the copy earns its full speed (the source is read at once)
         self.closed = False
@@ -352,7 +559,7 @@ class Controller:
 
     def _step(self, now: float) -> None:
         self.samples.append((now, self.probe.run()))
-        while self.samples and self.samples[0][0] < now - WINDOW:
+        while self.samples and self.samples[0][0] < now - CONTROL_WINDOWS * WINDOW:
             self.samples.popleft()
         if now - self.tick_started >= self.interval:
             self._tick(now)
@@ -365,9 +572,8 @@ class Controller:
         if self.duty < 1.0:
             self.throttled_seconds += elapsed * (1.0 - self.duty)
         self.tick_started = now
-        self.reading = Reading(
-            p95([s for _, s in self.samples]) if self.samples else None, self.probe.active_backends()
-        )
+        lag, replica = self.replicas.read() if self.replicas is not None else (None, "")
+        self.reading = Reading(self._windowed_p95(now), self.probe.active_backends(), lag, replica)
         reason = self.reading.over(self.config)
         if reason:
             self.reason = reason
@@ -383,12 +589,22 @@ class Controller:
                 if now - self.full_since >= RELEASE_AFTER:
                     lasted = now - self.episode_started
                     self.episode_started = self.full_since = None
-                    probe = f"probe p95 {self.reading.p95_ms:.1f} ms" if self.reading.p95_ms is not None else "probe -"
+                    probe = f"probe p95 {self.reading.p95_ms:.2f} ms" if self.reading.p95_ms is not None else "probe -"
                     self._event(
                         "throttle-released",
                         f"Copy back at full speed after {lasted:.1f}s of throttling ({probe}, "
                         f"{self.reading.active} active backends on {self.move.source}).",
                     )
+
+    def _windowed_p95(self, now: float) -> float | None:
+        """The median of the probe's p95 in each of the last ``CONTROL_WINDOWS`` windows (as the baseline is
+        measured): one window slowed by something else on the machine does not hold the copy back."""
+        windows = [
+            [ms for at, ms in self.samples if now - (i + 1) * WINDOW <= at < now - i * WINDOW]
+            for i in range(CONTROL_WINDOWS)
+        ]
+        found = [p95(w) for w in windows if w]
+        return statistics.median(found) if found else None
 
     def _set_closed(self, closed: bool) -> None:
         if closed == self.closed:
@@ -402,7 +618,12 @@ class Controller:
             move=self.move,
             kind=kind,
             message=message,
-            data={"p95_ms": self.reading.p95_ms, "active": self.reading.active, "duty": self.duty},
+            data={
+                "p95_ms": self.reading.p95_ms,
+                "active": self.reading.active,
+                "replica_lag": self.reading.replica_lag,
+                "duty": self.duty,
+            },
         )
         self._save(force=True, running=running)
 
@@ -420,6 +641,7 @@ class Controller:
                 "reason": self.reason if self.episode_started is not None else "",
                 "probe_p95_ms": self.reading.p95_ms,
                 "active": self.reading.active,
+                "replica_lag": self.reading.replica_lag,
                 "throttled_seconds": round(self.throttled_seconds, 1),
                 "updated_at": timezone.now().isoformat(),
             }

@@ -186,6 +186,25 @@ class PostgresServer:
         with (self.pg_dir / "pg_hba.conf").open("a") as hba:
             hba.write("host replication all 127.0.0.1/32 trust\n")
 
+    def init_replica_of(self, primary: PostgresServer) -> None:
+        """Create the data folder as a streaming replica of the running ``primary`` (``pg_basebackup -R``).
+
+        ``start`` then runs it as a hot standby that reports itself as ``name`` in the primary's
+        ``pg_stat_replication``.
+        """
+        self._check_reachable()
+        if (self.pg_dir / "PG_VERSION").exists():
+            return
+        self.pg_dir.parent.mkdir(parents=True, exist_ok=True)
+        owner = _system_user()
+        if owner:
+            shutil.chown(self.pg_dir.parent, user=owner, group=owner)
+        self._pg("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER,
+                 "-D", str(self.pg_dir), "-R", "-X", "stream", "-c", "fast", "--no-sync", timeout=300)  # fmt: skip
+        with (self.pg_dir / "postgresql.conf").open("a") as conf:  # later lines win over the primary's
+            conf.write(f"\n# QuantumQuill replica of {primary.name}\nport = {self.port}\n")
+            conf.write(f"unix_socket_directories = '{self.pg_dir}'\ncluster_name = '{self.name}'\n")
+
     def _initdb(self, target: Path, *, sync: bool) -> None:
         # --no-sync skips initdb's final fsync of every file: pointless for a server thrown away after a run.
         options = [] if sync else ["--no-sync"]

@@ -37,8 +37,17 @@ def drop_all_move_objects() -> None:
             ).fetchall():
                 conn.execute(f'DROP PUBLICATION "{name}"')
             _drop_slots(conn)
+            _drop_gates(conn)
             if conn.execute("SELECT to_regclass('qq_fence') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
                 conn.execute("DELETE FROM qq_fence; DELETE FROM qq_move_change; DELETE FROM qq_move_marker")
+
+
+def _drop_gates(conn: psycopg.Connection) -> None:
+    """Drop the copy gates of moves a test left mid-copy (a finished, cancelled or completed move has none)."""
+    for name, table in conn.execute(
+        "SELECT tgname, tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'qq_move_%%_gate'"
+    ).fetchall():
+        conn.execute(f'DROP TRIGGER IF EXISTS "{name}" ON {table}')
 
 
 def _drop_slots(conn: psycopg.Connection) -> None:

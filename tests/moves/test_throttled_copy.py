@@ -1,16 +1,20 @@
 """The throttled copy: it holds back while the source is over budget, lets go once it is not, and loses nothing.
 
 Load on the source is made deterministic with backends that sleep (`pg_sleep` counts as an active backend),
-against `--max-source-active`; the latency budget is set out of reach (this machine's latency is not the test's
-to control) and measured in bench/bench_move_throttle.py instead.
+against `--max-source-active`, and with a streaming replica of the source whose replay is paused, against
+`--max-replica-lag`; the latency budget is set out of reach (this machine's latency is not the test's to control)
+and measured in bench/bench_move_throttle.py instead.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,7 +24,9 @@ from django.test import Client
 
 from migrations_tooling.models import MoveEvent, MoveRange
 from migrations_tooling.schema import sharded_tables
-from migrations_tooling.throttle import gate_key
+from migrations_tooling.throttle import PROBE_ROWS, gate_key
+from quantumquill.devstack.postgres import PostgresServer
+from quantumquill.devstack.stack import free_port, stack_from_state
 from shardrouter.control import conninfo_for
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import (
@@ -37,6 +43,7 @@ from tests.support import wait_until
 
 # Standard map: [0, 1000) on shard1, [1000, MAX) on shard2; shard3 holds nothing. Moves take [0, 500) to shard3.
 USERS = list(range(10, 490, 8))
+STAYING = list(range(600, 700, 10))  # users of shard1 outside the moved range: the probe reads theirs
 SLEEPERS = 8  # active backends the "users" keep busy on the source's server
 LIMIT = 5  # --max-source-active: over it while the sleepers run, under it once they stop
 
@@ -105,6 +112,7 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
     staff.save(update_fields=["is_staff"])
     ledger = Ledger()
     seed(ledger, "shard1", USERS, per_user=100)
+    seed(ledger, "shard1", STAYING, per_user=30)
     operator: Operator | None = None
     blocker: psycopg.Connection[Any] | None = None
     try:
@@ -133,6 +141,9 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
                 )
                 throttle = data["throttle"]
                 assert throttle["enabled"] and throttle["running"] and throttle["max_active"] == LIMIT
+                # The probe is the application's signed-in read of users the move leaves on the source.
+                assert f"the last {PROBE_ROWS} content_generation rows of" in throttle["probe"]
+                assert "outside the range" in throttle["probe"]
                 assert f"active backends > {LIMIT}" in throttle["reason"]
                 assert "THROTTLED now" in shardmove("status", str(move.id))
                 operator_client = Client()
@@ -180,6 +191,7 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
             assert "Writes switched" in shardmove("switch-writes", str(move.id))
             load.wait_for_writes(20)
             assert "Complete" in shardmove("complete", str(move.id))
+            assert gate_triggers(move.id) == 0
         assert load.errors == [], load.errors[0]
     finally:
         if blocker is not None:
@@ -218,6 +230,9 @@ def test_no_throttle_copies_at_full_speed_even_when_the_source_is_busy() -> None
         (["--max-source-latency", "-5"], "above 0"),
         (["--max-source-active", "0"], "at least 1"),
         (["--no-throttle", "--max-source-active", "4"], "pass either --no-throttle or the limits"),
+        (["--max-replica-lag", "0"], "--max-replica-lag 5"),
+        (["--max-replica-lag", "-2"], "above 0"),
+        (["--no-throttle", "--max-replica-lag", "3"], "pass either --no-throttle or the limits"),
     ],
 )
 def test_bad_throttle_values_are_refused_before_anything_changes(args: list[str], fix: str) -> None:
@@ -226,3 +241,119 @@ def test_bad_throttle_values_are_refused_before_anything_changes(args: list[str]
         shardmove("start", "0", "500", "--to", "shard3", *args)
     assert not MoveRange.objects.exists()
     assert gate_triggers() == gates_before
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.parametrize("value", ["soon", 0, {"shard1": -1}])
+def test_a_bad_replica_lag_setting_is_refused_before_anything_changes(settings: Any, value: Any) -> None:
+    settings.SHARDMOVE = {**settings.SHARDMOVE, "THROTTLE_MAX_REPLICA_LAG_SECONDS": value}
+    with pytest.raises(CommandError, match=r"THROTTLE_MAX_REPLICA_LAG_SECONDS'\] must be seconds above 0"):
+        shardmove("start", "0", "500", "--to", "shard3")
+    assert not MoveRange.objects.exists()
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.slow
+def test_a_crashed_start_leaves_gates_that_cancel_removes() -> None:
+    ledger = Ledger()
+    seed(ledger, "shard1", USERS[:5], per_user=5)
+    operator = Operator("start", "0", "500", "--to", "shard3", pause_at="start:slot", pause_seconds=60)
+    try:
+        operator.wait_for("paused at start:slot")
+        move = latest_move()
+        assert gate_triggers(move.id) == len(sharded_tables())
+    finally:
+        operator.kill()  # the start dies half-way, its gates in place
+    assert "Cancelled" in shardmove("cancel", str(move.id))
+    assert gate_triggers(move.id) == 0
+    assert_every_write_in_place(ledger)
+    # Without users outside the range, the probe reads the range's own users.
+    assert "users of the range (the source holds no other)" in move.throttle["probe"]
+
+
+# --- the source's streaming replicas -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replica_of_shard1() -> Iterator[PostgresServer]:
+    """A streaming (physical) replica of the server that holds shard1, for one test."""
+    stack = stack_from_state()
+    port = int(on_db("shard1", "SELECT current_setting('port')")[0][0])
+    primary = stack.postgres(next(name for name, p in stack.ports.items() if p == port))
+    base = Path(os.environ["QQ_DEVSTACK_STATE"]).parent
+    replica = PostgresServer("qq-throttle-replica", base / "qq-throttle-replica", free_port())
+    shutil.rmtree(replica.pg_dir, ignore_errors=True)
+    replica.init_replica_of(primary)
+    replica.start()
+    try:
+        wait_until(
+            lambda: (
+                on_db(
+                    "shard1",
+                    "SELECT count(*) FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming'",
+                    [replica.name],
+                )
+                == [(1,)]
+            ),
+            what="the replica to stream",
+        )
+        yield replica
+    finally:
+        replica.stop(mode="immediate")
+        shutil.rmtree(replica.pg_dir, ignore_errors=True)
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.slow
+def test_a_lagging_replica_of_the_source_holds_the_copy_until_it_catches_up(
+    replica_of_shard1: PostgresServer,
+) -> None:
+    ledger = Ledger()
+    seed(ledger, "shard1", USERS, per_user=20)
+    replica = psycopg.connect(replica_of_shard1.conninfo(), autocommit=True)
+    blocker = psycopg.connect(conninfo_for("shard3"))
+    operator: Operator | None = None
+    try:
+        replica.execute("SELECT pg_wal_replay_pause()")
+        operator = Operator(
+            "start", "0", "500", "--to", "shard3", "--wait", "--max-replica-lag", "2",
+            "--max-source-latency", "60000",
+            pause_at="start:slot", pause_seconds=3,
+        )  # fmt: skip
+        operator.wait_for("paused at start:slot")
+        # Hold content_usageevent's copy at the target's door so the copy outlasts the episode.
+        blocker.execute("LOCK TABLE content_usageevent IN SHARE MODE")
+
+        def throttled() -> dict[str, Any] | None:
+            on_db("shard1", "SELECT pg_logical_emit_message(false, 'qq-test', 'wal the replica does not replay')")
+            data = status_json(latest_move().id)["throttle"]
+            return data if data["throttling"] else None
+
+        data = wait_until(throttled, timeout=60, what="the replica's lag to throttle the copy", poll=0.5)
+        move = latest_move()
+        assert data["max_replica_lag"] == 2.0
+        assert f"replica {replica_of_shard1.name}@" in data["reason"] and "> 2 s" in data["reason"], data
+        assert "replica lag <= 2 s" in shardmove("status", str(move.id))
+        wait_until(lambda: gate_closed(move.id), timeout=60, what="the gate to close")
+        replica.execute("SELECT pg_wal_replay_resume()")
+        wait_until(
+            lambda: MoveEvent.objects.filter(move_id=move.id, kind="throttle-released").exists(),
+            timeout=60,
+            what="the throttle to release once the replica caught up",
+            poll=0.2,
+        )
+        assert not status_json(move.id)["throttle"]["throttling"]
+        blocker.rollback()
+        code, text = operator.finish(timeout=180)
+        assert code == 0, text
+        assert "catching_up" in text
+        assert "rows match" in shardmove("verify", str(move.id))
+    finally:
+        blocker.close()
+        replica.close()
+        if operator is not None and operator.proc.poll() is None:
+            operator.kill()
+    assert gate_triggers(move.id) == 0  # dropped once copied
+    shardmove("cancel", str(move.id))
+    assert gate_triggers(move.id) == 0
+    assert_every_write_in_place(ledger)

@@ -120,6 +120,13 @@ class Command(BaseCommand):
             help="hold the copy back while the source's server runs more than N active client backends",
         )
         start.add_argument(
+            "--max-replica-lag",
+            type=float,
+            metavar="SECONDS",
+            help="hold the copy back while a streaming replica of the source lags more than SECONDS "
+            "(default: SHARDMOVE['THROTTLE_MAX_REPLICA_LAG_SECONDS'], else not watched)",
+        )
+        start.add_argument(
             "--no-throttle", action="store_true", help="copy at full speed, whatever it costs the source's users"
         )
 
@@ -265,12 +272,16 @@ class Command(BaseCommand):
         wait: bool,
         max_source_latency: float | None = None,
         max_source_active: int | None = None,
+        max_replica_lag: float | None = None,
         no_throttle: bool = False,
         **_: Any,
     ) -> None:
         lo_key, hi_key = _key(lo), _key(hi)
         copy_throttle = throttle.requested(
-            no_throttle=no_throttle, max_latency_ms=max_source_latency, max_active=max_source_active
+            no_throttle=no_throttle,
+            max_latency_ms=max_source_latency,
+            max_active=max_source_active,
+            max_replica_lag=max_replica_lag,
         )
         if dry_run:
             plan = services.move_plan(lo=lo_key, hi=hi_key, target=target)
