@@ -45,6 +45,7 @@ import random
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -219,7 +220,8 @@ class Probe:
 
     def __init__(self, conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: int) -> None:
         self.conn = conn
-        self.users, where = _probe_users(conn, table, lo, hi)
+        users, where = _probe_users(conn, table, lo, hi)
+        self.users: Sequence[int] = users
         order = table.order_by or ((table.pk, True),)
         if self.users:
             self.query = sql.SQL("SELECT {cols} FROM {t} WHERE {key} = %s ORDER BY {order} LIMIT {n}").format(
@@ -233,7 +235,7 @@ class Probe:
             )
             self.describe = f"the last {PROBE_ROWS} {table.name} rows of {len(self.users)} users {where}"
         else:
-            self.users = list(range(lo, min(hi, lo + 1_000_000)))
+            self.users = range(lo, min(hi, lo + 1_000_000))  # random.choice picks from it without a list
             self.query = sql.SQL("SELECT {pk} FROM {t} WHERE {key} = %s LIMIT 1").format(
                 pk=sql.Identifier(table.pk), t=table.ident, key=sql.Identifier(table.key)
             )

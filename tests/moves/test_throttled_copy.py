@@ -23,8 +23,9 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from migrations_tooling.models import MoveEvent, MoveRange
+from migrations_tooling.pgconn import connect
 from migrations_tooling.schema import sharded_tables
-from migrations_tooling.throttle import PROBE_ROWS, gate_key
+from migrations_tooling.throttle import PROBE_ROWS, Probe, gate_key
 from quantumquill.devstack.postgres import PostgresServer
 from quantumquill.devstack.stack import free_port, stack_from_state
 from shardrouter.control import conninfo_for
@@ -357,3 +358,14 @@ def test_a_lagging_replica_of_the_source_holds_the_copy_until_it_catches_up(
     shardmove("cancel", str(move.id))
     assert gate_triggers(move.id) == 0
     assert_every_write_in_place(ledger)
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_a_source_with_no_rows_is_probed_with_a_one_row_index_read_of_the_range() -> None:
+    """Nothing to read on the source (shard3 holds no rows): the probe still times a read, of the range's index."""
+    table = next(t for t in sharded_tables() if t.order_by)
+    with connect("shard3") as conn:
+        probe = Probe(conn, table, 0, 10**12)
+        assert probe.describe.startswith("a one-row index read of")
+        assert len(probe.users) == 10**6 and probe.users[0] == 0  # a range to draw from, not a million-item list
+        assert probe.run() >= 0
