@@ -49,6 +49,7 @@ from migrations_tooling import services  # noqa: E402
 from migrations_tooling.models import MoveRange, Phase  # noqa: E402
 from migrations_tooling.pgconn import connect  # noqa: E402
 from migrations_tooling.progress import Reporter  # noqa: E402
+from quantumquill.devstack import cgroups  # noqa: E402
 from shardrouter.control import conninfo_for  # noqa: E402
 from shardrouter.keyspace import KEYSPACE_END, ShardRange  # noqa: E402
 from shardrouter.mapstore import apply_map, load_map_from_database  # noqa: E402
@@ -56,7 +57,6 @@ from shardrouter.mapstore import apply_map, load_map_from_database  # noqa: E402
 LO, HI = 1000, 100_000
 SOURCE, TARGET = "shard2", "shard1"
 READERS_LO = 200_000  # readers' users, outside the moved range, on the source
-CGROOT = Path("/sys/fs/cgroup/cpu")
 
 
 def log(message: str) -> None:
@@ -66,78 +66,47 @@ def log(message: str) -> None:
 # --- cgroups -------------------------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _postmaster(alias: str) -> int:
     with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
         data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
     return int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
 
 
-capped_groups: list[Path] = []
+capped_groups: list[cgroups.CpuCgroup] = []
 
 
 def set_quota(cpu: float | None) -> None:
     """Change the servers' quota (None: uncapped), e.g. to clean up between phases quickly."""
-    for path in capped_groups:
-        (path / "cpu.cfs_quota_us").write_text("-1" if cpu is None else str(int(cpu * 100000)))
+    for group in capped_groups:
+        group.set_cap(cpu)
 
 
 @contextlib.contextmanager
 def capped(aliases: list[str], cpu: float) -> Iterator[list[str]]:
     """Each distinct server of ``aliases`` in its own cgroup capped at ``cpu`` CPUs; this process in another."""
-    made: list[Path] = []
+    made: list[cgroups.CpuCgroup] = []
     notes = []
 
-    def group(name: str, quota: float | None) -> Path:
-        path = CGROOT / f"qq-bench-throttle-{os.getpid()}-{name}"
-        path.mkdir()
-        made.append(path)
-        (path / "cpu.shares").write_text("8192")
-        if quota is not None:
-            (path / "cpu.cfs_period_us").write_text("100000")
-            (path / "cpu.cfs_quota_us").write_text(str(int(quota * 100000)))
-        return path
-
-    def move(pids: list[int], path: Path) -> None:
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                (path / "cgroup.procs").write_text(str(pid))
+    def group(name: str, quota: float | None) -> cgroups.CpuCgroup:
+        made.append(cgroups.CpuCgroup(f"qq-bench-throttle-{os.getpid()}-{name}").create(quota))
+        return made[-1]
 
     try:
         servers: dict[int, str] = {}
         for alias in aliases:
             servers.setdefault(_postmaster(alias), alias)
         for pid, alias in servers.items():
-            path = group(f"pg-{alias}", cpu)
-            move([pid, *_children(pid)], path)  # backends forked later inherit the group
-            notes.append(f"server of {alias} (postmaster {pid}) capped at {cpu} CPU, cpu.shares 8192")
-        move([os.getpid()], group("loadgen", None))
-        capped_groups.extend(p for p in made if "-pg-" in p.name)
-        notes.append("load generator: cpu.shares 8192, no quota")
+            server = group(f"pg-{alias}", cpu)
+            cgroups.place_tree(server, pid)  # backends forked later inherit the group
+            capped_groups.append(server)
+            notes.append(f"server of {alias} (postmaster {pid}) capped at {cpu} CPU, cpu.shares {cgroups.HIGH_SHARES}")
+        group("loadgen", None).add(os.getpid())
+        notes.append(f"load generator: cpu.shares {cgroups.HIGH_SHARES}, no quota")
         yield notes
     finally:
-        for path in reversed(made):
-            for _ in range(50):  # a backend forked meanwhile lands in the group: empty it until rmdir succeeds
-                for pid in (path / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        (CGROOT / "cgroup.procs").write_text(pid)
-                try:
-                    path.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        capped_groups.clear()
+        for made_group in reversed(made):
+            made_group.remove()  # whatever is left (this process, late backends) goes back to the root group
 
 
 # --- data and reads ------------------------------------------------------------------------------------------
