@@ -85,8 +85,14 @@ def test_a_clean_move_under_write_load_has_no_mismatch(settings: Any) -> None:
     move = catching_up_move()
     with Load(ledger, users, threads=2, pause=0.005) as load:
         deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # reads beside the writes for 2 s at least ...
             read_users(users, rounds=1)
+
+        def more_than_50_compared() -> bool:  # ... and until enough were compared (fewer a second on a busy machine)
+            read_users(users, rounds=1)
+            return mirror_summary(move).reads > 50
+
+        wait_until(more_than_50_compared, timeout=120, what="more than 50 mirrored reads to be compared")
         load.wait_for_writes(20)
     assert not load.errors, load.errors
     wait_until(mirror.idle, timeout=120, what="mirrored reads to be compared")
