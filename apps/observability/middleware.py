@@ -73,7 +73,7 @@ class RequestMetricsMiddleware:
         duration = self._durations.get(view)
         if duration is None:
             duration = self._durations[view] = metrics.http_request_duration.labels(view)
-        observations = stats.observations  # the request's statements (quantumquill.db.postgresql)
+        observations = stats.close()  # the request's statements (quantumquill.db.postgresql)
         observations.append((duration, seconds))
         if self._pending is not None:
             self._pending.add((counter,), observations)

@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.observability import metrics
+from apps.observability.context import RequestStats
 from quantumquill.devstack.stack import free_port
 from quantumquill.devstack.web import GunicornServer
 from tests.conftest import ALL_DATABASES, child_env
@@ -75,6 +77,17 @@ def test_totals_written_in_batches_scrape_exactly_as_the_values_observed_one_by_
     assert _samples(run.stdout, "alias", "batched") == direct
     assert _samples(run.stdout, "view", "batched") == _samples(run.stdout, "view", "direct")
     assert _samples(run.stdout, "view", "batched")[("qq_http_requests_total", (("method", "GET"), ("status", "200")))]
+
+
+def test_a_statement_that_ends_after_its_request_was_recorded_is_still_observed() -> None:
+    histogram = metrics.db_query_duration.labels("late-statement")
+    stats = RequestStats()
+    stats.add("shard1", 0.002, histogram)
+    assert stats.close() == [(histogram, 0.002)]
+    before = REGISTRY.get_sample_value("qq_db_query_duration_seconds_count", {"alias": "late-statement"}) or 0.0
+    stats.add("shard1", 0.003, histogram)  # e.g. a thread that was handed the request's context
+    after = REGISTRY.get_sample_value("qq_db_query_duration_seconds_count", {"alias": "late-statement"})
+    assert after == before + 1 and stats.queries == 2
 
 
 def _get(url: str) -> int:
