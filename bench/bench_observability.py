@@ -91,6 +91,27 @@ def _paired_cpu_round(
     }
 
 
+def _restart(servers: dict[str, GunicornServer], cookies: dict[str, str], concurrency: int) -> None:
+    """Start every server again (side by side), then warm each up: fresh processes for the next round.
+
+    Two identical servers can differ by several per cent in CPU per request for as long as their processes live
+    (memory layout, hash seed); new processes every round turn that into scatter the medians absorb, instead of
+    a bias that lasts the whole run. The sessions live in the session store, so the cookies stay valid.
+    """
+
+    def again(server: GunicornServer) -> None:
+        server.stop(timeout=10)
+        server.start()
+
+    threads = [threading.Thread(target=again, args=(server,)) for server in servers.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for mode, server in servers.items():
+        _load(server.port, cookies[mode], 1, concurrency)
+
+
 def _moves_in_history(count: int) -> None:
     """``count`` finished moves, each with a cut-over in its journal (what the freeze histogram reads)."""
     setup_django(migrate=False)
@@ -175,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scrapes", type=int, default=100, help="timed /metrics scrapes")
     parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="fresh server processes before every round, so no one process's luck lasts the whole run",
+    )
+    parser.add_argument(
         "--control",
         action="store_true",
         help="a fourth server, a twin of off, measured like the others: the ratio two identical servers show",
@@ -245,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         for mode, server in servers.items():  # warm-up: imports, connections, template caches
             _load(server.port, cookies[mode], 2, args.concurrency)
         for round_number in range(args.rounds):
+            if args.restart:
+                _restart(servers, cookies, args.concurrency)
             order = modes[round_number % len(modes) :] + modes[: round_number % len(modes)]
             for mode in order:
                 cpu_before = _server_cpu_seconds(servers[mode])
@@ -262,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 # Requests per CPU-second, on vs off: what the server's own work costs, whatever else runs.
                 cpu_ratios[mode].append(cpu_per_request["off"][-1] / cpu_per_request[mode][-1])
         for round_number in range(args.paired_rounds):
+            if args.restart:
+                _restart(servers, cookies, args.concurrency)
             paired = _paired_cpu_round(servers, cookies, args.seconds, max(1, args.concurrency // 2))
             for mode in compared:
                 paired_ratios[mode].append(paired["off"] / paired[mode])
