@@ -29,7 +29,7 @@ single-process mode (``runserver``, tests) a value is a float behind a lock, alr
 batching and every observation is visible at once.
 
 The batch adds to a histogram's ``_sum`` and ``_buckets`` value objects: ``prometheus_client`` has no public
-call for "observe these totals". ``tests/observe/test_request_cost.py`` checks that a scrape of batched
+call for "observe these totals". ``tests/observe/test_batched_metrics.py`` checks that a scrape of batched
 observations equals one of the same observations made one by one, so a change in the library fails there.
 """
 
