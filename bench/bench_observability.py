@@ -91,6 +91,25 @@ def _paired_cpu_round(
     }
 
 
+def _start_side_by_side(servers: dict[str, GunicornServer], *, again: bool = False) -> None:
+    """Start every server at the same time (stopping it first if ``again``): none gets to start on a quieter
+    machine than the others, or first."""
+
+    def start(server: GunicornServer) -> None:
+        if again:
+            server.stop(timeout=10)
+        server.start()
+
+    threads = [threading.Thread(target=start, args=(server,)) for server in servers.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for server in servers.values():
+        if server.process is None or server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} did not start: see {server.log_file}")
+
+
 def _restart(servers: dict[str, GunicornServer], cookies: dict[str, str], concurrency: int) -> None:
     """Start every server again (side by side), then warm each up: fresh processes for the next round.
 
@@ -98,16 +117,7 @@ def _restart(servers: dict[str, GunicornServer], cookies: dict[str, str], concur
     (memory layout, hash seed); new processes every round turn that into scatter the medians absorb, instead of
     a bias that lasts the whole run. The sessions live in the session store, so the cookies stay valid.
     """
-
-    def again(server: GunicornServer) -> None:
-        server.stop(timeout=10)
-        server.start()
-
-    threads = [threading.Thread(target=again, args=(server,)) for server in servers.values()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _start_side_by_side(servers, again=True)
     for mode, server in servers.items():
         _load(server.port, cookies[mode], 1, concurrency)
 
@@ -264,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu_ratios: dict[str, list[float]] = {mode: [] for mode in compared}
     paired_ratios: dict[str, list[float]] = {mode: [] for mode in compared}
     try:
-        for server in servers.values():
-            server.start()
+        _start_side_by_side(servers)
         os.sched_setaffinity(0, client_cpus)
         cookies = {mode: _session_cookie(server.port) for mode, server in servers.items()}
         for mode, server in servers.items():  # warm-up: imports, connections, template caches
