@@ -10,7 +10,9 @@ to CPU 0) run side by side:
 - ``on``: metrics in multi-process mode, the measured database backend and one
   JSON log line per request (written to the server's log file);
 - ``tracing``: ``on`` plus OpenTelemetry exporting every span over OTLP/HTTP
-  to a local receiver in this process.
+  to a local receiver in this process;
+- ``control`` (with ``--control``): a second ``off``. Its ratio to ``off`` is
+  what two identical servers show: the resolution of the other ratios.
 
 A threaded keep-alive client (pinned to CPU 1) GETs /generations/ as a
 signed-in user, one server at a time, rotating the order every round; the
@@ -89,6 +91,37 @@ def _paired_cpu_round(
     }
 
 
+def _start_side_by_side(servers: dict[str, GunicornServer], *, again: bool = False) -> None:
+    """Start every server at the same time (stopping it first if ``again``): none gets to start on a quieter
+    machine than the others, or first."""
+
+    def start(server: GunicornServer) -> None:
+        if again:
+            server.stop(timeout=10)
+        server.start()
+
+    threads = [threading.Thread(target=start, args=(server,)) for server in servers.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for server in servers.values():
+        if server.process is None or server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} did not start: see {server.log_file}")
+
+
+def _restart(servers: dict[str, GunicornServer], cookies: dict[str, str], concurrency: int) -> None:
+    """Start every server again (side by side), then warm each up: fresh processes for the next round.
+
+    Two identical servers can differ by several per cent in CPU per request for as long as their processes live
+    (memory layout, hash seed); new processes every round turn that into scatter the medians absorb, instead of
+    a bias that lasts the whole run. The sessions live in the session store, so the cookies stay valid.
+    """
+    _start_side_by_side(servers, again=True)
+    for mode, server in servers.items():
+        _load(server.port, cookies[mode], 1, concurrency)
+
+
 def _moves_in_history(count: int) -> None:
     """``count`` finished moves, each with a cut-over in its journal (what the freeze histogram reads)."""
     setup_django(migrate=False)
@@ -118,12 +151,15 @@ def _scrape_times(port: int, count: int) -> list[float]:
 
 
 # What "on" adds to one request of the page, timed without the server, the way the middleware and the measured
-# backend do it: the HTTP counter and histogram, three queries' histogram (multi-process mode: memory-mapped
-# files; their count is also qq_db_queries_total) and the JSON request line.
+# backend do it: three statements handed to the request's stats, the HTTP counter and histogram and the three
+# query observations added to the process's totals (multi-process mode: written to the memory-mapped files once a
+# second, here at the end), and the JSON request line.
 _PER_REQUEST = """
 import io, logging, sys, time
 from apps.observability import metrics
+from apps.observability.context import RequestStats
 from apps.observability.logs import JsonFormatter
+from apps.observability.pending import request_observations
 handler = logging.StreamHandler(io.StringIO())
 handler.setFormatter(JsonFormatter())
 log = logging.getLogger("bench.request")
@@ -136,13 +172,17 @@ queries = metrics.db_query_duration.labels("shard1")
 n = 20000
 started = time.perf_counter()
 for _ in range(n):
-    requests.inc()
-    duration.observe(0.02)
+    stats = RequestStats()
     for _ in range(3):
-        queries.observe(0.001)
+        stats.add("shard1", 0.001, queries)
+    observations = stats.close()
+    observations.append((duration, 0.02))
+    request_observations.add((requests,), observations)
     fields = {"method": "GET", "path": "/generations/", "view": "content:list", "status": 200, "duration_ms": 20.1,
-              "user_id": 1, "shards": ["shard1"], "queries": 3, "query_ms": 2.0}
+              "user_id": 1, "shards": sorted(stats.aliases - {"default"}), "queries": stats.queries,
+              "query_ms": round(stats.query_seconds * 1000, 2)}
     log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra={"fields": fields}))
+request_observations.flush()
 print((time.perf_counter() - started) / n * 1e6)
 """
 
@@ -165,8 +205,20 @@ def main(argv: list[str] | None = None) -> int:
         "--paired-rounds", type=int, default=9, help="rounds loading every server at once, for CPU per request"
     )
     parser.add_argument("--scrapes", type=int, default=100, help="timed /metrics scrapes")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="fresh server processes before every round, so no one process's luck lasts the whole run",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="a fourth server, a twin of off, measured like the others: the ratio two identical servers show",
+    )
     args = parser.parse_args(argv)
 
+    modes = (*MODES, "control") if args.control else MODES
+    compared = [mode for mode in modes if mode != "off"]
     load_at_start = os.getloadavg()
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus = frozenset(cpus[:1])
@@ -188,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     on = {"QQ_METRICS_ENABLED": "1", "LOG_LEVEL": "INFO", "QQ_LOG_FORMAT": "json"}
     envs = {
         "off": {"QQ_METRICS_ENABLED": "0", "LOG_LEVEL": "WARNING", "QQ_LOG_FORMAT": "plain"},
+        "control": {"QQ_METRICS_ENABLED": "0", "LOG_LEVEL": "WARNING", "QQ_LOG_FORMAT": "plain"},
         "on": {**on, "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "on-metrics")},
         "tracing": {
             **on,
@@ -200,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         mode: GunicornServer(
             f"bench-{mode}", free_port(), {**base_env, **envs[mode]}, log_dir, workers=1, threads=4, cpus=server_cpus
         )
-        for mode in MODES
+        for mode in modes
     }
     scraped = GunicornServer(
         "bench-scrape",
@@ -215,20 +268,21 @@ def main(argv: list[str] | None = None) -> int:
         workers=4,
         threads=4,
     )
-    samples: dict[str, list[Sample]] = {mode: [] for mode in MODES}
-    ratios: dict[str, list[float]] = {"on": [], "tracing": []}
-    cpu_per_request: dict[str, list[float]] = {mode: [] for mode in MODES}
-    cpu_ratios: dict[str, list[float]] = {"on": [], "tracing": []}
-    paired_ratios: dict[str, list[float]] = {"on": [], "tracing": []}
+    samples: dict[str, list[Sample]] = {mode: [] for mode in modes}
+    ratios: dict[str, list[float]] = {mode: [] for mode in compared}
+    cpu_per_request: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu_ratios: dict[str, list[float]] = {mode: [] for mode in compared}
+    paired_ratios: dict[str, list[float]] = {mode: [] for mode in compared}
     try:
-        for server in servers.values():
-            server.start()
+        _start_side_by_side(servers)
         os.sched_setaffinity(0, client_cpus)
         cookies = {mode: _session_cookie(server.port) for mode, server in servers.items()}
         for mode, server in servers.items():  # warm-up: imports, connections, template caches
             _load(server.port, cookies[mode], 2, args.concurrency)
         for round_number in range(args.rounds):
-            order = MODES[round_number % 3 :] + MODES[: round_number % 3]
+            if args.restart:
+                _restart(servers, cookies, args.concurrency)
+            order = modes[round_number % len(modes) :] + modes[: round_number % len(modes)]
             for mode in order:
                 cpu_before = _server_cpu_seconds(servers[mode])
                 sample = _load(servers[mode].port, cookies[mode], args.seconds, args.concurrency)
@@ -240,13 +294,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"  errors {sample.errors}",
                     flush=True,
                 )
-            for mode in ("on", "tracing"):
+            for mode in compared:
                 ratios[mode].append(samples[mode][-1].rate / samples["off"][-1].rate)
                 # Requests per CPU-second, on vs off: what the server's own work costs, whatever else runs.
                 cpu_ratios[mode].append(cpu_per_request["off"][-1] / cpu_per_request[mode][-1])
         for round_number in range(args.paired_rounds):
+            if args.restart:
+                _restart(servers, cookies, args.concurrency)
             paired = _paired_cpu_round(servers, cookies, args.seconds, max(1, args.concurrency // 2))
-            for mode in ("on", "tracing"):
+            for mode in compared:
                 paired_ratios[mode].append(paired["off"] / paired[mode])
             print(
                 f"paired round {round_number + 1}: server CPU us/request "
@@ -279,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "| server CPU us/request (median) | CPU ratio to off (median of rounds) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for mode in MODES:
+    for mode in modes:
         latencies = [value for sample in samples[mode] for value in sample.latencies]
         rate = statistics.median(sample.rate for sample in samples[mode])
         errors = sum(sample.errors for sample in samples[mode])
@@ -309,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         f"metrics + JSON line of one request, timed alone: {per_request_us:.0f} us "
         f"({per_request_us / 1000 / off_ms:.2%} of the off server's {off_ms:.1f} ms per request on one CPU)"
     )
-    return 0 if all(sample.errors == 0 for mode in MODES for sample in samples[mode]) else 1
+    return 0 if all(sample.errors == 0 for mode in modes for sample in samples[mode]) else 1
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 # Metrics of every worker summed on /metrics (docs/observability.md): the workers write their samples to
 # PROMETHEUS_MULTIPROC_DIR (a private temporary folder unless set, removed at exit), emptied when the server
-# starts; a dead worker's live-gauge files are dropped. Set before prometheus_client is first imported: it picks
-# its mode at import, and anything imported from quantumquill/ imports it.
+# starts; an exiting worker first writes what it still holds in memory, then its live-gauge files are dropped.
+# Set before prometheus_client is first imported: it picks its mode at import, and anything imported from
+# quantumquill/ imports it.
 _own_metrics_dir = ""
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="qq-metrics-")
@@ -86,6 +87,10 @@ else:
 
 def on_starting(server: object) -> None:
     exposition.prepare_multiprocess_dir()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    exposition.process_exiting()  # in the worker: write the metrics it still holds in memory before it goes
 
 
 def child_exit(server: object, worker: object) -> None:

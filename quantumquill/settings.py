@@ -442,6 +442,8 @@ QQ_METRICS: dict[str, Any] = {
     "ENABLED": env_bool("QQ_METRICS_ENABLED", True, environ=_env),
     # Cluster state that costs queries (shards, queue depth, moves) is measured at most this often, by one process.
     "CLUSTER_INTERVAL": env_float("QQ_METRICS_CLUSTER_INTERVAL", 5.0, minimum=0.5, maximum=300, environ=_env),
+    # Multi-process mode: a worker writes its requests' metrics to the value files this often (pending.py).
+    "FLUSH_INTERVAL": env_float("QQ_METRICS_FLUSH_INTERVAL", 1.0, minimum=0.05, maximum=10, environ=_env),
 }
 if QQ_METRICS["ENABLED"]:
     MIDDLEWARE.insert(

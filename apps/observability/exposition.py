@@ -21,6 +21,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, mult
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .pending import request_observations
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The query latency histogram (metrics.py) and the statement counter derived from its count at scrape time.
 DB_QUERY_DURATION = "qq_db_query_duration_seconds"
@@ -53,6 +55,11 @@ def prepare_multiprocess_dir() -> None:
     folder.mkdir(parents=True)
 
 
+def process_exiting() -> None:
+    """This process is about to exit: write the request metrics it still holds in memory (``pending.py``)."""
+    request_observations.flush()
+
+
 def process_exited(pid: int) -> None:
     """A worker process ended: drop its live-gauge files (its counters stay summed, as they should)."""
     if multiprocess_dir() is not None:
@@ -72,6 +79,7 @@ def scrape_registry(*extra: Collector) -> CollectorRegistry:
 
 
 def render(*extra: Collector) -> bytes:
+    request_observations.flush()  # this process's own requests, up to the last one
     return generate_latest(scrape_registry(*extra))
 
 

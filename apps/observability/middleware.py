@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
-from . import metrics
+from . import exposition, metrics
 from .context import RequestStats, current_stats
+from .pending import PendingObservations, request_observations
 
 logger = logging.getLogger("qq.request")
 
@@ -39,6 +41,11 @@ class RequestMetricsMiddleware:
         # Label children by label values (a bounded set): ``labels()`` takes a lock and builds them every time.
         self._requests: dict[tuple[str, str, str], Any] = {}
         self._durations: dict[str, Any] = {}
+        # Multi-process mode: the request's values are added up in memory and written in batches (pending.py).
+        self._pending: PendingObservations | None = None
+        if exposition.multiprocess_dir() is not None:
+            self._pending = request_observations
+            self._pending.interval = settings.QQ_METRICS["FLUSH_INTERVAL"]
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         stats = RequestStats()
@@ -63,11 +70,17 @@ class RequestMetricsMiddleware:
         counter = self._requests.get(key)
         if counter is None:
             counter = self._requests[key] = metrics.http_requests.labels(*key)
-        counter.inc()
         duration = self._durations.get(view)
         if duration is None:
             duration = self._durations[view] = metrics.http_request_duration.labels(view)
-        duration.observe(seconds)
+        observations = stats.close()  # the request's statements (quantumquill.db.postgresql)
+        observations.append((duration, seconds))
+        if self._pending is not None:
+            self._pending.add((counter,), observations)
+        else:
+            counter.inc()
+            for histogram, value in observations:
+                histogram.observe(value)
         if exception:
             metrics.http_exceptions.labels(view, exception).inc()
         fields: dict[str, object] = {

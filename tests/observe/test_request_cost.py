@@ -76,3 +76,24 @@ def test_statements_are_counted_per_alias_from_the_latency_histogram_across_proc
         "histogram qq_db_query_duration_seconds_count shard1 8.0",
         "histogram qq_db_query_duration_seconds_count shard2 2.0",
     }
+
+
+def test_a_line_is_byte_for_byte_what_json_dumps_writes_whatever_the_second_or_the_values() -> None:
+    formatter = JsonFormatter()
+    reference = json.JSONEncoder(ensure_ascii=False, default=str)
+    fields = {"path": '/générations/\u2028"quoted"', "user_id": None, "shards": ["shard2"], "at": Path("/x")}
+    for n, created in enumerate([1764900232.374, 1764900232.999, 1764900233.0004, 1764900232.5, 1.9999996]):
+        record = logging.LogRecord("qq.request", logging.INFO, __file__, 0, "request %s", (n,), None)
+        record.created = created
+        record.request_id = f"id-{n}"
+        record.fields = {**fields, "n": n, "ratio": n / 3}
+        expected = {
+            "ts": datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": "INFO",
+            "logger": "qq.request",
+            "message": f"request {n}",
+            "request_id": f"id-{n}",
+            "pid": record.process,
+            **record.fields,
+        }
+        assert formatter.format(record) == reference.encode(expected)

@@ -34,21 +34,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
 
 def _measure(alias: str) -> Callable[..., Any]:
-    # One observation per statement; its count is also exported as qq_db_queries_total (exposition.py).
+    # One observation per statement; its count is also exported as qq_db_queries_total (exposition.py). Inside a
+    # request the statement is handed to the request's stats and observed with the request's other values when it
+    # ends (apps.observability.pending); elsewhere (jobs, commands) it is observed here.
     duration = metrics.db_query_duration.labels(alias)
+    get_stats = current_stats.get
+    clock = time.perf_counter
 
     def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
-        started = time.perf_counter()
+        started = clock()
         try:
             return execute(sql, params, many, context)
         except Exception as exc:
             metrics.db_query_errors.labels(alias, type(exc).__name__).inc()
             raise
         finally:
-            seconds = time.perf_counter() - started
-            duration.observe(seconds)
-            stats = current_stats.get()
-            if stats is not None:
-                stats.add(alias, seconds)
+            seconds = clock() - started
+            stats = get_stats()
+            if stats is None:
+                duration.observe(seconds)
+            else:
+                stats.add(alias, seconds, duration)
 
     return wrapper
