@@ -8,14 +8,16 @@ each sampled query on the target, times it and compares ordered row checksums.
 
 A difference may be a row written a moment ago that replication has not
 applied yet. So before calling it a mismatch the thread reads the source again
-in one snapshot, waits (up to ``CATCH_UP_SECONDS``) until the target has
-applied the source's WAL up to that snapshot, reads the target and compares
+in one snapshot, bumps the move's marker on the source and waits (up to
+``CATCH_UP_SECONDS``) until the target shows it, which proves the target has
+applied everything committed before the snapshot, reads the target and compares
 row by row, leaving out the rows the fence's change log shows were written
 after the snapshot (in flux, as ``verify`` does); only a difference that
-survives that, twice, from two snapshots, is recorded, with the query's call site and row counts, never row
-data. (Under write load a single re-check was seen to report a difference that was gone a moment later, about
-once in several hundred compared reads, with the target both ahead of and behind the snapshot; what lets the slot's
-confirmed position run ahead of the rows the target shows is not pinned down, so a difference must persist.)
+survives that is recorded, with the query's call site and row counts, never row data.
+(Waiting for the slot's ``confirmed_flush_lsn`` instead, as this did first, reported
+differences that were gone a moment later about once in several hundred compared
+reads under write load: a subscriber confirms what it has received, not only what
+it has applied.)
 ``switch-reads`` refuses while recent mismatches exist.
 """
 
@@ -38,10 +40,10 @@ from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import fence
 from .conf import get_settings
 from .models import MirrorMismatch, MirrorStats, MoveRange, Phase
 from .pgconn import pool
-from .replication import forward
 
 logger = logging.getLogger(__name__)
 
@@ -180,40 +182,30 @@ def _row_hashes(rows: list[Any]) -> dict[Any, str]:
     return {getattr(row, "pk", n): rows_checksum([row]) for n, row in enumerate(rows)}
 
 
-def _source_snapshot(queryset: models.QuerySet[Any], alias: str) -> tuple[str, str, dict[Any, str]]:
-    """The rows as of one snapshot of the source: (pg_snapshot, WAL position after it, pk -> row hash)."""
+def _source_snapshot(queryset: models.QuerySet[Any], alias: str) -> tuple[str, dict[Any, str]]:
+    """The rows as of one snapshot of the source: (pg_snapshot, pk -> row hash)."""
     with transaction.atomic(using=alias):
         with connections[alias].cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute("SELECT pg_current_snapshot()::text")
             snapshot = cursor.fetchone()[0]  # type: ignore[index]
             rows = list(queryset.using(alias))
-            cursor.execute("SELECT pg_current_wal_lsn()::text")
-            position = cursor.fetchone()[0]  # type: ignore[index]
-    return snapshot, position, _row_hashes(rows)
+    return snapshot, _row_hashes(rows)
 
 
-def _wait_for(move: _Mirrored, position: str) -> bool:
-    """Wait (up to CATCH_UP_SECONDS) until the target confirmed the source's WAL up to ``position``."""
-    channel = forward(move.move_id, move.source, move.target)
-    deadline = time.monotonic() + CATCH_UP_SECONDS
+def _wait_for_target(move: _Mirrored) -> bool:
+    """Wait (up to CATCH_UP_SECONDS) until the target has applied everything committed on the source so far.
+
+    The move's marker is the barrier, as at the cut-over: bumped on the source now, it reaches the target
+    only after every transaction committed before it. The slot's ``confirmed_flush_lsn`` is not such a
+    barrier: the subscriber may confirm a position it has received but not yet applied.
+    """
     with pool() as db:
-        while True:
-            done = (
-                db[move.source]
-                .execute(
-                    "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
-                    [position, channel.name],
-                )
-                .fetchone()
-            )
-            if done is None:
-                return False  # no slot: the move went on; no verdict
-            if done[0]:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
+        try:
+            seq = fence.marker_bump(db[move.source], move.move_id)
+        except psycopg.errors.UndefinedTable:
+            return False  # the move's tables are gone: it went on; no verdict
+        return fence.wait_for_marker(db[move.target], move.move_id, seq, timeout=CATCH_UP_SECONDS) is not None
 
 
 def _changed_since(move: _Mirrored, table: str, ids: list[Any], snapshot: str) -> set[Any]:
@@ -243,8 +235,8 @@ def _recheck(job: _Job) -> MirrorMismatch | None:
     """
     move = job.move
     table = job.queryset.model._meta.db_table
-    snapshot, position, source = _source_snapshot(job.queryset, move.source)
-    if not _wait_for(move, position):
+    snapshot, source = _source_snapshot(job.queryset, move.source)
+    if not _wait_for_target(move):
         return None  # replication lags (status shows it): no verdict on the rows
     target = _row_hashes(list(job.queryset.using(move.target)))
     differing = [pk for pk in source.keys() | target.keys() if source.get(pk) != target.get(pk)]
@@ -272,9 +264,7 @@ def compare(job: _Job, state: Mirror) -> None:
     mismatch: MirrorMismatch | None = None
     if checksum != job.checksum:
         try:
-            # A real difference stays; one seen in passing (rows in flight while the target applies them)
-            # does not survive a second look from a new snapshot.
-            mismatch = _recheck(job) and _recheck(job)
+            mismatch = _recheck(job)
         except (psycopg.Error, DatabaseError) as exc:
             logger.warning("Mirrored read of move %s: cannot re-check it: %s", move.move_id, exc)
     MirrorStats.objects.get_or_create(move_id=move.move_id)
