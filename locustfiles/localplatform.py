@@ -122,7 +122,10 @@ class LocalPlatform:
         self.children.clear()
         if self.stack is not None and not self.stack_was_running:
             self.say("Stopping the embedded servers ...")
-            self.stack.down()
+            if self.stack.profile.fresh:
+                self.stack.discard()  # a private platform's data goes (its next start would wipe it anyway)
+            else:
+                self.stack.down()
         self.stack = None
 
     # --- steps ---------------------------------------------------------------------------------------------

@@ -184,12 +184,13 @@ def test_sigterm_stops_locust_and_the_platform_the_launcher_started() -> None:
         if "phase 'steady'" in line:
             break
     gunicorn = int((workdir / "logs" / "gunicorn.pid").read_text())
+    state = json.loads((workdir / "stack" / "stack.json").read_text())
     launcher.send_signal(signal.SIGTERM)
     output = "".join(lines) + launcher.communicate(timeout=120)[0]
     assert "Stopping the embedded servers" in output, output
     assert "Traceback" not in output
     assert not Path(f"/proc/{gunicorn}").exists(), "gunicorn was stopped"
-    state = json.loads((workdir / "stack" / "stack.json").read_text())
+    assert not (workdir / "stack").exists(), "the private platform's servers' files went with it"
     for port in state["ports"].values():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"nothing listens on {port} any more"
