@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -45,7 +44,6 @@ class RequestMetricsMiddleware:
         self._pending: PendingObservations | None = None
         if exposition.multiprocess_dir() is not None:
             self._pending = request_observations
-            self._pending.interval = settings.QQ_METRICS["FLUSH_INTERVAL"]
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         stats = RequestStats()

@@ -58,7 +58,8 @@ class _HistogramTotals:
 class PendingObservations:
     """Per-process totals of counter increments and histogram observations, written every ``interval`` seconds."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float | None = None) -> None:
+        # None: ``QQ_METRICS["FLUSH_INTERVAL"]``, read when the writer starts (settings are ready by then).
         self.interval = interval
         self._lock = threading.Lock()
         self._histograms: dict[Histogram, _HistogramTotals] = {}
@@ -102,7 +103,8 @@ class PendingObservations:
         self._writer.start()
 
     def _write_every_interval(self) -> None:
-        while not self._stop.wait(self.interval):
+        interval = self.interval if self.interval is not None else _configured_interval()
+        while not self._stop.wait(interval):
             self.flush()
 
     def _forget_parent(self) -> None:
@@ -111,6 +113,12 @@ class PendingObservations:
         self._histograms, self._counters = {}, {}
         self._writer = None
         self._stop = threading.Event()
+
+
+def _configured_interval() -> float:
+    from django.conf import settings
+
+    return float(settings.QQ_METRICS["FLUSH_INTERVAL"])
 
 
 # One per process: the value files are per process too.

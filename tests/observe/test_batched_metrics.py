@@ -90,6 +90,39 @@ def test_a_statement_that_ends_after_its_request_was_recorded_is_still_observed(
     assert after == before + 1 and stats.queries == 2
 
 
+# The process-wide batcher takes its interval from settings (QQ_METRICS_FLUSH_INTERVAL) when its writer starts:
+# one value is added and never flushed by hand; the script prints whether it was written within 2 s.
+_WRITER_USES_THE_CONFIGURED_INTERVAL = """
+import time
+import django
+django.setup()
+from prometheus_client import CollectorRegistry, multiprocess
+from apps.observability import metrics
+from apps.observability.pending import request_observations
+def written():  # the value files as another process reads them (rendering /metrics would flush this one)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry.get_sample_value(
+        "qq_http_requests_total", {"view": "configured-interval", "method": "GET", "status": "200"}
+    ) == 1.0
+request_observations.add((metrics.http_requests.labels("configured-interval", "GET", "200"),), [])
+deadline = time.monotonic() + 2
+while not written() and time.monotonic() < deadline:
+    time.sleep(0.02)
+print("written" if written() else "held")
+"""
+
+
+@pytest.mark.parametrize(("interval", "expected"), [("0.05", "written"), ("10", "held")])
+def test_the_request_batcher_writes_at_the_configured_interval(tmp_path: Path, interval: str, expected: str) -> None:
+    env = child_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), QQ_METRICS_FLUSH_INTERVAL=interval)
+    run = subprocess.run(
+        [sys.executable, "-c", _WRITER_USES_THE_CONFIGURED_INTERVAL], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == expected
+
+
 def _get(url: str) -> int:
     with urllib.request.urlopen(url, timeout=10) as response:
         response.read()
