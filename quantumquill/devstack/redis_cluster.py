@@ -230,8 +230,17 @@ class RedisClusterStack:
                 return node
         raise LookupError(f"slot {slot} has no live master")
 
-    def replica_of(self, master: ClusterNodeInfo) -> ClusterNodeInfo:
-        return next(n for n in self.topology() if n.master_id == master.node_id and not n.failed)
+    def replica_of(self, master: ClusterNodeInfo, *, timeout: float = 30) -> ClusterNodeInfo:
+        """The master's live replica. Waits for one: on a busy machine a replica that missed a node timeout
+        (1 s in the test clusters) is flagged ``fail`` until it answers again, and a restarted one re-links."""
+        found: list[ClusterNodeInfo] = []
+
+        def live_replica() -> bool:
+            found[:] = [n for n in self.topology() if n.master_id == master.node_id and not n.failed]
+            return bool(found)
+
+        _wait(live_replica, f"a live replica of the master on {master.port}", timeout)
+        return found[0]
 
     def kill(self, port: int) -> None:
         """SIGKILL one node (no shutdown, no final fsync) and wait until it is gone."""
