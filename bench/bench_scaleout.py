@@ -14,19 +14,23 @@ Django router (``generation_list`` page and count, ``generation_get``, ``generat
 ``run_sharded_write``) for ``--users`` users spread evenly over the whole key space [0, 2^63).
 
 Table modes, one after another on the same servers (data reloaded for each):
-  monolith      every user on shard1 (pg1): one database on one server
-  sharded-on-1  four shard databases in quarters of the key space, all on pg1
+  monolith      every user on shard1 (pg1): one database on one server (the router on, the control database
+                on pg0, as in every mode)
+  sharded-on-1  sharded mode until a split is due: the map in quarters, all owned by shard1 (pg1); the map
+                store joins them, so it stores the monolith's map (docs/scaling.md)
+  four-on-1     the quarters in four shard databases (shard5..shard8), all on pg1
   2 servers     halves on shard1 (pg1) and shard2 (pg2)
   4 servers     quarters on shard1..shard4 (pg1..pg4)
   two-on-1      halves on shard5 and shard6, both on pg1 (only with --modes, like the modes below)
   monolith-4-connections   shard1's one database, reached through four connections per client (one per quarter)
   side-by-side  half of the users in one database on pg1, half in four databases on pg2, at the same time
                 (-swapped: the other way round): each layout's CPU per statement in the same window
+  sharded-side-by-side   the same with sharded-on-1's quarters owned by one database against one database
   connections-side-by-side   the same with one database through four connections instead of four databases
 Each mode: closed-loop saturation from ``--clients`` processes (throughput), then an open-loop fixed offered
 load (``--fixed-fraction`` of the monolith's saturated throughput, the same for every mode: p50/p95).
 
-Experiments on the table: ``--modes monolith,sharded-on-1`` runs only those, ``--repeat N`` runs them N times in
+Experiments on the table: ``--modes monolith,four-on-1`` runs only those, ``--repeat N`` runs them N times in
 turn, ``--fixed-seconds 0`` skips the fixed load, ``--pooler POOL`` puts PgBouncer (transaction mode) in front of
 each shard server, ``--server-setting NAME=VALUE`` changes PostgreSQL on every shard server (restarting them
 for settings such as shared_buffers), ``--explain`` prints each database's plans and table statistics,
@@ -68,7 +72,7 @@ from quantumquill.devstack.stack import Profile, Stack, Topology  # noqa: E402
 
 KEYSPACE_END = 2**63 - 1
 SHARDS = ("shard1", "shard2", "shard3", "shard4")
-ON_ONE = ("shard5", "shard6", "shard7", "shard8")  # four shard databases on pg1: sharded mode on one server
+ON_ONE = ("shard5", "shard6", "shard7", "shard8")  # four shard databases on pg1 (four-on-1)
 # Three more names for shard1's database: the monolith's one database through four connections per client
 # (one per quarter of the key space), as many backends per request as sharded mode on one server.
 SAME_DATABASE = ("shard1b", "shard1c", "shard1d")
@@ -102,7 +106,11 @@ HALF = KEYSPACE_END // 2
 
 MODES: dict[str, list[tuple[str, int, int]]] = {
     "monolith": [("shard1", 0, KEYSPACE_END)],
-    "sharded-on-1": quarters(ON_ONE),
+    # Sharded mode on one server as the platform runs it until a split is due: the map in quarters, every
+    # quarter owned by one shard database (shard1 on pg1), the control database on pg0. The map store joins
+    # neighbouring ranges with the same owner (``merge_adjacent``), so what it stores is the monolith's map.
+    "sharded-on-1": quarters(("shard1",) * 4),
+    "four-on-1": quarters(ON_ONE),  # the quarters in four shard databases, all on pg1
     "2 servers": quarters(SHARDS[:2]),
     "4 servers": quarters(SHARDS),
     "two-on-1": quarters(ON_ONE[:2]),  # halves on two shard databases on pg1 (not in the default table)
@@ -111,6 +119,10 @@ MODES: dict[str, list[tuple[str, int, int]]] = {
     # cost per statement of each layout under the same load of the machine (ditto; and swapped between servers).
     "side-by-side": [("shard1", 0, HALF), *quarters(ON_TWO, HALF, KEYSPACE_END)],
     "side-by-side-swapped": [*quarters(ON_ONE, 0, HALF), ("shard2", HALF, KEYSPACE_END)],
+    # The same with sharded-on-1's layout (quarters owned by one database) against one database: the two
+    # servers hold the same layout, so the ratio shows how finely this method resolves a difference.
+    "sharded-side-by-side": [("shard1", 0, HALF), *quarters(("shard2",) * 4, HALF, KEYSPACE_END)],
+    "sharded-side-by-side-swapped": [*quarters(("shard1",) * 4, 0, HALF), ("shard2", HALF, KEYSPACE_END)],
     # The same with one database reached through four connections per client instead of four databases.
     "connections-side-by-side": [("shard1", 0, HALF), *quarters(("shard2", *SAME_DATABASE_2), HALF, KEYSPACE_END)],
     "connections-side-by-side-swapped": [
@@ -118,7 +130,30 @@ MODES: dict[str, list[tuple[str, int, int]]] = {
         ("shard2", HALF, KEYSPACE_END),
     ],
 }
-DEFAULT_MODES = ("monolith", "sharded-on-1", "2 servers", "4 servers")
+DEFAULT_MODES = ("monolith", "sharded-on-1", "four-on-1", "2 servers", "4 servers")
+
+
+def aliases_on(ranges: list[tuple[str, int, int]], server: str) -> set[str]:
+    """The mode's database aliases on ``server``: each is one connection per client process."""
+    return {alias for alias, _, _ in ranges if TOPOLOGY.databases[alias][0] == server}
+
+
+def short_map(text: str) -> str:
+    """A stored map with the keys as fractions of the key space (``0:1/4=shard5,...``), for the log."""
+    from fractions import Fraction
+
+    def key(part: str) -> str:
+        return "MAX" if part == "MAX" else str(Fraction(round(4096 * int(part) / KEYSPACE_END), 4096))
+
+    items = (item.rpartition("=") for item in text.split(","))
+    return ",".join(f"{':'.join(key(k) for k in bounds.split(':'))}={alias}" for bounds, _, alias in items)
+
+
+def owned(ranges: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """The ranges as the map store keeps them: neighbours with the same owner joined (``merge_adjacent``)."""
+    from shardrouter.keyspace import ShardRange, merge_adjacent
+
+    return [(r.alias, r.lo, r.hi) for r in merge_adjacent([ShardRange(lo, hi, alias) for alias, lo, hi in ranges])]
 
 
 def log(message: str) -> None:
@@ -157,7 +192,7 @@ def load_data(population: Population, ranges: list[tuple[str, int, int]]) -> Non
     for alias in (*SHARDS, *ON_ONE, *ON_TWO):
         with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
             conn.execute(f"TRUNCATE {TABLES}")
-    for alias, lo, hi in ranges:
+    for alias, lo, hi in owned(ranges):  # quarters owned by one database load as the one range the map keeps
         first = next(i for i in range(population.users) if population.user_id(i) >= lo)
         last = max(i for i in range(population.users) if population.user_id(i) < hi) + 1
         with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
@@ -189,12 +224,16 @@ def load_data(population: Population, ranges: list[tuple[str, int, int]]) -> Non
             conn.execute(f"VACUUM ANALYZE {TABLES}")
 
 
-def apply_ranges(ranges: list[tuple[str, int, int]], reason: str) -> None:
+def apply_ranges(ranges: list[tuple[str, int, int]], reason: str) -> str:
+    """Store the mode's map through the platform's map store; returns the map as stored (``LO:HI=ALIAS,...``)."""
     from shardrouter.keyspace import ShardRange
     from shardrouter.mapstore import apply_map, load_map_from_database
 
     base = load_map_from_database()
-    apply_map([ShardRange(lo, hi, alias) for alias, lo, hi in ranges], expected_version=base.version, reason=reason)
+    stored = apply_map(
+        [ShardRange(lo, hi, alias) for alias, lo, hi in ranges], expected_version=base.version, reason=reason
+    )
+    return stored.to_text()
 
 
 KINDS = ("list", "open", "create", "update")
@@ -584,7 +623,7 @@ class Private:
     client_count: int
     settings: list[str] = field(default_factory=list)  # NAME=VALUE for every shard server
     pool_size: int = 0  # > 0: the clients reach the shard servers through one PgBouncer each, pools this size
-    poolers: list[Any] = field(default_factory=list)
+    poolers: dict[str, Any] = field(default_factory=dict)  # server: its PgBouncer
     stack: Stack = field(init=False)
     clients: cgroups.CpuCgroup = field(init=False)
     workers: Clients = field(init=False)
@@ -674,7 +713,6 @@ class Private:
         from quantumquill.devstack.stack import free_port
 
         base = reachable_folder(self.stack.profile.data_dir / "pgbouncer")
-        poolers = {}
         for server in SERVERS:
             pooler = PgBouncer(
                 name=f"pgbouncer-{server}",
@@ -686,33 +724,30 @@ class Private:
                 max_db_connections=self.pool_size,
                 query_wait_timeout=30,
             )
-            self.poolers.append(pooler)  # in this process's cgroup: the clients' (uncapped), not the server's
+            self.poolers[server] = pooler  # in this process's cgroup: the clients' (uncapped), not the server's
             pooler.start()
-            poolers[server] = pooler
         shards = [(alias, *TOPOLOGY.databases[alias]) for alias in ALIASES]
         os.environ |= {
             "DATABASE_POOLER": "transaction",
             "DATABASE_DIRECT_URL": os.environ["DATABASE_URL"],
             "SHARD_DIRECT_DATABASE_URLS": os.environ["SHARD_DATABASE_URLS"],
-            "SHARD_DATABASE_URLS": ",".join(f"{a}={poolers[server].url(db)}" for a, server, db in shards),
+            "SHARD_DATABASE_URLS": ",".join(f"{a}={self.poolers[server].url(db)}" for a, server, db in shards),
         }
         log(f"PgBouncer (transaction mode, pool {self.pool_size} per database) in front of each shard server")
 
-    def set_pool_size(self, size: int) -> None:
-        """Every database's pool on every PgBouncer: extra server connections close as they turn idle."""
-        for pooler in self.poolers:
-            pooler.admin(f"SET default_pool_size = {int(size)}")
-            pooler.admin(f"SET max_db_connections = {int(size)}")
+    def set_pool_size(self, server: str, size: int) -> None:
+        """Every database's pool on ``server``'s PgBouncer: extra server connections close as they turn idle."""
+        pooler = self.poolers[server]
+        pooler.admin(f"SET default_pool_size = {int(size)}")
+        pooler.admin(f"SET max_db_connections = {int(size)}")
 
     def close(self) -> None:
         if hasattr(self, "workers"):
             self.workers.close()
-        for pooler in self.poolers:
+        for pooler in self.poolers.values():
             pooler.stop()
         if hasattr(self, "clients") and self.clients.exists():
-            (cgroups.CPU_ROOT / "cgroup.procs").write_text(str(os.getpid()))
-            if cgroups.CPUACCT_ROOT.is_dir() and (cgroups.CPUACCT_ROOT / "cgroup.procs").exists():
-                (cgroups.CPUACCT_ROOT / "cgroup.procs").write_text(str(os.getpid()))
+            self.clients.leave(os.getpid())
             self.clients.remove()
         self.stack.down()
         import shutil
@@ -734,12 +769,13 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         fixed=args.fixed_seconds if fixed_rate else 0.0,
         rate=(fixed_rate or 0.0) / args.clients,
     )
-    if private.poolers:  # the server's pool, not each database's: split evenly over the mode's databases on it
-        on_pg1 = sum(1 for alias, _, _ in ranges if TOPOLOGY.databases[alias][0] == "pg1")
-        private.set_pool_size(max(1, private.pool_size // on_pg1))
+    if private.poolers:  # each server's pool, not each database's: split evenly over the mode's databases on it
+        for server in SERVERS:
+            databases = {TOPOLOGY.databases[alias] for alias in aliases_on(ranges, server)}
+            private.set_pool_size(server, max(1, private.pool_size // max(1, len(databases))))
     with private.uncapped():
         load_data(population, ranges)
-        apply_ranges(ranges, f"bench: {name}")
+        stored_map = apply_ranges(ranges, f"bench: {name}")
         clients.prepare(plan)
         require_no_autovacuum_due([alias for alias, _, _ in ranges])
         pg1_monitor()
@@ -782,6 +818,7 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     }
     result: dict[str, Any] = {
         "mode": name,
+        "map": stored_map,
         "throughput": ok / args.seconds,
         "errors": sum(1 for r in records if not r[2]),
         "error_samples": errors[:5],
@@ -807,6 +844,7 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         + (f"p50/p95 at {fixed_rate:.0f} req/s: {result['p50_ms']:.1f}/{result['p95_ms']:.1f} ms; " if fixed else "")
         + f"errors {result['errors']}; load {result['load']}"
     )
+    log(f"{'':13} shard map as stored: {short_map(stored_map)}")
     log(
         f"{'':13} per request: {per_request['shard_statements']:.3f} statements to shard databases, "
         f"{per_request['control_statements']:.3f} to the control database; "
@@ -819,8 +857,8 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     log(
         f"{'':13} CPU ms per statement: "
         + ", ".join(
-            f"{server} {cost:.3f} ({len({TOPOLOGY.databases[a] for a, _, _ in ranges if TOPOLOGY.databases[a][0] == server})}"
-            f" databases, {sum(1 for a, _, _ in ranges if TOPOLOGY.databases[a][0] == server)} connections per client)"
+            f"{server} {cost:.3f} ({len({TOPOLOGY.databases[a] for a in aliases_on(ranges, server)})}"
+            f" databases, {len(aliases_on(ranges, server))} connections per client)"
             for server, cost in per_statement.items()
         )
     )

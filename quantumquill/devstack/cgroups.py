@@ -111,6 +111,14 @@ class CpuCgroup:
             except ProcessLookupError:
                 return  # it exited meanwhile (a backend whose client left): nothing to cap
 
+    def leave(self, pid: int) -> None:
+        """Move the process back to the root cgroup (of each hierarchy), e.g. before ``remove`` of its own."""
+        for folder in self.folders:
+            try:
+                (folder.parent / "cgroup.procs").write_text(str(pid))
+            except ProcessLookupError:
+                return
+
     def pids(self) -> list[int]:
         text = (self.folders[0] / "cgroup.procs").read_text() if self.exists() else ""
         return [int(line) for line in text.split()]

@@ -56,6 +56,30 @@ def test_cpu_caps_say_plainly_when_the_cpu_controller_is_missing(tmp_path: Path)
         cgroups.CpuCgroup("x", cpu_root=tmp_path).create(0.005)
 
 
+def test_a_process_leaves_a_cgroup_for_the_root_one_and_the_cgroup_can_then_be_removed() -> None:
+    group = cgroups.CpuCgroup(f"qq-test-leave-{os.getpid()}")
+    if cgroups.unavailable_reason() is not None:
+        with pytest.raises(cgroups.CgroupsUnavailable):
+            group.create(0.5)
+        return
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        group.create(0.5)
+        group.add(sleeper.pid)
+        assert group.pids() == [sleeper.pid]
+        group.leave(sleeper.pid)
+        assert group.pids() == []
+        for folder in group.folders:  # back in the root cgroup of each hierarchy (cpu, and cpuacct when apart)
+            assert str(sleeper.pid) in (folder.parent / "cgroup.procs").read_text().split()
+        group.remove()
+        assert not any(folder.exists() for folder in group.folders)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        if group.exists():
+            group.remove()
+
+
 @pytest.fixture
 def stack_folder() -> Iterator[Path]:
     """A folder the servers' unprivileged user can reach: next to this run's own test stack."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -39,6 +40,21 @@ def test_an_edit_based_on_a_stale_version_is_refused() -> None:
     with pytest.raises(ShardMapConflict, match="changed while this edit was prepared"):
         apply_map([ShardRange(0, KEYSPACE_END, "shard2")], expected_version=base.version, reason="second")
     assert load_map_from_database().write_alias(5) == "shard1"
+
+
+def test_a_map_in_quarters_owned_by_one_database_is_stored_and_routed_as_one_range() -> None:
+    # Sharded mode on one server before its first split (docs/scaling.md): the same map as the monolith's.
+    base = load_map_from_database()
+    step = KEYSPACE_END // 4
+    edges = [0, step, 2 * step, 3 * step, KEYSPACE_END]
+    stored = apply_map(
+        [ShardRange(lo, hi, "shard1") for lo, hi in itertools.pairwise(edges)],
+        expected_version=base.version,
+        reason="quarters, one owner",
+    )
+    assert stored.ranges == (ShardRange(0, KEYSPACE_END, "shard1"),)
+    assert load_map_from_database().to_text() == "0:MAX=shard1"
+    assert current_map().ranges == (ShardRange(0, KEYSPACE_END, "shard1"),)
 
 
 def test_every_version_is_kept_as_history() -> None:
