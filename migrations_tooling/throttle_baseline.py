@@ -1,0 +1,76 @@
+"""The throttle's baseline, kept current during the copy: the probe's p95 in windows where the copy stood still.
+
+A baseline measured once, before the copy, fixes the budget for hours on a
+machine whose latency drifts: taken in a busy moment it sets a loose budget
+the copy never meets (the users pay), taken in a quiet one it holds the copy
+back whenever anything else slows the source down (the copy starves). While
+the gate is shut the source does no copy work (its ``COPY`` blocks on a full
+socket once the little the target had buffered is read), so the probe's
+p95 then is the source's latency without the copy, *now*. ``QuietWindows``
+collects whole ``WINDOW``-long windows of probes taken while the gate stood
+shut (after ``SETTLE`` seconds, for the buffered copy work to drain) and keeps
+the baseline as the median p95 of the last ``BASELINE_WINDOWS`` of them,
+seeded with the windows measured before the copy: one window slowed by
+something else moves it by at most one place, as before the copy.
+
+The controller does not have to wait for the source to be over budget to get
+quiet windows: when none was taken for ``REBASE_EVERY`` seconds it shuts the
+gate for one (``due``), about ``(SETTLE + WINDOW) / REBASE_EVERY`` of the copy's
+time.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Iterable
+
+WINDOW = 1.0  # the p95 is taken over the probes of each WINDOW seconds (the baseline's and the controller's)
+BASELINE_WINDOWS = 5  # the baseline is the median p95 of this many whole windows (before the copy, then quiet ones)
+SETTLE = 0.3  # seconds the gate stands shut before a probe counts as quiet (the target's buffered rows drain)
+REBASE_EVERY = 15.0  # without a quiet window for this long, the controller shuts the gate to take one
+MIN_SAMPLES = 10  # a window with fewer probes (a stalled follower) is not a measurement
+
+
+def p95(samples: list[float]) -> float:
+    """The 95th percentile of ``samples`` (nearest rank; the largest of fewer than 20)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+class QuietWindows:
+    """The probe's p95 in whole windows taken while the gate stood shut, and the baseline they give."""
+
+    def __init__(self, seed: Iterable[float], *, started: float) -> None:
+        self.windows: deque[float] = deque(seed, maxlen=BASELINE_WINDOWS)
+        self.taken = 0  # quiet windows measured during the copy
+        self.last_taken = started  # monotonic time of the last quiet window (or of the start)
+        self._current: list[float] = []
+        self._current_since: float | None = None
+
+    def add(self, at: float, ms: float, *, shut_since: float | None) -> bool:
+        """Record one probe taken at ``at`` (monotonic) with the gate shut since ``shut_since`` (None: open);
+        True when it completed a quiet window (the baseline moved)."""
+        if shut_since is None or at - shut_since < SETTLE:
+            self._current, self._current_since = [], None  # a partial window is not a window
+            return False
+        if self._current_since is None:
+            self._current_since = at
+        self._current.append(ms)
+        if at - self._current_since < WINDOW:
+            return False
+        complete = len(self._current) >= MIN_SAMPLES
+        if complete:
+            self.windows.append(round(p95(self._current), 3))
+            self.taken += 1
+            self.last_taken = at
+        self._current, self._current_since = [], None
+        return complete
+
+    def baseline(self) -> float | None:
+        """The median p95 of the kept windows (None: none measured, before or during the copy)."""
+        return statistics.median(self.windows) if self.windows else None
+
+    def due(self, now: float) -> bool:
+        """True when the controller should shut the gate for a quiet window (none taken for ``REBASE_EVERY``)."""
+        return now - self.last_taken >= REBASE_EVERY
