@@ -312,8 +312,13 @@ def idle_phase(reads: Reads, seconds: float, phases: list[tuple[str, float, floa
 
 
 def cancel_unmeasured(move: MoveRange, cpu: float) -> None:
-    set_quota(None)  # the cancel's deletes are not measured
-    services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0.0))
+    """Cancel the move uncapped and vacuum the target, so every round's copy lands on tables in the same state
+    (batched deletes through the dead rows of earlier rounds grow slower each round)."""
+    set_quota(None)
+    services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(10**9, 0.0))
+    with connect(TARGET) as conn:
+        conn.execute("VACUUM ANALYZE content_generation")
+        conn.execute("VACUUM ANALYZE content_usageevent")
     set_quota(cpu)
     time.sleep(3)
 

@@ -13,10 +13,11 @@ the baseline as the median p95 of the last ``BASELINE_WINDOWS`` of them,
 seeded with the windows measured before the copy: one window slowed by
 something else moves it by at most one place, as before the copy.
 
-The controller does not have to wait for the source to be over budget to get
-quiet windows: when none was taken for ``REBASE_EVERY`` seconds it shuts the
-gate for one (``due``), about ``(SETTLE + WINDOW) / REBASE_EVERY`` of the copy's
-time.
+Which windows count is the controller's choice, and it matters: the gate
+shuts by itself when the source is slow, so windows taken whenever it happens
+to be shut are taken in slow moments and pull the baseline (and a budget
+derived from it) up. The controller therefore measures on a clock of its own,
+every ``REBASE_EVERY`` seconds, shutting the gate for the window if it is open.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Iterable
 WINDOW = 1.0  # the p95 is taken over the probes of each WINDOW seconds (the baseline's and the controller's)
 BASELINE_WINDOWS = 5  # the baseline is the median p95 of this many whole windows (before the copy, then quiet ones)
 SETTLE = 0.3  # seconds the gate stands shut before a probe counts as quiet (the target's buffered rows drain)
-REBASE_EVERY = 15.0  # without a quiet window for this long, the controller shuts the gate to take one
+REBASE_EVERY = 15.0  # the controller shuts the gate for a quiet window this often, whatever the source's state
 MIN_SAMPLES = 10  # a window with fewer probes (a stalled follower) is not a measurement
 
 
@@ -41,10 +42,9 @@ def p95(samples: list[float]) -> float:
 class QuietWindows:
     """The probe's p95 in whole windows taken while the gate stood shut, and the baseline they give."""
 
-    def __init__(self, seed: Iterable[float], *, started: float) -> None:
+    def __init__(self, seed: Iterable[float]) -> None:
         self.windows: deque[float] = deque(seed, maxlen=BASELINE_WINDOWS)
         self.taken = 0  # quiet windows measured during the copy
-        self.last_taken = started  # monotonic time of the last quiet window (or of the start)
         self._current: list[float] = []
         self._current_since: float | None = None
 
@@ -63,14 +63,9 @@ class QuietWindows:
         if complete:
             self.windows.append(round(p95(self._current), 3))
             self.taken += 1
-            self.last_taken = at
         self._current, self._current_since = [], None
         return complete
 
     def baseline(self) -> float | None:
         """The median p95 of the kept windows (None: none measured, before or during the copy)."""
         return statistics.median(self.windows) if self.windows else None
-
-    def due(self, now: float) -> bool:
-        """True when the controller should shut the gate for a quiet window (none taken for ``REBASE_EVERY``)."""
-        return now - self.last_taken >= REBASE_EVERY

@@ -15,9 +15,9 @@ Why it paces the way it does (the measurements are in docs/benchmarks.md):
   so it steers to ``AIM_SHARE`` of the budget's headroom above the baseline
   (1.1x the baseline for the default 1.2x budget), and the budget is what the
   users should see.
-* **A baseline kept current.** Windows of probes taken while the gate stood
-  shut measure the source without the copy, now (``throttle_baseline``); a
-  budget derived from the baseline follows them.
+* **A baseline kept current.** Every ``REBASE_EVERY`` seconds the gate stays
+  shut for a window of probes that measures the source without the copy, now
+  (``throttle_baseline``); a budget derived from the baseline follows them.
 
 Multiplicative decrease, additive increase: over the aim (or any other
 limit) the duty is divided by four (below 1/16: paused); within it an eighth
@@ -115,10 +115,11 @@ class Controller:
         self.samples: deque[tuple[float, float]] = deque()
         self.duty = SLOW_START  # the copy earns its full speed (the source is read at once)
         started = time.monotonic()
-        self.quiet = QuietWindows(config.baseline_windows_ms, started=started)
+        self.quiet = QuietWindows(config.baseline_windows_ms)
         self.limits = Limits.of(config, self.quiet.baseline())
         self.shut_since: float | None = None  # monotonic time the gate was last shut (None: open)
-        self.quiet_until = 0.0  # a quiet window the controller asked for keeps the gate shut until then
+        self.quiet_until = 0.0  # a quiet window under way keeps the gate shut until then
+        self.next_quiet = started + REBASE_EVERY  # when to measure the source without the copy next
         self.next_probe = started
         self.pace_started = started
         self.tick_started = started - interval  # the first step reads the source at once
@@ -169,17 +170,20 @@ class Controller:
             self.samples.append((now, ms))
             while self.samples and self.samples[0][0] < now - CONTROL_WINDOWS * WINDOW:
                 self.samples.popleft()
-            if self.quiet.add(now, ms, shut_since=self.shut_since):
+            # Only the windows the controller scheduled count: the gate also shuts when the source is slow, and
+            # windows taken then would pull the baseline up (throttle_baseline).
+            measuring = now < self.quiet_until
+            if self.quiet.add(now, ms, shut_since=self.shut_since if measuring else None):
                 self.limits = Limits.of(self.config, self.quiet.baseline())
             self.next_probe = now + PROBE_EVERY
         if now - self.tick_started >= self.interval:
             self._tick(now)
-        if self.limits.aim_ms is not None and self.quiet.due(now) and now >= self.quiet_until + REBASE_EVERY:
-            # No quiet window for a while (the copy ran): shut the gate for one to re-measure the baseline.
+        if self.limits.aim_ms is not None and now >= self.next_quiet:
             self.quiet_until = now + SETTLE + WINDOW + 2 * PROBE_EVERY
+            self.next_quiet = now + REBASE_EVERY
         self._set_closed(self._should_close(now), now)
         self._save()
-        return min(self.next_probe, self.tick_started + self.interval, self._next_gate_change(now))
+        return min(self.next_probe, self.tick_started + self.interval, self.next_quiet, self._next_gate_change(now))
 
     def _should_close(self, now: float) -> bool:
         if now < self.quiet_until or self.duty < MIN_DUTY:
