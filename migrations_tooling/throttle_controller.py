@@ -19,9 +19,15 @@ Why it paces the way it does (the measurements are in docs/benchmarks.md):
   shut for a window of probes that measures the source without the copy, now
   (``throttle_baseline``); a budget derived from the baseline follows them.
 
-Multiplicative decrease, additive increase: over the aim (or any other
-limit) the duty is divided by four (below 1/16: paused); within it an eighth
-is added back every control interval.
+* **Quick to back off, slow to speed up.** The median p95 of the last three
+  windows is compared with the aim (one window slowed by something else does
+  not hold the copy back), but the last window alone with the budget, so a
+  copy that hurts the users now is held back within a second. Until a whole
+  window of probes has been read the copy keeps its slow start.
+
+Multiplicative decrease, additive increase: over a limit the duty is divided
+by four (below 1/16: paused); within them an eighth is added back every
+control interval.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from .throttle_baseline import REBASE_EVERY, SETTLE, WINDOW, QuietWindows, p95
 PACE_PERIOD = 0.2  # the gate opens for the copy's share of every PACE_PERIOD seconds (short bursts, not long ones)
 AIM_SHARE = 0.5  # the controller aims at the baseline plus this share of the budget's headroom above it
 MIN_DUTY = 1 / 16  # below this share the copy is paused
+MIN_WINDOW_SAMPLES = 10  # a window with fewer probes (the controller just started) is not a reading
 
 
 @dataclass(frozen=True)
@@ -81,17 +88,25 @@ class Limits:
 
 @dataclass
 class Reading:
-    p95_ms: float | None
+    p95_ms: float | None  # the median of the last CONTROL_WINDOWS windows' p95
     active: int
     replica_lag: float | None = None
     replica: str = ""
+    last_window_ms: float | None = None  # the last window's p95 alone
 
     def over(self, config: ThrottleConfig, limits: Limits) -> str:
-        """Why the source is over its limits ("" if it is not): the probe against the aim, the others as set."""
+        """Why the source is over its limits ("" if it is not): the probe's steady p95 against the aim, its last
+        window against the budget (a copy that hurts now is held back at once), the others as set."""
         reasons = []
         if limits.aim_ms is not None and self.p95_ms is not None and self.p95_ms > limits.aim_ms:
             reasons.append(
                 f"probe p95 {self.p95_ms:.2f} ms > {limits.aim_ms:.2f} ms (aim; budget {limits.budget_ms:.2f} ms)"
+            )
+        elif (
+            limits.budget_ms is not None and self.last_window_ms is not None and self.last_window_ms > limits.budget_ms
+        ):
+            reasons.append(
+                f"probe p95 {self.last_window_ms:.2f} ms > {limits.budget_ms:.2f} ms (budget) in the last second"
             )
         if config.max_active is not None and self.active > config.max_active:
             reasons.append(f"{self.active} active backends > {config.max_active}")
@@ -202,8 +217,13 @@ class Controller:
     def _tick(self, now: float) -> None:
         self.tick_started = now
         lag, replica = self.replicas.read() if self.replicas is not None else (None, "")
-        self.reading = Reading(self._windowed_p95(now), self.probe.active_backends(), lag, replica)
+        windows = self._window_p95s(now)
+        steady = statistics.median(windows) if windows else None
+        last = windows[0] if windows else None
+        self.reading = Reading(steady, self.probe.active_backends(), lag, replica, last)
         reason = self.reading.over(self.config, self.limits)
+        if not reason and self.reading.p95_ms is None and self.limits.aim_ms is not None:
+            return  # no whole window of probes yet: the copy keeps its slow start until the source has been read
         if reason:
             self.reason = reason
             self.duty = 0.0 if self.duty / 4 < MIN_DUTY else self.duty / 4
@@ -225,15 +245,16 @@ class Controller:
                         f"{self.reading.active} active backends on {self.move.source}).",
                     )
 
-    def _windowed_p95(self, now: float) -> float | None:
-        """The median of the probe's p95 in each of the last ``CONTROL_WINDOWS`` windows (as the baseline is
-        measured): one window slowed by something else on the machine does not hold the copy back."""
+    def _window_p95s(self, now: float) -> list[float]:
+        """The probe's p95 in each of the last ``CONTROL_WINDOWS`` whole windows, the latest first. Their median
+        is compared with the aim (as the baseline is measured: one window slowed by something else on the
+        machine does not hold the copy back), the latest with the budget (a copy that hurts is held back at once).
+        """
         windows = [
             [ms for at, ms in self.samples if now - (i + 1) * WINDOW <= at < now - i * WINDOW]
             for i in range(CONTROL_WINDOWS)
         ]
-        found = [p95(w) for w in windows if w]
-        return statistics.median(found) if found else None
+        return [p95(w) for w in windows if len(w) >= MIN_WINDOW_SAMPLES]
 
     def _set_closed(self, closed: bool, now: float) -> None:
         if closed == self.closed:
