@@ -245,7 +245,9 @@ def chart(path: Path, reads: Reads, gate: GateWatch, phases: list[tuple[str, flo
     for name, lo, hi in phases:
         for ax in (top, bottom):
             ax.axvspan(lo - start, hi - start, color=colours.get(name, "#eeeeee"), alpha=0.6, lw=0)
-        top.text(lo - start, 0.98, name, transform=top.get_xaxis_transform(), ha="left", va="top", fontsize=8)
+        top.text(
+            lo - start, 0.98, name, transform=top.get_xaxis_transform(), ha="left", va="top", fontsize=7, rotation=90
+        )
     top.plot(list(seconds), p95s, color="black", lw=1, label="signed-in read p95 per second")
     top.axhline(idle * 1.2, color="tab:blue", ls="--", lw=1, label=f"1.2x the idle phases' p95 ({idle * 1.2:.2f} ms)")
     top.set_ylabel("read p95 (ms, log scale)")

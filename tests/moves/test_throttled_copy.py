@@ -419,6 +419,11 @@ def test_the_controller_aims_under_the_budget_and_a_derived_budget_follows_the_b
     reason = Reading(2.3, 0).over(derived, limits)
     assert "probe p95 2.30 ms > 2.20 ms (aim; budget 2.40 ms)" in reason
     assert Reading(2.1, 0).over(derived, limits) == ""
+    # A steady p95 within the aim, but a last second over the budget: held back at once.
+    assert "probe p95 2.50 ms > 2.40 ms (budget) in the last second" in Reading(2.1, 0, last_window_ms=2.5).over(
+        derived, limits
+    )
+    assert Reading(2.1, 0, last_window_ms=2.3).over(derived, limits) == ""
     given = ThrottleConfig(True, 5.0, None, 2.0, "option", None)
     assert Limits.of(given, 4.0).budget_ms == 5.0  # a budget the operator gave stays; only the aim moves
     assert Limits.of(given, 6.0).aim_ms == 5.0  # never above the budget
