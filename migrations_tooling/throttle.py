@@ -25,7 +25,7 @@ compares the probe's p95 (the median of its p95 in each of the last
 share of the budget's headroom above the baseline, and the other signals with
 their limits, and sets the share of every short pacing period the gate stands
 open (AIMD). The budget derived from a baseline is measured the way it is
-controlled: the median of the p95s of ``BASELINE_WINDOWS`` whole windows of
+controlled: the second lowest p95 of ``BASELINE_WINDOWS`` whole windows of
 probes taken at the probing rate before the copy, then kept current with
 windows taken while the gate stood shut (``throttle_baseline``). The first
 reading is taken as soon as the controller starts, so a source that is over
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import statistics
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -57,7 +56,7 @@ from .conf import get_settings
 from .errors import MoveError
 from .pgconn import one
 from .schema import ShardedTable
-from .throttle_baseline import BASELINE_WINDOWS, WINDOW, p95
+from .throttle_baseline import BASELINE_WINDOWS, WINDOW, baseline_of, p95
 
 PROBE_EVERY = 0.05  # seconds between probes of the source
 CONTROL_WINDOWS = 3  # the controller compares the median p95 of the last CONTROL_WINDOWS windows with the budget
@@ -310,13 +309,13 @@ def window_p95s(probe: Probe, windows: int) -> list[float]:
 def with_baseline(
     config: ThrottleConfig, conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: int
 ) -> ThrottleConfig:
-    """Measure the probe's p95 before the copy as the controller will (the median window p95 of
+    """Measure the probe's p95 before the copy as the controller will (``baseline_of`` the p95s of
     ``BASELINE_WINDOWS`` windows); derive the budget from it unless one was given."""
     if not config.enabled:
         return config
     probe = Probe(conn, table, lo, hi)
     windows = [round(ms, 3) for ms in window_p95s(probe, BASELINE_WINDOWS)]
-    baseline = round(statistics.median(windows), 3)
+    baseline = round(baseline_of(windows), 3)
     budget = config.max_probe_ms
     if config.budget_from == "baseline":
         settings = get_settings()
