@@ -20,7 +20,7 @@ The controller (``throttle_controller``) probes the source every
 last ``PROBE_ROWS`` rows of a user of the source outside the moved range, in
 the model's default order), counts its active client backends and, if asked
 to, reads the lag of the source's streaming replicas. Every ``interval`` it
-compares the probe's p95 (the median of its p95 in each of the last
+compares the probe's p95 (``baseline_of`` its p95 in each of the last
 ``CONTROL_WINDOWS`` windows of ``WINDOW`` seconds) with what it aims at, a
 share of the budget's headroom above the baseline, and the other signals with
 their limits, and sets the share of every short pacing period the gate stands
@@ -59,7 +59,7 @@ from .schema import ShardedTable
 from .throttle_baseline import BASELINE_WINDOWS, WINDOW, baseline_of, p95
 
 PROBE_EVERY = 0.05  # seconds between probes of the source
-CONTROL_WINDOWS = 3  # the controller compares the median p95 of the last CONTROL_WINDOWS windows with the budget
+CONTROL_WINDOWS = 5  # the controller reads the p95 of the last CONTROL_WINDOWS windows as the baseline is read
 RELEASE_AFTER = 2.0  # an episode ends once the copy ran at full speed this long
 PROBE_ROWS = 20  # a signed-in page lists a user's last 20 rows
 PROBE_USERS = 50  # users the probe reads in turn, taken on each side of the range

@@ -19,10 +19,11 @@ Why it paces the way it does (the measurements are in docs/benchmarks.md):
   shut for a window of probes that measures the source without the copy, now
   (``throttle_baseline``); a budget derived from the baseline follows them.
 
-* **Quick to back off, slow to speed up.** The median p95 of the last three
-  windows is compared with the aim (one window slowed by something else does
-  not hold the copy back), but the last window alone with the budget, so a
-  copy that hurts the users now is held back within a second. Until a whole
+* **Quick to back off, slow to speed up.** The p95 of the last five windows,
+  read as the baseline is (``baseline_of``: the same statistic, so an idle
+  source reads at its baseline), is compared with the aim, and the last
+  window alone with the budget, so a copy that hurts the users now is held
+  back within a second. Until a whole
   window of probes has been read the copy keeps its slow start.
 
 Multiplicative decrease, additive increase: over a limit the duty is divided
@@ -32,7 +33,6 @@ control interval.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -55,7 +55,7 @@ from .throttle import (
     controller_key,
     gate_key,
 )
-from .throttle_baseline import REBASE_EVERY, SETTLE, WINDOW, QuietWindows, p95
+from .throttle_baseline import REBASE_EVERY, SETTLE, WINDOW, QuietWindows, baseline_of, p95
 
 PACE_PERIOD = 0.2  # the gate opens for the copy's share of every PACE_PERIOD seconds (short bursts, not long ones)
 AIM_SHARE = 0.5  # the controller aims at the baseline plus this share of the budget's headroom above it
@@ -88,7 +88,7 @@ class Limits:
 
 @dataclass
 class Reading:
-    p95_ms: float | None  # the median of the last CONTROL_WINDOWS windows' p95
+    p95_ms: float | None  # baseline_of the last CONTROL_WINDOWS windows' p95
     active: int
     replica_lag: float | None = None
     replica: str = ""
@@ -218,7 +218,7 @@ class Controller:
         self.tick_started = now
         lag, replica = self.replicas.read() if self.replicas is not None else (None, "")
         windows = self._window_p95s(now)
-        steady = statistics.median(windows) if windows else None
+        steady = baseline_of(windows) if windows else None
         last = windows[0] if windows else None
         self.reading = Reading(steady, self.probe.active_backends(), lag, replica, last)
         reason = self.reading.over(self.config, self.limits)
@@ -246,9 +246,9 @@ class Controller:
                     )
 
     def _window_p95s(self, now: float) -> list[float]:
-        """The probe's p95 in each of the last ``CONTROL_WINDOWS`` whole windows, the latest first. Their median
-        is compared with the aim (as the baseline is measured: one window slowed by something else on the
-        machine does not hold the copy back), the latest with the budget (a copy that hurts is held back at once).
+        """The probe's p95 in each of the last ``CONTROL_WINDOWS`` whole windows, the latest first: read
+        together as the baseline is (one window slowed by something else on the machine does not hold the copy
+        back) and compared with the aim; the latest alone with the budget (a copy that hurts is held back at once).
         """
         windows = [
             [ms for at, ms in self.samples if now - (i + 1) * WINDOW <= at < now - i * WINDOW]
