@@ -11,15 +11,20 @@ busy machine; the cgroups are removed at the end. The moved range ``[1000, 10000
 each with a usage event) goes from shard2 to shard1; meanwhile ``--readers`` threads read the last 20 generations
 of users outside the range on shard2 (a signed-in page), ``--rate`` reads per second in all, timed one by one.
 
-Phases, each ``--seconds`` long or as long as the copy takes: reads alone (before), reads during
-``shardmove start --wait --no-throttle`` (the copy at full speed; then ``cancel``), reads during ``shardmove start
---wait`` with the default throttle (the budget derived from the source's probe p95 before the copy), and reads alone again
-with the second move left catching up (after: how much the machine drifted). The first move's ``cancel`` runs
-uncapped and unmeasured. Reported: each phase's p95 and its ratio to *before*, and each copy's
-duration (the move's own ``copy_started_at`` to ``copy_finished_at``, as recorded by the follower, which
-polls once a second). The commands run as child processes (in this process's cgroup), as an operator runs them.
-``--json PATH`` writes the figures; ``--chart PATH`` draws the reads' p95 per second over the run, with the phases
-as bands, and the share of each second the copy's gate stood open (sampled five times a second on the target).
+Phases, interleaved so that every throttled copy is compared with idle phases measured next to it (a single
+*before* phase is noisier than the 20% it checks: on this machine an idle source read 0.5x-1.5x its *before* p95
+later in the same run). ``--rounds`` times: reads alone for ``--seconds`` (idle), reads during ``shardmove start
+--wait --no-throttle`` (the copy at full speed; then ``cancel``), reads alone again (idle: *before* the throttled
+copy), reads during ``shardmove start --wait`` with the default throttle (the budget derived from the source's
+probe p95 before the copy; then ``cancel``); and one last idle phase, so the last throttled copy has idle phases
+on both sides too. The cancels run uncapped and unmeasured. Reported, per round: the throttled copy's read p95
+against the idle phase just before it (*throttled / before*) and against the idle phases on both sides pooled;
+over the run: the p95 of all idle reads pooled, of all full-speed reads and of all throttled reads, and each
+copy's duration (the move's own ``copy_started_at`` to ``copy_finished_at``, as recorded by the follower,
+which polls once a second). The commands run as child processes (in this process's cgroup), as an operator runs
+them. ``--json PATH`` writes the figures; ``--chart PATH`` draws the reads' p95 per second over the run, with the
+phases as bands, and the share of each second the copy's gate stood open (sampled five times a second on the
+target).
 """
 
 from __future__ import annotations
@@ -224,7 +229,7 @@ class GateWatch:
         return 1.0 - sum(window) / len(window) if window else float("nan")
 
 
-def chart(path: Path, reads: Reads, gate: GateWatch, phases: list[tuple[str, float, float]], before: float) -> None:
+def chart(path: Path, reads: Reads, gate: GateWatch, phases: list[tuple[str, float, float]], idle: float) -> None:
     """Reads' p95 per second with the phases as bands; the gate's open share per second below."""
     import matplotlib
 
@@ -236,13 +241,15 @@ def chart(path: Path, reads: Reads, gate: GateWatch, phases: list[tuple[str, flo
     seconds = range(int(end - start) + 1)
     p95s = [reads.p95(start + s, start + s + 1)[0] for s in seconds]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[3, 1])
-    colours = {"before": "#dddddd", "full speed": "#f4b6b6", "throttled": "#b6d7f4", "after": "#dddddd"}
+    colours = {"idle": "#dddddd", "full speed": "#f4b6b6", "throttled": "#b6d7f4"}
     for name, lo, hi in phases:
         for ax in (top, bottom):
             ax.axvspan(lo - start, hi - start, color=colours.get(name, "#eeeeee"), alpha=0.6, lw=0)
-        top.text(lo - start, 0.98, name, transform=top.get_xaxis_transform(), ha="left", va="top", fontsize=8)
+        top.text(
+            lo - start, 0.98, name, transform=top.get_xaxis_transform(), ha="left", va="top", fontsize=7, rotation=90
+        )
     top.plot(list(seconds), p95s, color="black", lw=1, label="signed-in read p95 per second")
-    top.axhline(before * 1.2, color="tab:blue", ls="--", lw=1, label=f"1.2x before ({before * 1.2:.2f} ms)")
+    top.axhline(idle * 1.2, color="tab:blue", ls="--", lw=1, label=f"1.2x the idle phases' p95 ({idle * 1.2:.2f} ms)")
     top.set_ylabel("read p95 (ms, log scale)")
     top.set_yscale("log")
     top.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, 0.9))
@@ -255,7 +262,7 @@ def chart(path: Path, reads: Reads, gate: GateWatch, phases: list[tuple[str, flo
     bottom.set_ylim(-0.05, 1.05)
     bottom.set_ylabel("gate open")
     bottom.set_xlabel("seconds since the run started")
-    fig.suptitle("Signed-in reads on the source during a full-speed and a throttled copy")
+    fig.suptitle("Signed-in reads on the source: idle, full-speed and throttled copies, interleaved")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -291,6 +298,83 @@ def copy_phase(options: list[str], limit: float) -> tuple[float, float, float, M
     return started, finished, finished - started, move
 
 
+def pooled_p95(reads: Reads, spans: list[tuple[float, float]]) -> tuple[float, int]:
+    """The reads' p95 over several phases taken together."""
+    samples = [ms for at, ms in reads.samples if any(lo <= at < hi for lo, hi in spans)]
+    return (percentile(samples, 95) if samples else float("nan")), len(samples)
+
+
+def idle_phase(reads: Reads, seconds: float, phases: list[tuple[str, float, float]]) -> float:
+    t0 = time.time()
+    time.sleep(seconds)
+    phases.append(("idle", t0, time.time()))
+    p95, n = reads.p95(t0, time.time())
+    log(f"idle: read p95 {p95:.2f} ms ({n} reads); load {os.getloadavg()}")
+    return p95
+
+
+def cancel_unmeasured(move: MoveRange, cpu: float) -> None:
+    """Cancel the move uncapped and vacuum the target, so every round's copy lands on tables in the same state
+    (batched deletes through the dead rows of earlier rounds grow slower each round)."""
+    set_quota(None)
+    services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(10**9, 0.0))
+    with connect(TARGET) as conn:
+        conn.execute("VACUUM ANALYZE content_generation")
+        conn.execute("VACUUM ANALYZE content_usageevent")
+    set_quota(cpu)
+    time.sleep(3)
+
+
+def one_round(
+    args: argparse.Namespace, reads: Reads, gate: GateWatch, phases: list[tuple[str, float, float]]
+) -> dict[str, Any]:
+    """Idle, a full-speed copy (cancelled), idle, a throttled copy (cancelled): the throttled copy's figures."""
+    idle_phase(reads, args.seconds, phases)
+    s, f, seconds_full, move = copy_phase(["--no-throttle"], args.limit)
+    full, n_full = reads.p95(s, f)
+    phases.append(("full speed", s, f))
+    log(f"full-speed copy: {seconds_full:.1f}s, read p95 {full:.2f} ms ({n_full} reads); load {os.getloadavg()}")
+    cancel_unmeasured(move, args.cpu)
+    before = idle_phase(reads, args.seconds, phases)
+    s, f, seconds_throttled, move = copy_phase([], args.limit)
+    throttled, n_throttled = reads.p95(s, f)
+    phases.append(("throttled", s, f))
+    open_share = gate.open_share(s, f)
+    move.refresh_from_db()
+    state = move.throttle
+    log(
+        f"throttled copy: {seconds_throttled:.1f}s, read p95 {throttled:.2f} ms ({n_throttled} reads), "
+        f"{throttled / before:.2f}x the idle phase before it; budget {state.get('max_probe_ms')} ms from baseline "
+        f"{state.get('baseline_ms')} ms (at the end: {state.get('budget_now_ms')} ms from "
+        f"{state.get('baseline_now_ms')} ms, {state.get('quiet_windows')} quiet windows), held back "
+        f"{state.get('throttled_seconds')}s, gate open {open_share:.0%} of the copy; load {os.getloadavg()}"
+    )
+    finished = move.phase != Phase.COPYING
+    cancel_unmeasured(move, args.cpu)
+    return {
+        "before_ms": before,
+        "full_speed_ms": full,
+        "throttled_ms": throttled,
+        "reads_throttled": n_throttled,
+        "copy_seconds": {"full_speed": seconds_full, "throttled": seconds_throttled},
+        "throttled_copy_finished": finished,
+        "gate_open_share": open_share,
+        "throttle": {
+            k: state.get(k)
+            for k in (
+                "max_probe_ms",
+                "baseline_ms",
+                "baseline_windows_ms",
+                "budget_now_ms",
+                "baseline_now_ms",
+                "quiet_windows",
+                "throttled_seconds",
+            )
+        },
+        "span": (s, f),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000, help="generations in the moved range (x2 rows)")
@@ -298,7 +382,8 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=4, help="reading threads")
     parser.add_argument("--users", type=int, default=1000, help="signed-in users read (50 generations each)")
     parser.add_argument("--rate", type=float, default=100.0, help="reads per second in all")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the phases without a copy")
+    parser.add_argument("--seconds", type=float, default=12.0, help="length of each idle phase")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of idle, full speed, idle, throttled")
     parser.add_argument("--limit", type=float, default=300.0, help="longest a copy may take before it is reported")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--chart", type=Path, help="draw the run (PNG) here")
@@ -306,7 +391,12 @@ def main() -> None:
 
     log(f"machine: {machine()}; load before: {os.getloadavg()}")
     prepare(args.rows, args.users)
-    figures: dict[str, Any] = {"rows": args.rows * 2, "cpu": args.cpu, "rate": args.rate}
+    figures: dict[str, Any] = {
+        "rows": args.rows * 2,
+        "cpu": args.cpu,
+        "rate": args.rate,
+        "loadavg_start": os.getloadavg(),
+    }
     phases: list[tuple[str, float, float]] = []
     with (
         capped([SOURCE, TARGET], args.cpu) as notes,
@@ -316,78 +406,51 @@ def main() -> None:
         for note in notes:
             log(f"  {note}")
         time.sleep(2)  # connections open, plans cached
-        t0 = time.time()
-        time.sleep(args.seconds)
-        before, n_before = reads.p95(t0, time.time())
-        phases.append(("before", t0, time.time()))
-        window_p95s = [reads.p95(t0 + i, t0 + i + 1)[0] for i in range(int(args.seconds))]
-        log(f"before: read p95 {before:.2f} ms ({n_before} reads); load {os.getloadavg()}")
-
-        s, f, seconds_full, move = copy_phase(["--no-throttle"], args.limit)
-        full, n_full = reads.p95(s, f)
-        phases.append(("full speed", s, f))
-        log(f"full-speed copy: {seconds_full:.1f}s, read p95 {full:.2f} ms ({n_full} reads); load {os.getloadavg()}")
-        set_quota(None)  # the cancel's deletes are not measured
-        services.move_cancel(move, reporter=Reporter(), dry_run=False, throttle=services.Throttle(20_000, 0.0))
-        set_quota(args.cpu)
-        time.sleep(3)
-
-        s, f, seconds_throttled, move = copy_phase([], args.limit)
-        throttled, n_throttled = reads.p95(s, f)
-        phases.append(("throttled", s, f))
-        open_share = gate.open_share(s, f)
-        move.refresh_from_db()
-        state = move.throttle
-        throttled_finished = move.phase != Phase.COPYING
-        log(
-            f"throttled copy: {seconds_throttled:.1f}s, read p95 {throttled:.2f} ms ({n_throttled} reads); "
-            f"budget probe p95 {state.get('max_probe_ms')} ms from baseline {state.get('baseline_ms')} ms, "
-            f"held back {state.get('throttled_seconds')}s, gate open {open_share:.0%} of the copy; "
-            f"load {os.getloadavg()}"
-        )
-        log(f"  probe: {state.get('probe')}; baseline window p95s {state.get('baseline_windows_ms')} ms")
-        t1 = time.time()  # the move stays catching_up (idle replication); the stack is thrown away after
-        time.sleep(args.seconds)
-        after, n_after = reads.p95(t1, time.time())
-        phases.append(("after", t1, time.time()))
-        idle_samples = [ms for at, ms in reads.samples if t0 <= at < phases[0][2] or t1 <= at < phases[-1][2]]
-        idle = percentile(idle_samples, 95)
-        log(f"after: read p95 {after:.2f} ms ({n_after} reads); load {os.getloadavg()}")
+        rounds = []
+        for number in range(args.rounds):
+            log(f"round {number + 1} of {args.rounds}")
+            rounds.append(one_round(args, reads, gate, phases))
+        idle_phase(reads, args.seconds, phases)  # the last throttled copy has idle phases on both sides too
+    idle_spans = [(lo, hi) for name, lo, hi in phases if name == "idle"]
+    for found in rounds:
+        s, f = found.pop("span")
+        around = [span for span in idle_spans if span[1] <= s][-1:] + [span for span in idle_spans if span[0] >= f][:1]
+        found["idle_around_ms"] = pooled_p95(reads, around)[0]
+        found["throttled_to_before"] = found["throttled_ms"] / found["before_ms"]
+        found["throttled_to_idle_around"] = found["throttled_ms"] / found["idle_around_ms"]
+        found["full_speed_to_before"] = found["full_speed_ms"] / found["before_ms"]
+    idle, n_idle = pooled_p95(reads, idle_spans)
+    throttled_all, n_throttled = pooled_p95(reads, [(lo, hi) for name, lo, hi in phases if name == "throttled"])
+    full_all, n_full = pooled_p95(reads, [(lo, hi) for name, lo, hi in phases if name == "full speed"])
+    to_before = [r["throttled_to_before"] for r in rounds]
     figures.update(
         {
-            "p95_ms": {"before": before, "full_speed": full, "throttled": throttled, "after": after},
-            "ratio_to_before": {
-                "full_speed": full / before,
-                "throttled": throttled / before,
-                "after": after / before,
-            },
-            "throttled_to_after": throttled / after,
-            "idle_p95_ms": idle,  # before and after pooled: the machine's drift over the run on both sides
-            "ratio_to_idle": {"full_speed": full / idle, "throttled": throttled / idle},
-            "copy_seconds": {"full_speed": seconds_full, "throttled": seconds_throttled},
-            "throttled_copy_finished": throttled_finished,
-            "throttle": {
-                k: state.get(k)
-                for k in ("max_probe_ms", "baseline_ms", "baseline_windows_ms", "throttled_seconds", "probe")
-            },
-            "gate_open_share": open_share,
-            "before_window_p95_ms": {
-                "median": median(window_p95s),
-                "min": min(window_p95s),
-                "max": max(window_p95s),
-            },
+            "rounds": rounds,
+            "throttled_to_before": {"median": median(to_before), "min": min(to_before), "max": max(to_before)},
+            "within_1_2_of_before": sum(ratio <= 1.2 for ratio in to_before),
+            "pooled_p95_ms": {"idle": idle, "full_speed": full_all, "throttled": throttled_all},
+            "pooled_reads": {"idle": n_idle, "full_speed": n_full, "throttled": n_throttled},
+            "pooled_ratio_to_idle": {"full_speed": full_all / idle, "throttled": throttled_all / idle},
+            "idle_phase_p95_ms": [reads.p95(lo, hi)[0] for lo, hi in idle_spans],
             "loadavg_end": os.getloadavg(),
             "machine": machine(),
         }
     )
+    for number, r in enumerate(rounds):
+        log(
+            f"round {number + 1}: read p95 before {r['before_ms']:.2f} ms; full speed {r['full_speed_to_before']:.2f}x; "
+            f"throttled {r['throttled_ms']:.2f} ms = {r['throttled_to_before']:.2f}x before, "
+            f"{r['throttled_to_idle_around']:.2f}x the idle phases around it ({r['idle_around_ms']:.2f} ms); copy "
+            f"{r['copy_seconds']['full_speed']:.1f}s full speed, {r['copy_seconds']['throttled']:.1f}s throttled "
+            f"({r['copy_seconds']['throttled'] / r['copy_seconds']['full_speed']:.1f}x)"
+        )
     log(
-        f"read p95 / before: full speed {full / before:.2f}, throttled {throttled / before:.2f}, after "
-        f"{after / before:.2f}; throttled / after {throttled / after:.2f}, throttled / idle (before and after "
-        f"pooled, {idle:.2f} ms) {throttled / idle:.2f}; copy {seconds_full:.1f}s at full speed, {seconds_throttled:.1f}s throttled "
-        f"({seconds_throttled / seconds_full:.1f}x)"
+        f"throttled / before: median {median(to_before):.2f} ({min(to_before):.2f}-{max(to_before):.2f}), within 1.2x "
+        f"in {figures['within_1_2_of_before']} of {len(rounds)}; pooled over the run: idle {idle:.2f} ms ({n_idle} "
+        f"reads), full speed {full_all / idle:.2f}x, throttled {throttled_all:.2f} ms = {throttled_all / idle:.2f}x"
     )
     if args.chart:
-        chart(args.chart, reads, gate, phases, before)
+        chart(args.chart, reads, gate, phases, idle)
         log(f"chart: {args.chart}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))

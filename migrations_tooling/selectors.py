@@ -169,6 +169,12 @@ def throttle_status(move: MoveRange, running: bool | None) -> dict[str, Any]:
             summary += "; copying at full speed"
         elif running is False:
             summary += "; no command steers the copy now (it runs at full speed): `shardmove refresh --watch`"
+    if config.enabled and copying and running and state.get("quiet_windows"):
+        summary += (
+            f"; budget now <= {float(state['budget_now_ms']):.2f} ms (aiming at {float(state['aim_ms']):.2f} ms), "
+            f"baseline re-measured at {float(state['baseline_now_ms']):.2f} ms with the copy paused "
+            f"({state['quiet_windows']} window(s))"
+        )
     if config.enabled:
         summary += f"; held back {float(state.get('throttled_seconds', 0.0)):.1f}s in {len(episodes) // 2 + len(episodes) % 2} episode(s)"
     return {
@@ -188,6 +194,10 @@ def throttle_status(move: MoveRange, running: bool | None) -> dict[str, Any]:
         "active_backends": state.get("active"),
         "replica_lag": state.get("replica_lag"),
         "throttled_seconds": float(state.get("throttled_seconds", 0.0)),
+        "baseline_now_ms": state.get("baseline_now_ms"),
+        "budget_now_ms": state.get("budget_now_ms"),
+        "aim_ms": state.get("aim_ms"),
+        "quiet_windows": int(state.get("quiet_windows", 0)),
         "episodes": episodes,
         "summary": summary,
     }

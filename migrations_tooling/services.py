@@ -18,7 +18,7 @@ from psycopg import sql
 
 from shardrouter.conf import get_settings as shardrouter_settings
 
-from . import cutover, fence, phases, replication, selectors, throttle
+from . import cutover, fence, phases, replication, selectors, throttle, throttle_controller
 from .conf import get_settings
 from .copying import refresh_copy_state
 from .errors import MoveError
@@ -191,7 +191,7 @@ def _record_lag_sample(move: MoveRange, db: Pool) -> None:
 def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> MoveRange:
     """Report copy progress until the copy is done (``start --wait``); the servers do the work.
 
-    A throttled move's copy is steered meanwhile (``throttle.Controller``): the
+    A throttled move's copy is steered meanwhile (``throttle_controller.Controller``): the
     follower probes the source instead of sleeping between progress lines.
     """
     controller = _controller(move, reporter)
@@ -220,13 +220,13 @@ def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> Mo
             controller.close()
 
 
-def _controller(move: MoveRange, reporter: Reporter) -> throttle.Controller | None:
+def _controller(move: MoveRange, reporter: Reporter) -> throttle_controller.Controller | None:
     move.refresh_from_db()
     config = throttle.ThrottleConfig.from_json(move.throttle)
     if config is None or not config.enabled or move.phase != Phase.COPYING:
         return None
     table = throttle.probe_table(sharded_tables())
-    controller = throttle.Controller(move, config, table, get_settings().throttle_interval)
+    controller = throttle_controller.Controller(move, config, table, get_settings().throttle_interval)
     if not controller.owner:
         reporter.warning(f"Another command already throttles move {move.id}'s copy; this one only follows it.")
     return controller

@@ -15,24 +15,25 @@ The copy runs inside the servers (the target's table-sync workers pull a
   ``COPY`` resumes where it stopped, unlike ``ALTER SUBSCRIPTION DISABLE``,
   which restarts the table's copy).
 
-The controller probes the source every ``PROBE_EVERY`` seconds with the
-application's common signed-in read (the last ``PROBE_ROWS`` rows of a user of
-the source outside the moved range, in the model's default order), counts
-its active client backends and, if asked to, reads the lag of the source's
-streaming replicas. Every ``interval`` it compares the probe's p95, the
-median of its p95 in each of the last ``CONTROL_WINDOWS`` windows of
-``WINDOW`` seconds, with the budget (and the other signals with their
-limits): over budget, it divides the share of time the gate stands open by
-four (below 1/16: paused); within budget, it adds 1/8 back (AIMD). The
-budget derived from a baseline is measured the way it is controlled: the
-median of the p95s of ``BASELINE_WINDOWS`` whole windows of probes taken at
-the probing rate before the copy. The first reading is taken as soon as the
-controller starts, so a source that is over budget when the copy begins
-pauses it at once; and a controller starts the copy at a quarter of the time
-(slow start), so a copy that would overload the source does not get a
-full-speed burst first. Each episode is journalled when it starts (with the
-reason) and when the copy has been back at full speed for ``RELEASE_AFTER``
-seconds.
+The controller (``throttle_controller``) probes the source every
+``PROBE_EVERY`` seconds with the application's common signed-in read (the
+last ``PROBE_ROWS`` rows of a user of the source outside the moved range, in
+the model's default order), counts its active client backends and, if asked
+to, reads the lag of the source's streaming replicas. Every ``interval`` it
+compares the probe's p95 (``baseline_of`` its p95 in each of the last
+``CONTROL_WINDOWS`` windows of ``WINDOW`` seconds) with what it aims at, a
+share of the budget's headroom above the baseline, and the other signals with
+their limits, and sets the share of every short pacing period the gate stands
+open (AIMD). The budget derived from a baseline is measured the way it is
+controlled: the second lowest p95 of ``BASELINE_WINDOWS`` whole windows of
+probes taken at the probing rate before the copy, then kept current with
+windows taken while the gate stood shut (``throttle_baseline``). The first
+reading is taken as soon as the controller starts, so a source that is over
+budget when the copy begins pauses it at once; and a controller starts the
+copy at a quarter of the time (slow start), so a copy that would overload the
+source does not get a full-speed burst first. Each episode is journalled when
+it starts (with the reason) and when the copy has been back at full speed for
+``RELEASE_AFTER`` seconds.
 
 If no command follows the copy, or the controller dies, its session ends, the
 lock goes with it and the copy runs at full speed (it never stalls a move).
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import statistics
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -50,20 +50,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
-from django.utils import timezone
 from psycopg import sql
 
 from .conf import get_settings
 from .errors import MoveError
-from .models import MoveEvent, MoveRange
-from .pgconn import connect, one
+from .pgconn import one
 from .schema import ShardedTable
+from .throttle_baseline import BASELINE_WINDOWS, WINDOW, baseline_of, p95
 
 PROBE_EVERY = 0.05  # seconds between probes of the source
-WINDOW = 1.0  # the p95 is taken over the probes of each WINDOW seconds
-CONTROL_WINDOWS = 3  # the controller compares the median p95 of the last CONTROL_WINDOWS windows with the budget
+CONTROL_WINDOWS = 5  # the controller reads the p95 of the last CONTROL_WINDOWS windows as the baseline is read
 RELEASE_AFTER = 2.0  # an episode ends once the copy ran at full speed this long
-BASELINE_WINDOWS = 5  # the baseline is the median p95 of this many whole windows of probes
 PROBE_ROWS = 20  # a signed-in page lists a user's last 20 rows
 PROBE_USERS = 50  # users the probe reads in turn, taken on each side of the range
 LSN_HISTORY_SECONDS = 600.0  # how far back the WAL positions used to date a replica's lag go
@@ -296,11 +293,6 @@ def probe_table(tables: list[ShardedTable]) -> ShardedTable:
     return next((t for t in tables if t.order_by), tables[0])
 
 
-def p95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-
-
 def window_p95s(probe: Probe, windows: int) -> list[float]:
     """The probe's p95 in each of ``windows`` whole ``WINDOW``-long windows, probing as the controller does."""
     found = []
@@ -317,13 +309,13 @@ def window_p95s(probe: Probe, windows: int) -> list[float]:
 def with_baseline(
     config: ThrottleConfig, conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: int
 ) -> ThrottleConfig:
-    """Measure the probe's p95 before the copy as the controller will (the median window p95 of
+    """Measure the probe's p95 before the copy as the controller will (``baseline_of`` the p95s of
     ``BASELINE_WINDOWS`` windows); derive the budget from it unless one was given."""
     if not config.enabled:
         return config
     probe = Probe(conn, table, lo, hi)
     windows = [round(ms, 3) for ms in window_p95s(probe, BASELINE_WINDOWS)]
-    baseline = round(statistics.median(windows), 3)
+    baseline = round(baseline_of(windows), 3)
     budget = config.max_probe_ms
     if config.budget_from == "baseline":
         settings = get_settings()
@@ -485,168 +477,3 @@ class ReplicaLag:
 def _lsn(text: str) -> int:
     high, low = str(text).split("/")
     return (int(high, 16) << 32) | int(low, 16)
-
-
-# --- the controller -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Reading:
-    p95_ms: float | None
-    active: int
-    replica_lag: float | None = None
-    replica: str = ""
-
-    def over(self, config: ThrottleConfig) -> str:
-        """Why the source is over budget ("" if it is not)."""
-        reasons = []
-        if config.max_probe_ms is not None and self.p95_ms is not None and self.p95_ms > config.max_probe_ms:
-            reasons.append(f"probe p95 {self.p95_ms:.2f} ms > {config.max_probe_ms:.2f} ms")
-        if config.max_active is not None and self.active > config.max_active:
-            reasons.append(f"{self.active} active backends > {config.max_active}")
-        if config.max_replica_lag is not None and self.replica_lag is not None:
-            if self.replica_lag > config.max_replica_lag:
-                reasons.append(f"replica {self.replica} lags {self.replica_lag:.1f} s > {config.max_replica_lag:g} s")
-        return " and ".join(reasons)
-
-
-class Controller:
-    """Holds the copy back while the source is over budget (see the module's docstring). One per move."""
-
-    def __init__(self, move: MoveRange, config: ThrottleConfig, table: ShardedTable, interval: float) -> None:
-        self.move = move
-        self.config = config
-        self.interval = interval
-        self.source = connect(move.source, application_name="qq-shardmove-throttle")
-        self.target = connect(move.target, application_name="qq-shardmove-throttle")
-        self.probe = Probe(self.source, table, move.lo, move.hi)
-        self.replicas = ReplicaLag(self.source) if config.max_replica_lag is not None else None
-        self.samples: deque[tuple[float, float]] = deque()
-        self.duty = SLOW_START  # the copy earns its full speed (the source is read at once)
-        self.closed = False
-        self.tick_started = time.monotonic() - interval  # the first step reads the source at once
-        self.episode_started: float | None = None
-        self.full_since: float | None = None
-        self.throttled_seconds = float(move.throttle.get("throttled_seconds", 0.0))
-        self.last_saved = 0.0
-        self.reading = Reading(None, 0)
-        self.reason = ""
-        self.owner = bool(one(self.target, "SELECT pg_try_advisory_lock(%s)", [controller_key(move.id)]))
-
-    def close(self) -> None:
-        for conn in (self.source, self.target):
-            try:
-                conn.close()  # ends the sessions: the gate and controller locks go with them
-            except psycopg.Error:
-                pass
-        if self.owner and self.episode_started is not None:
-            self.move.refresh_from_db(fields=["phase"])
-            why = "the copy finished" if self.move.phase != "copying" else "no command follows the copy any more"
-            lasted = time.monotonic() - self.episode_started
-            self.episode_started = None
-            self._event("throttle-released", f"Copy throttle released after {lasted:.1f}s: {why}.", running=False)
-        if self.owner:
-            self._save(force=True, running=False)
-
-    def run_for(self, seconds: float) -> None:
-        """Probe and steer the copy for about ``seconds`` (instead of sleeping them)."""
-        end = time.monotonic() + seconds
-        while True:
-            now = time.monotonic()
-            if now >= end:
-                return
-            if self.owner:
-                self._step(now)
-            time.sleep(min(PROBE_EVERY, max(0.0, end - now)))
-
-    def _step(self, now: float) -> None:
-        self.samples.append((now, self.probe.run()))
-        while self.samples and self.samples[0][0] < now - CONTROL_WINDOWS * WINDOW:
-            self.samples.popleft()
-        if now - self.tick_started >= self.interval:
-            self._tick(now)
-        open_for = self.duty * self.interval
-        self._set_closed(self.duty < 1.0 and (self.duty < 1 / 16 or now - self.tick_started >= open_for))
-        self._save()
-
-    def _tick(self, now: float) -> None:
-        elapsed = now - self.tick_started
-        if self.duty < 1.0:
-            self.throttled_seconds += elapsed * (1.0 - self.duty)
-        self.tick_started = now
-        lag, replica = self.replicas.read() if self.replicas is not None else (None, "")
-        self.reading = Reading(self._windowed_p95(now), self.probe.active_backends(), lag, replica)
-        reason = self.reading.over(self.config)
-        if reason:
-            self.reason = reason
-            self.duty = 0.0 if self.duty / 4 < 1 / 16 else self.duty / 4
-            self.full_since = None
-            if self.episode_started is None:
-                self.episode_started = now
-                self._event("throttled", f"Copy throttled: {reason} on {self.move.source}.")
-        else:
-            self.duty = min(1.0, self.duty + 0.125)
-            if self.duty >= 1.0 and self.episode_started is not None:
-                self.full_since = self.full_since or now
-                if now - self.full_since >= RELEASE_AFTER:
-                    lasted = now - self.episode_started
-                    self.episode_started = self.full_since = None
-                    probe = f"probe p95 {self.reading.p95_ms:.2f} ms" if self.reading.p95_ms is not None else "probe -"
-                    self._event(
-                        "throttle-released",
-                        f"Copy back at full speed after {lasted:.1f}s of throttling ({probe}, "
-                        f"{self.reading.active} active backends on {self.move.source}).",
-                    )
-
-    def _windowed_p95(self, now: float) -> float | None:
-        """The median of the probe's p95 in each of the last ``CONTROL_WINDOWS`` windows (as the baseline is
-        measured): one window slowed by something else on the machine does not hold the copy back."""
-        windows = [
-            [ms for at, ms in self.samples if now - (i + 1) * WINDOW <= at < now - i * WINDOW]
-            for i in range(CONTROL_WINDOWS)
-        ]
-        found = [p95(w) for w in windows if w]
-        return statistics.median(found) if found else None
-
-    def _set_closed(self, closed: bool) -> None:
-        if closed == self.closed:
-            return
-        key = gate_key(self.move.id)
-        self.target.execute("SELECT pg_advisory_lock(%s)" if closed else "SELECT pg_advisory_unlock(%s)", [key])
-        self.closed = closed
-
-    def _event(self, kind: str, message: str, *, running: bool = True) -> None:
-        MoveEvent.objects.create(
-            move=self.move,
-            kind=kind,
-            message=message,
-            data={
-                "p95_ms": self.reading.p95_ms,
-                "active": self.reading.active,
-                "replica_lag": self.reading.replica_lag,
-                "duty": self.duty,
-            },
-        )
-        self._save(force=True, running=running)
-
-    def _save(self, *, force: bool = False, running: bool = True) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_saved < 1.0:
-            return
-        self.last_saved = now
-        state = dict(self.move.throttle)
-        state.update(
-            {
-                "running": running,
-                "throttling": self.episode_started is not None and running,
-                "duty": round(self.duty, 3),
-                "reason": self.reason if self.episode_started is not None else "",
-                "probe_p95_ms": self.reading.p95_ms,
-                "active": self.reading.active,
-                "replica_lag": self.reading.replica_lag,
-                "throttled_seconds": round(self.throttled_seconds, 1),
-                "updated_at": timezone.now().isoformat(),
-            }
-        )
-        self.move.throttle = state
-        MoveRange.objects.filter(id=self.move.id).update(throttle=state)

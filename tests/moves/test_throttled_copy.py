@@ -25,7 +25,9 @@ from django.test import Client
 from migrations_tooling.models import MoveEvent, MoveRange
 from migrations_tooling.pgconn import connect
 from migrations_tooling.schema import sharded_tables
-from migrations_tooling.throttle import PROBE_ROWS, Probe, gate_key
+from migrations_tooling.throttle import PROBE_EVERY, PROBE_ROWS, Probe, ThrottleConfig, gate_key
+from migrations_tooling.throttle_baseline import SETTLE, WINDOW, QuietWindows, baseline_of
+from migrations_tooling.throttle_controller import Limits, Reading
 from quantumquill.devstack.postgres import PostgresServer
 from quantumquill.devstack.stack import free_port, stack_from_state
 from shardrouter.control import conninfo_for
@@ -155,6 +157,15 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
                 # Paused: the gate stands shut.
                 wait_until(lambda: gate_closed(move.id), timeout=60, what="the gate to close")
                 assert MoveRange.objects.get(id=move.id).phase == "copying"
+                # The controller re-measures the source without the copy on its own clock (the gate shut).
+                data = wait_until(
+                    lambda: (d := status_json(move.id)["throttle"])["quiet_windows"] >= 1 and d,
+                    timeout=60,
+                    what="a window of probes with the gate shut",
+                    poll=0.2,
+                )
+                assert data["baseline_now_ms"] > 0 and data["aim_ms"] < data["budget_now_ms"] == 60000
+                assert "baseline re-measured at" in data["summary"]
             # The busy backends are gone; the users' writes go on.
             try:
                 wait_until(
@@ -369,3 +380,57 @@ def test_a_source_with_no_rows_is_probed_with_a_one_row_index_read_of_the_range(
         assert probe.describe.startswith("a one-row index read of")
         assert len(probe.users) == 10**6 and probe.users[0] == 0  # a range to draw from, not a million-item list
         assert probe.run() >= 0
+
+
+# --- the baseline kept current, and what the controller aims at -----------------------------------------------
+
+
+def probes(quiet: QuietWindows, start: float, seconds: float, ms: float, shut_since: float | None) -> int:
+    """Feed ``seconds`` of probes (one every PROBE_EVERY) of ``ms`` each; the quiet windows they completed."""
+    completed, steps = 0, round(seconds / PROBE_EVERY)
+    for step in range(steps):
+        completed += quiet.add(start + step * PROBE_EVERY, ms, shut_since=shut_since)
+    return completed
+
+
+def test_windows_taken_with_the_gate_shut_replace_the_baseline_measured_before_the_copy() -> None:
+    quiet = QuietWindows([4.0] * 5)
+    assert quiet.baseline() == 4.0
+    assert probes(quiet, 0.0, 5.0, 9.0, shut_since=None) == 0  # the copy runs: nothing is a baseline
+    # The gate shuts at 5.0: probes in its first SETTLE seconds (the target's buffered rows drain) do not count.
+    assert probes(quiet, 5.0, SETTLE, 50.0, shut_since=5.0) == 0
+    assert probes(quiet, 5.0 + SETTLE, 3 * WINDOW + 0.5, 2.0, shut_since=5.0) == 3
+    assert quiet.taken == 3 and quiet.baseline() == 2.0  # three of the five kept windows are now
+
+
+def test_slow_windows_do_not_set_the_baseline() -> None:
+    # Window p95s measured before a copy on a loaded machine (ms): the follower's own delays add to some.
+    assert baseline_of([3.126, 8.011, 15.904, 28.678, 2.694]) == 3.126
+    assert baseline_of([0.5, 2.0, 2.1, 2.2, 2.3]) == 2.0  # nor does one unusually fast one
+    assert baseline_of([1.5]) == 1.5
+
+
+def test_a_shut_spell_shorter_than_a_window_measures_nothing() -> None:
+    quiet = QuietWindows([1.0] * 5)
+    assert probes(quiet, 0.0, SETTLE + WINDOW / 2, 3.0, shut_since=0.0) == 0
+    assert probes(quiet, 1.0, WINDOW, 3.0, shut_since=None) == 0  # the gate reopened: the partial window is dropped
+    assert quiet.taken == 0 and quiet.baseline() == 1.0
+
+
+def test_the_controller_aims_under_the_budget_and_a_derived_budget_follows_the_baseline() -> None:
+    derived = ThrottleConfig(True, 2.4, None, 2.0, "baseline", None, "", (2.0,) * 5)
+    limits = Limits.of(derived, 2.0)
+    assert (limits.budget_ms, limits.aim_ms) == (2.4, 2.2)  # 1.2x the baseline; aiming at 1.1x
+    later = Limits.of(derived, 1.0)  # the source got faster: so does the budget
+    assert (later.budget_ms, later.aim_ms) == (1.2, 1.1)
+    reason = Reading(2.3, 0).over(derived, limits)
+    assert "probe p95 2.30 ms > 2.20 ms (aim; budget 2.40 ms)" in reason
+    assert Reading(2.1, 0).over(derived, limits) == ""
+    # A steady p95 within the aim, but a last second over the budget: held back at once.
+    assert "probe p95 2.50 ms > 2.40 ms (budget) in the last second" in Reading(2.1, 0, last_window_ms=2.5).over(
+        derived, limits
+    )
+    assert Reading(2.1, 0, last_window_ms=2.3).over(derived, limits) == ""
+    given = ThrottleConfig(True, 5.0, None, 2.0, "option", None)
+    assert Limits.of(given, 4.0).budget_ms == 5.0  # a budget the operator gave stays; only the aim moves
+    assert Limits.of(given, 6.0).aim_ms == 5.0  # never above the budget
