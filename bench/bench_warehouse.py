@@ -14,7 +14,8 @@ Options: ``--generations`` (default 100000, each with a usage event: 200000 rows
 1. Load: the same rows the loader reads, by a raw ``COPY (SELECT ...) TO STDOUT`` out of every shard (the
    baseline: reading them and nothing else; as CSV and as binary, the faster of the two), then ``Syncer.catch_up()`` on an empty PostgreSQL database and on
    an empty DuckDB file (the initial load: read, write, aggregate, commit), the raw COPY again after each.
-   Ratio = load rate / COPY rate, the COPY rate being the mean of the two COPYs around that load.
+   Ratio = load rate / COPY rate, the COPY rate being the mean of the two COPYs around that load (and, reported
+   too, the COPY before it alone).
 2. Lag: single-row insert transactions at ``--rate`` per second in all (half on each shard) while the sync
    follows (DuckDB); for each applied source transaction, the time from its commit on the shard to the end of the
    sync cycle whose warehouse commit contains it.
@@ -258,9 +259,12 @@ def main() -> None:
             results[f"load_{label}_s"] = round(seconds, 2)
             results[f"load_{label}_copy_around_s"] = round(around, 2)
             results[f"load_{label}_ratio"] = round(around / seconds, 2)
+            # Against the COPY just before the load alone as well: the one after it may run on a busier machine.
+            results[f"load_{label}_ratio_copy_before"] = round(copies[-2] / seconds, 2)
             log(
                 f"initial load into {label}: {seconds:.2f}s ({rows / seconds:,.0f} rows/s); raw COPY before/after "
-                f"{copies[-2]:.2f}s/{after:.2f}s; ratio {around / seconds:.2f}"
+                f"{copies[-2]:.2f}s/{after:.2f}s; ratio {around / seconds:.2f} ({copies[-2] / seconds:.2f} against "
+                f"the COPY before it); load average {os.getloadavg()[0]:.1f}"
             )
         results["raw_copy_s"] = [round(c, 2) for c in copies]
 

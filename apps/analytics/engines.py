@@ -13,7 +13,8 @@ retry for a few seconds while the other holds it.
 from __future__ import annotations
 
 import csv
-import queue
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -197,37 +198,34 @@ class DuckDBWarehouse(Warehouse):
     def copy_rows_into(
         self, table: str, columns: Sequence[str], rows: CopyRows, scratch: Path, *, skip_present: bool = False
     ) -> None:
-        """Read the rows into part files in a thread while DuckDB inserts the parts already read.
+        """Stream the rows through a named pipe that DuckDB reads with one ``read_csv`` while a thread fills it.
 
-        DuckDB reads CSV files itself much faster than it binds values from Python; the parts let reading the
-        source and inserting into DuckDB overlap (DuckDB works without Python's lock). A plain INSERT first (the
-        primary key refuses a present row, and DuckDB then loses the whole transaction: ``RowsPresent``); with
-        ``skip_present`` an anti-join (rather than ON CONFLICT: DuckDB checks conflicts row by row), which costs a
-        hash table over the whole fact table per part.
+        DuckDB reads CSV itself much faster than it binds values from Python. One statement over a pipe (rather
+        than a statement per part file) pays the reader's set-up once, writes nothing to disk, and lets reading
+        the source and inserting overlap (DuckDB works without Python's lock). A plain INSERT first (the primary
+        key refuses a present row, and DuckDB then loses the whole transaction: ``RowsPresent``); with
+        ``skip_present`` an anti-join (rather than ON CONFLICT: DuckDB checks conflicts row by row), one hash
+        table over the fact table for the whole read.
         """
         scratch.parent.mkdir(parents=True, exist_ok=True)
         names = ", ".join(columns)
         insert = (
             f"INSERT INTO {table} ({names}) SELECT * FROM read_csv(?, header = false, "
-            f"columns = {self._column_spec(table, columns)}, nullstr = '', auto_detect = false) s"
+            f"columns = {self._column_spec(table, columns)}, nullstr = '', auto_detect = false, "
+            "compression = 'none') s"
         )
         if skip_present:
             insert += f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.id)"
         key = None if skip_present else self._without_primary_key(table)
-        reader = _PartReader(rows, scratch)
-        reader.start()
-        # The rows' order in the table means nothing here; without it DuckDB inserts the parts' rows in parallel.
+        # The rows' order in the table means nothing here; without it DuckDB inserts in parallel.
         self.conn.execute("SET preserve_insertion_order = false")
         try:
-            for part in reader.parts():
+            with _PipeWriter(rows, scratch.with_suffix(".pipe")) as pipe:
                 try:
-                    self.conn.execute(insert, [str(part)])
+                    self.conn.execute(insert, [str(pipe.path)])
                 except duckdb.ConstraintException as exc:
                     raise RowsPresent(str(exc)) from exc
-                finally:
-                    part.unlink(missing_ok=True)
         finally:
-            reader.stop()
             with suppress(duckdb.Error):  # fails in a transaction lost to RowsPresent: the connection ends soon
                 self.conn.execute("RESET preserve_insertion_order")
         if key:
@@ -374,78 +372,70 @@ class _Stopped(Exception):
     pass
 
 
-class _PartReader:
-    """Drains ``rows()`` into CSV part files of about ``PART_BYTES`` in a thread, handing each on when complete."""
+class _PipeWriter:
+    """A named pipe at ``path`` that a thread fills with ``rows()`` while the caller has DuckDB read it.
 
-    PART_BYTES = 8 << 20
+    On leaving, the thread is waited for and its error raised: a source that failed mid-way ends the pipe early,
+    so DuckDB may have inserted part of the rows without an error of its own, and the caller's transaction must
+    not commit them. If the caller failed (DuckDB stopped reading, or never opened the pipe), the thread is told
+    to stop and the pipe is drained until it does, so the source's COPY is cancelled rather than left waiting.
+    """
 
-    def __init__(self, rows: CopyRows, scratch: Path) -> None:
+    CHUNK = 1 << 20
+    PIPE_BYTES = 1 << 20  # the pipe's buffer (64 KiB by default): fewer wake-ups of DuckDB and of the thread
+
+    def __init__(self, rows: CopyRows, path: Path) -> None:
         self._rows = rows
-        self._scratch = scratch
-        self._ready: queue.Queue[Path | BaseException | None] = queue.Queue(maxsize=2)
+        self.path = path
+        self._error: BaseException | None = None
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"load {scratch.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"load {path.name}", daemon=True)
 
-    def start(self) -> None:
+    def __enter__(self) -> _PipeWriter:
+        self.path.unlink(missing_ok=True)  # left by a process killed during a load
+        os.mkfifo(self.path, 0o600)
         self._thread.start()
+        return self
 
-    def parts(self) -> Iterator[Path]:
-        while (item := self._ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if kind is not None:
+                self._stopping.set()
+                self._drain()
+            self._thread.join()
+        finally:
+            self.path.unlink(missing_ok=True)
+        if kind is None and self._error is not None:
+            raise self._error
 
-    def stop(self) -> None:
-        """Wait for the thread (told to stop early if the caller failed); remove parts nobody inserted."""
-        self._stopping.set()
-        while self._thread.is_alive():
-            try:
-                item = self._ready.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if isinstance(item, Path):
-                item.unlink(missing_ok=True)
-        self._thread.join()
-        while not self._ready.empty():
-            item = self._ready.get_nowait()
-            if isinstance(item, Path):
-                item.unlink(missing_ok=True)
-
-    def _put(self, item: Path | BaseException | None) -> bool:
-        while not self._stopping.is_set():
-            try:
-                self._ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        if isinstance(item, Path):
-            item.unlink(missing_ok=True)
-        return False
+    def _drain(self) -> None:
+        """Read and discard until the thread ends (it may be blocked opening the pipe or writing to it)."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            while self._thread.is_alive():
+                try:
+                    if not os.read(fd, self.CHUNK):
+                        self._thread.join(0.01)
+                except BlockingIOError:
+                    self._thread.join(0.01)
+        finally:
+            os.close(fd)
 
     def _run(self) -> None:
         try:
-            with self._rows() as source:
-                number = 0
-                while True:
+            with open(self.path, "wb", buffering=0) as out, self._rows() as source:
+                with suppress(OSError):  # above the system's limit (fs.pipe-max-size): the default buffer will do
+                    fcntl.fcntl(out.fileno(), fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
+                while chunk := source.read(self.CHUNK):
                     if self._stopping.is_set():
                         raise _Stopped  # inside the read: the source's COPY is cancelled, not left half-read
-                    part = self._scratch.with_name(f"{self._scratch.stem}.{number}.csv")
-                    size = 0
-                    with part.open("wb") as out:
-                        while size < self.PART_BYTES and (chunk := source.read(1 << 20)):
-                            out.write(chunk)
-                            size += len(chunk)
-                    if not size:
-                        part.unlink(missing_ok=True)
-                        break
-                    if not self._put(part):
-                        return
-                    number += 1
-            self._put(None)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[out.write(view) or 0 :]
         except _Stopped:
             pass
-        except BaseException as exc:  # handed to the inserting thread, which raises it
-            self._put(exc)
+        except BaseException as exc:  # raised by the caller once DuckDB has read the pipe to its end
+            self._error = exc
 
 
 def _csv_value(value: Any) -> Any:

@@ -8,7 +8,9 @@ the warehouse must end equal to the owners' rows, with the daily aggregates of t
 from __future__ import annotations
 
 import random
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import psycopg
 import pytest
@@ -19,6 +21,7 @@ from apps.analytics.engines import warehouse
 from apps.analytics.errors import WarehouseUnavailable
 from apps.analytics.schema import create_schema
 from apps.analytics.sync import Syncer
+from shardrouter.control import conninfo_for
 from tests.analytics.conftest import seed_content
 from tests.analytics.support import assert_warehouse_equals_owners
 from tests.analytics.test_parity import assert_parity
@@ -75,3 +78,37 @@ def test_a_read_during_the_first_load_into_postgresql_says_busy_instead_of_hangi
                 reader.fetchall("SELECT count(*) FROM fact_generation")
     with warehouse(postgres_warehouse, read_only=True) as reader:
         assert reader.fetchall("SELECT count(*) FROM fact_generation") == [(0,)]
+
+
+def test_a_source_read_that_fails_mid_way_leaves_none_of_its_rows_in_duckdb(
+    duckdb_warehouse: WarehouseConfig,
+) -> None:
+    """DuckDB reads the rows through a pipe: a source that fails after some rows ends the pipe early, which DuckDB
+    takes for the end of the rows, so the failure must still reach the load and nothing of it may commit."""
+    columns = ("id", "user_id", "kind", "generation_id", "tokens", "created_at", "day", "version", "deleted")
+    # Real rows out of a real server, then a division by zero at row 50,000 (a few MiB, more than the pipe holds).
+    select = (
+        "SELECT i, 1, 'k', NULL::bigint, 100 / (50000 - i), timestamp '2026-11-01', date '2026-11-01', 0, false "
+        "FROM generate_series(1, 100000) AS i"
+    )
+
+    @contextmanager
+    def rows() -> Iterator[IO[bytes]]:
+        with psycopg.connect(conninfo_for("shard1")) as conn, conn.cursor() as cur:
+            with cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)") as copy:
+                yield _Chunks(copy)
+
+    with warehouse(duckdb_warehouse) as wh:
+        create_schema(wh)
+        with pytest.raises(psycopg.errors.DivisionByZero), wh.transaction():
+            wh.copy_rows_into("fact_usage", columns, rows, duckdb_warehouse.duckdb_path.parent / ".load-x.csv")
+        assert wh.fetchone("SELECT count(*) FROM fact_usage") == (0,)
+    assert not list(duckdb_warehouse.duckdb_path.parent.glob(".load-*")), "the pipe is removed"
+
+
+class _Chunks:
+    def __init__(self, copy: Any) -> None:
+        self._chunks = iter(copy)
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(next(self._chunks, b""))
