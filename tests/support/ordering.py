@@ -14,8 +14,8 @@ after the other, and builds the fixture once; the unit's time is the sum of its 
 A file missing from the table (a new one) counts as ``UNKNOWN_FILE_SECONDS``: early enough not to be the
 straggler if it is long. Refresh the table after a large change in the suite's shape:
 
-    python -m tests.support.suite --junitxml=suite.xml      # then:
-    python -m tests.support.ordering suite.xml               # rewrites file_times.json
+    pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" --junitxml=suite.xml   # then:
+    python -m tests.support.ordering suite.xml                                                # rewrites file_times.json
 """
 
 from __future__ import annotations
