@@ -9,6 +9,7 @@ the rest of the suite.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,10 +46,14 @@ def launch(*args: str, env: dict[str, str] | None = None, timeout: float = 300) 
     return LauncherRun(done.returncode, done.stdout)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform() -> Iterator[LocalPlatform]:
-    """gunicorn + Celery + contentgen on a private stack, seeded with load users; stopped at the end."""
-    # One folder per parallel worker (tests/support/suite.py): two files' platforms never share a stack.
+    """gunicorn + Celery + contentgen on a private stack, seeded with load users; stopped at the end.
+
+    One per session (a parallel worker's, or the serial part's): starting it is most of a file's time, and
+    the tests only add load to the seeded users, each judging its own run's report.
+    """
+    # One folder per parallel worker (tests/support/suite.py): two workers' platforms never share a stack.
     root = REPO / "var" / f"loadtest-ci-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
     settings = PlatformSettings(
         http_port=0,
@@ -82,3 +87,9 @@ def run_against(platform: LocalPlatform, *args: str, timeout: float = 300) -> La
         env={"CONTENTGEN_TOKEN": platform.contentgen_token},
         timeout=timeout,
     )
+
+
+def summary_of(output: str) -> dict:  # type: ignore[type-arg]
+    """The summary.json of the run whose launcher output this is."""
+    report_dir = Path(output.rsplit("Reports: ", 1)[1].split()[0])
+    return json.loads((report_dir / "summary.json").read_text())

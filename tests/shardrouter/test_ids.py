@@ -109,8 +109,16 @@ def test_concurrent_processes_lease_distinct_worker_ids_and_never_collide() -> N
 
 @pytest.fixture
 def only_worker_777_free() -> Iterator[None]:
-    """Every worker ID but 777 held by live leases, as on a busy cluster; removed afterwards."""
+    """Every worker ID but 777 held by live leases, as on a busy cluster; removed afterwards.
+
+    Leases that earlier tests' processes released or let expire are free IDs too: they are held for the
+    test (their ``last_ms`` kept) and released again afterwards, so which tests ran before does not matter.
+    """
     with control_connection.cursor() as cur:
+        cur.execute(
+            "UPDATE shardrouter_idworkerlease SET owner = 'test-holder-took-over', expires_at = now() + interval "
+            "'1 hour' WHERE worker_id <> 777 AND expires_at <= now()"
+        )
         cur.execute(
             "INSERT INTO shardrouter_idworkerlease (worker_id, owner, expires_at, last_ms) "
             "SELECT g, 'test-holder', now() + interval '1 hour', 0 FROM generate_series(0, 1023) g WHERE g <> 777 "
@@ -119,6 +127,9 @@ def only_worker_777_free() -> Iterator[None]:
     yield
     with control_connection.cursor() as cur:
         cur.execute("DELETE FROM shardrouter_idworkerlease WHERE owner = 'test-holder' OR worker_id = 777")
+        cur.execute(
+            "UPDATE shardrouter_idworkerlease SET owner = '', expires_at = now() WHERE owner = 'test-holder-took-over'"
+        )
 
 
 def set_lease_777(*, owner: str, expires_ms: int, last_ms: int) -> None:

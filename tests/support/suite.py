@@ -3,9 +3,10 @@
 Most of the suite's time is spent waiting on its own processes (servers starting and stopping, workers
 retrying, leases expiring), so two or three tests at a time fit on two cores. Parallel workers
 (pytest-xdist) each get a private stack of their own (``tests/support/parallel.py``) and take whole files
-(``--dist loadfile``), so a module's expensive fixtures are built once. Tests marked ``serial`` judge
-latency against fixed thresholds (the Locust CI gate): they run afterwards, alone, on the stack of
-``devstack exec``.
+(``--dist loadfile``), so a module's expensive fixtures are built once; the longest files are handed out
+first (``tests/support/ordering.py``), so the run does not end on one long file started late. Tests marked
+``serial`` judge latency against fixed thresholds (the Locust CI gate's baseline): they run afterwards,
+alone, on the stack of ``devstack exec``.
 
     python -m tests.support.suite [pytest arguments]     # TEST_WORKERS=N (default 2; 0 or 1: all in one process)
 
@@ -39,7 +40,7 @@ def parts(workers: int, args: list[str]) -> list[tuple[str, list[str]]]:
     return [
         (
             f"parallel, {workers} workers",
-            [*pytest, "-n", str(workers), "--dist", "loadfile", "-m", "not serial", *args],
+            [*pytest, "-n", str(workers), "--dist", "loadfile", "--no-loadscope-reorder", "-m", "not serial", *args],
         ),
         ("serial", [*pytest, "-m", "serial", *args]),
     ]
