@@ -159,8 +159,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FREE_PORT_SPAN = 12000  # how many ports below the ephemeral range free_port() draws from
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port that was free a moment ago, for a server about to listen on it.
+
+    Drawn at random from below the kernel's ephemeral range: a port that ``bind(0)`` hands out comes from that
+    range, which every outgoing connection on the machine draws its source port from too, so between the probe
+    and the server's own bind another process's connection (to PostgreSQL, Redis...) could take it. Random, so
+    that parallel test workers rarely probe the same port at the same moment.
+    """
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    start = max(1024, low - FREE_PORT_SPAN)
+    for _attempt in range(200):
+        port = secrets.choice(range(start, low))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # that span is crowded: let the kernel pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,18 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2 as pb
 from contentgen_service.gen.contentgen.v1 import contentgen_pb2_grpc as pb_grpc
+from quantumquill.devstack.stack import free_port
 from tests.support import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789abcdef"
 STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    """Return a loopback port that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServerProcess:
