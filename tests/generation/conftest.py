@@ -218,8 +218,21 @@ def contentgen_settings(target: str, token: str = TOKEN, **overrides: Any) -> di
     return conf
 
 
+def purge_broker() -> int:
+    """Drop the job messages earlier tests left in the broker's queue; returns how many there were.
+
+    A test whose worker stopped before its jobs ran (an outage, a kill, a crowd of generations) leaves their
+    messages queued. The next test's worker would first take every one of them (each finds its generation
+    gone), and that test's own job would wait behind thousands of them.
+    """
+    from quantumquill.celery import app
+
+    return int(app.control.purge() or 0)
+
+
 @pytest.fixture
 def stack(request: pytest.FixtureRequest, tmp_path: Path, settings: Any) -> Iterator[GenerationStack]:
+    purge_broker()  # each test's jobs are the only ones in the queue
     servers: list[ServerProcess] = []
     cache_dir = request.getfixturevalue("model_cache_dir")
     generation_stack = GenerationStack(tmp_path, _factory(cache_dir, tmp_path, servers))

@@ -6,6 +6,7 @@ import signal
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from apps.content.services import generation_create
 from apps.content.tasks import generation_run
@@ -19,6 +20,7 @@ from tests.generation.conftest import (
     api_client_for,
     completion_events,
     parse_sse,
+    purge_broker,
     wait_for_row,
     wait_for_status,
 )
@@ -218,3 +220,15 @@ def test_a_worker_killed_mid_job_leaves_a_claim_that_is_taken_over_once_it_expir
     assert row["status"] == "succeeded" and row["attempts"] == 2
     assert completion_events(gus.id, generation.id) == 1
     assert [entry["status"] for entry in access_log(server, "Generate")][-1] == "OK"
+
+
+def test_a_test_stack_starts_with_no_job_messages_left_by_earlier_tests() -> None:
+    """The ``stack`` fixture purges the queue first: a test's job never waits behind an earlier test's."""
+    import redis
+
+    for stale in range(3):
+        generation_run.apply_async(args=(10**12 + stale, 1))
+    queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    assert queue.llen("celery") >= 3
+    assert purge_broker() >= 3
+    assert queue.llen("celery") == 0
