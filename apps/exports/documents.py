@@ -20,8 +20,6 @@ from pathlib import Path
 
 from django.conf import settings
 from fontTools.ttLib import TTFont
-from fpdf import FPDF
-from fpdf.enums import Align, XPos, YPos
 
 from apps.content.models import Generation
 
@@ -188,6 +186,11 @@ def _latin1(text: str) -> str:
 
 
 def render_pdf(document: ExportDocument) -> bytes:
+    # fpdf2 (with numpy and Pillow) takes about 0.3 s of CPU to import: every web server, worker and command
+    # that loads this module paid it at start-up, while only a PDF export needs it.
+    from fpdf import FPDF
+    from fpdf.enums import Align, XPos, YPos
+
     pdf = FPDF(format="A4")
     pdf.set_margins(18, 18, 18)
     pdf.set_auto_page_break(True, margin=18)
