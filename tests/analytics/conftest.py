@@ -24,6 +24,9 @@ from apps.content.models import Generation, UsageEvent
 from shardrouter.control import conninfo_for
 from shardrouter.ids import new_id
 
+# Shorter fixed waits of the move engine (a one-window throttle baseline, a 0.25 s map refresh): tests/moves/fixtures.py.
+from tests.moves.fixtures import quick_moves  # noqa: F401
+
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 SINCE_TEXT, UNTIL_TEXT = "2026-11-01", "2026-11-26"  # a window covering every seeded day
 MODELS = ["ngram-small", "ngram-large", ""]

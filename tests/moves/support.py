@@ -66,11 +66,27 @@ def on_db(alias: str, query: str, params: Iterable[Any] = ()) -> list[tuple[Any,
 # --- operator processes --------------------------------------------------------------------------------
 
 
-class Operator:
-    """``manage.py shardmove ...`` as a real child process (so a test can SIGKILL it)."""
+QUICK_SETTINGS = "tests.moves.settings"  # the project's settings with the shorter waits of tests/moves/fixtures.py
+PROJECT_SETTINGS = "quantumquill.settings"
 
-    def __init__(self, *args: str, pause_at: str | None = None, pause_seconds: float | None = None) -> None:
-        extra = {"QQ_MOVE_PAUSE_AT": pause_at} if pause_at else {}
+
+class Operator:
+    """``manage.py shardmove ...`` as a real child process (so a test can SIGKILL it).
+
+    It runs with ``settings_module``: by default the project's settings with the same shorter waits as the test
+    process (``quick_moves``); ``PROJECT_SETTINGS`` for the project's own (the five-window throttle baseline).
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        pause_at: str | None = None,
+        pause_seconds: float | None = None,
+        settings_module: str = QUICK_SETTINGS,
+    ) -> None:
+        extra = {"DJANGO_SETTINGS_MODULE": settings_module}
+        if pause_at:
+            extra["QQ_MOVE_PAUSE_AT"] = pause_at
         if pause_seconds is not None:
             extra["QQ_MOVE_PAUSE_SECONDS"] = str(pause_seconds)
         self.args = args

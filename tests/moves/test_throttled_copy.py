@@ -33,6 +33,7 @@ from quantumquill.devstack.stack import free_port, stack_from_state
 from shardrouter.control import conninfo_for
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import (
+    PROJECT_SETTINGS,
     Ledger,
     Load,
     Operator,
@@ -125,7 +126,7 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
                 operator = Operator(
                     "start", "0", "500", "--to", "shard3", "--wait", "--max-source-active", str(LIMIT),
                     "--max-source-latency", "60000",
-                    pause_at="start:slot", pause_seconds=3,
+                    pause_at="start:slot", pause_seconds=3, settings_module=PROJECT_SETTINGS,
                 )  # fmt: skip
                 operator.wait_for("paused at start:slot")
                 # Hold content_usageevent's copy at the target's door (a SHARE lock blocks its COPY), so the copy
@@ -330,7 +331,7 @@ def test_a_lagging_replica_of_the_source_holds_the_copy_until_it_catches_up(
         operator = Operator(
             "start", "0", "500", "--to", "shard3", "--wait", "--max-replica-lag", "2",
             "--max-source-latency", "60000",
-            pause_at="start:slot", pause_seconds=3,
+            pause_at="start:slot", pause_seconds=3, settings_module=PROJECT_SETTINGS,
         )  # fmt: skip
         operator.wait_for("paused at start:slot")
         # Hold content_usageevent's copy at the target's door so the copy outlasts the episode.
