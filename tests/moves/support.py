@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,8 @@ import psycopg
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
+from django.db.models import Model
+from psycopg import sql
 
 from apps.content.models import Generation, UsageEvent
 from apps.content.services import generation_create, generation_delete
@@ -179,7 +181,7 @@ class Ledger:
 
 
 def seed(ledger: Ledger, alias: str, users: Iterable[int], per_user: int) -> None:
-    """Bulk-insert generations (and their usage events) on ``alias``, recording them in the ledger."""
+    """Insert generations (and their usage events) on ``alias``, recording them in the ledger."""
     generations, events = [], []
     for user in users:
         for n in range(per_user):
@@ -188,8 +190,23 @@ def seed(ledger: Ledger, alias: str, users: Iterable[int], per_user: int) -> Non
             generations.append(Generation(id=gid, user_id=user, prompt=prompt))
             events.append(UsageEvent(user_id=user, kind=UsageEvent.Kind.GENERATION_REQUESTED, generation_id=gid))
             ledger.created(gid, user, prompt)
-    Generation.objects.using(alias).bulk_create(generations, batch_size=2000)
-    UsageEvent.objects.using(alias).bulk_create(events, batch_size=2000)
+    copy_into(alias, generations)
+    copy_into(alias, events)
+
+
+def copy_into(alias: str, objects: Sequence[Model]) -> None:
+    """Insert model instances on ``alias`` with one ``COPY``: the rows ``bulk_create`` would insert (defaults and
+    ``auto_now`` fields filled the same way), without compiling an INSERT of every row (seconds for 60,000 rows)."""
+    if not objects:
+        return
+    connection = connections[alias]
+    fields = type(objects[0])._meta.concrete_fields
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(type(objects[0])._meta.db_table), sql.SQL(", ").join(sql.Identifier(f.column) for f in fields)
+    )
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for obj in objects:
+            copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
 
 
 class Load:

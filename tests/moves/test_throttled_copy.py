@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from django.core.management.base import CommandError
 from django.test import Client
+from psycopg.conninfo import make_conninfo
 
 from migrations_tooling.models import MoveEvent, MoveRange
 from migrations_tooling.pgconn import connect
@@ -58,8 +59,14 @@ def status_json(move_id: int) -> dict[str, Any]:
 
 @contextmanager
 def busy_backends(alias: str, count: int) -> Iterator[None]:
-    """``count`` connections to ``alias`` running a long query (active backends) until the block ends."""
-    conns = [psycopg.connect(conninfo_for(alias), autocommit=True) for _ in range(count)]
+    """``count`` connections to the server of ``alias`` running a long query (active backends) until the block ends.
+
+    They use that server's ``postgres`` database: `--max-source-active` limits the active client backends of the
+    source's server, whatever their database, and there they hold no snapshot in the source's database, which
+    `start` waits for (up to ``SNAPSHOT_WAIT``, 10 s) before the copy, as for any transaction older than its fence.
+    """
+    server = make_conninfo(conninfo_for(alias), dbname="postgres")
+    conns = [psycopg.connect(server, autocommit=True) for _ in range(count)]
     pids = [c.info.backend_pid for c in conns]
     threads = []
     for conn in conns:

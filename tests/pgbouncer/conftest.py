@@ -26,6 +26,7 @@ from shardrouter.control import control_connection
 from tests.generation.conftest import stack  # noqa: F401
 
 # Shorter fixed waits of the move engine (a one-window throttle baseline, a 0.25 s map refresh): tests/moves/fixtures.py.
+# (Not the cheap password hashes: the generation stack's app servers here check passwords with the project's settings.)
 from tests.moves.fixtures import quick_moves  # noqa: F401
 
 # Short enough that an exhausted pool answers within seconds.
