@@ -143,13 +143,6 @@ class Operator:
         return "".join(self.output)
 
 
-def run_operator(*args: str, timeout: float = 180) -> str:
-    """Run a command to the end in a child process; fail the test if it fails."""
-    code, text = Operator(*args).finish(timeout=timeout)
-    assert code == 0, f"shardmove {' '.join(args)} failed ({code}):\n{text}"
-    return text
-
-
 # --- the write load and its ledger ---------------------------------------------------------------------
 
 
