@@ -30,9 +30,9 @@ def quick_moves(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
     * A one-window throttle baseline: `shardmove start` measures the probe for 1 s instead of 5 s before the copy.
       The measurement, the gate and the controller are the same code; only the number of windows the second lowest
-      is taken from changes. Only the throttle tests read the baseline: test_throttled_copy.py's throttled moves
-      keep the default five windows (their `Operator` runs with the project's settings), test_baseline_windows.py
-      checks the setting.
+      is taken from changes. Only the throttle tests read the baseline: the throttle test that sees the copy
+      engage and release under source load keeps the default five windows (its `Operator` runs with the project's
+      settings), test_baseline_windows.py checks the setting.
     * A 0.25 s shard-map refresh (1 s by default): `complete` and `cancel` wait 2 x 0.25 + 0.5 = 1 s instead of
       2.5 s for a new map to spread before they delete rows. The rule is the same, and the processes it protects
       (the write load's threads, the children a test starts) refresh at the same shorter interval, so it protects

@@ -338,7 +338,7 @@ def test_a_lagging_replica_of_the_source_holds_the_copy_until_it_catches_up(
         operator = Operator(
             "start", "0", "500", "--to", "shard3", "--wait", "--max-replica-lag", "2",
             "--max-source-latency", "60000",
-            pause_at="start:slot", pause_seconds=3, settings_module=PROJECT_SETTINGS,
+            pause_at="start:slot", pause_seconds=3,
         )  # fmt: skip
         operator.wait_for("paused at start:slot")
         # Hold content_usageevent's copy at the target's door so the copy outlasts the episode.
