@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from .throttle_baseline import BASELINE_WINDOWS
+
 
 @dataclass(frozen=True)
 class MoveSettings:
@@ -26,6 +28,7 @@ class MoveSettings:
     throttle_latency_slack_ms: float
     throttle_max_active: int | None
     throttle_interval: float
+    throttle_baseline_windows: int
     throttle_max_replica_lag: float | dict[str, float] | None
 
 
@@ -62,6 +65,9 @@ def get_settings() -> MoveSettings:
         throttle_max_active=None if raw.get("THROTTLE_MAX_ACTIVE") is None else int(raw["THROTTLE_MAX_ACTIVE"]),
         # How often the controller compares the source with the budget and adjusts the copy's share of time.
         throttle_interval=max(0.1, float(raw.get("THROTTLE_INTERVAL_SECONDS", 0.5))),
+        # Whole windows of probes `start` measures the baseline over before the copy (one window per second); the
+        # second lowest counts. Fewer start sooner, but one slow window can then set the baseline.
+        throttle_baseline_windows=max(1, int(raw.get("THROTTLE_BASELINE_WINDOWS", BASELINE_WINDOWS))),
         # Most seconds the source's streaming replicas may lag while copying: one number for every source, or
         # {source alias: seconds}; None: not watched (checked by ``throttle.replica_lag_setting``).
         throttle_max_replica_lag=raw.get("THROTTLE_MAX_REPLICA_LAG_SECONDS"),

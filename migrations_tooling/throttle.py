@@ -56,7 +56,7 @@ from .conf import get_settings
 from .errors import MoveError
 from .pgconn import one
 from .schema import ShardedTable
-from .throttle_baseline import BASELINE_WINDOWS, WINDOW, baseline_of, p95
+from .throttle_baseline import WINDOW, baseline_of, p95
 
 PROBE_EVERY = 0.05  # seconds between probes of the source
 CONTROL_WINDOWS = 5  # the controller reads the p95 of the last CONTROL_WINDOWS windows as the baseline is read
@@ -310,11 +310,12 @@ def with_baseline(
     config: ThrottleConfig, conn: psycopg.Connection[Any], table: ShardedTable, lo: int, hi: int
 ) -> ThrottleConfig:
     """Measure the probe's p95 before the copy as the controller will (``baseline_of`` the p95s of
-    ``BASELINE_WINDOWS`` windows); derive the budget from it unless one was given."""
+    ``THROTTLE_BASELINE_WINDOWS`` windows, ``BASELINE_WINDOWS`` by default); derive the budget from it unless one
+    was given."""
     if not config.enabled:
         return config
     probe = Probe(conn, table, lo, hi)
-    windows = [round(ms, 3) for ms in window_p95s(probe, BASELINE_WINDOWS)]
+    windows = [round(ms, 3) for ms in window_p95s(probe, get_settings().throttle_baseline_windows)]
     baseline = round(baseline_of(windows), 3)
     budget = config.max_probe_ms
     if config.budget_from == "baseline":

@@ -24,6 +24,11 @@ from apps.content.models import Generation, UsageEvent
 from shardrouter.control import conninfo_for
 from shardrouter.ids import new_id
 
+# Shorter fixed waits of the move engine (a one-window throttle baseline, a 0.25 s map refresh) and cheap password
+# hashes: tests/moves/fixtures.py.
+from tests.moves.fixtures import cheap_passwords, quick_moves  # noqa: F401
+from tests.moves.support import copy_into
+
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 SINCE_TEXT, UNTIL_TEXT = "2026-11-01", "2026-11-26"  # a window covering every seeded day
 MODELS = ["ngram-small", "ngram-large", ""]
@@ -108,6 +113,6 @@ def seed_content(alias: str, users: list[int], per_user: int, *, rng: random.Ran
                         user_id=user, kind="generation_completed", generation_id=gid, tokens=50, created_at=created
                     )
                 )
-    Generation.objects.using(alias).bulk_create(generations, batch_size=2000)
-    UsageEvent.objects.using(alias).bulk_create(events, batch_size=2000)
+    copy_into(alias, generations)
+    copy_into(alias, events)
     return [g.id for g in generations]

@@ -19,6 +19,7 @@ from apps.analytics.sync import Syncer
 from tests.analytics.conftest import SINCE_TEXT, UNTIL_TEXT, seed_content
 from tests.browser import chromium
 from tests.conftest import ALL_DATABASES
+from tests.moves.support import QUICK_SETTINGS
 from tests.web.conftest import start_app_server
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
@@ -47,7 +48,10 @@ def test_a_staff_member_sees_every_chart_drawn_from_the_warehouse(
     seed_content("shard1", [30], 40, rng=rng)
     seed_content("shard2", [1030], 40, rng=rng)
     Syncer(duckdb_warehouse).catch_up()
-    app = start_app_server(WAREHOUSE_DUCKDB_PATH=str(duckdb_warehouse.duckdb_path))
+    # With the test process' password hashers (tests.moves.settings): the browser logs in with a password hashed here.
+    app = start_app_server(
+        WAREHOUSE_DUCKDB_PATH=str(duckdb_warehouse.duckdb_path), DJANGO_SETTINGS_MODULE=QUICK_SETTINGS
+    )
     try:
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1000, "height": 900})

@@ -17,6 +17,10 @@ from django.conf import settings
 
 from shardrouter.control import conninfo_for
 
+# Shorter fixed waits of the move engine (a one-window throttle baseline, a 0.25 s map refresh) and of the servers'
+# logical replication workers (a 200 ms retry), cheap password hashes: tests/moves/fixtures.py.
+from tests.moves.fixtures import cheap_passwords, quick_moves, quick_replication_retries  # noqa: F401
+
 
 def drop_all_move_objects() -> None:
     aliases = list(settings.DATABASES)
@@ -74,7 +78,10 @@ def _drop_slots(conn: psycopg.Connection) -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_move_leftovers(django_db_blocker: Any) -> Iterator[None]:
+def no_move_leftovers(request: pytest.FixtureRequest, django_db_blocker: Any) -> Iterator[None]:
+    if request.node.get_closest_marker("django_db") is None:
+        yield  # a test without databases neither meets nor leaves replication objects
+        return
     with django_db_blocker.unblock():
         drop_all_move_objects()
     yield

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 
 from migrations_tooling.models import MoveRange
 from quantumquill.devstack.postgres import PostgresServer
-from quantumquill.devstack.stack import free_port
+from quantumquill.devstack.stack import INITDB_TEMPLATES, free_port
 from shardrouter.keyspace import KEYSPACE_END, ShardRange
 from shardrouter.mapstore import load_map_from_database
 from tests.conftest import ALL_DATABASES, child_env, database_url, write_map
@@ -108,7 +108,7 @@ def server_without_logical_wal() -> Iterator[str]:
     """A fourth PostgreSQL server with wal_level=replica, for one test."""
     base = Path(os.environ["QQ_DEVSTACK_STATE"]).parent
     server = PostgresServer("pg-replica-wal", base / "pg-replica-wal", free_port())
-    server.init(durable=False)
+    server.init(durable=False, template_root=INITDB_TEMPLATES)  # a copy of the stack's initdb, not a fresh one
     with (server.pg_dir / "postgresql.conf").open("a") as conf:
         conf.write("wal_level = replica\n")
     server.start()

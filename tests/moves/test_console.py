@@ -16,7 +16,7 @@ from migrations_tooling import phases
 from migrations_tooling.models import LagSample, MoveEvent, MoveRange, VerifyRun
 from tests.browser import chromium
 from tests.conftest import ALL_DATABASES
-from tests.moves.support import Ledger, latest_move, on_db, seed, shardmove, wait_for_phase, wait_until
+from tests.moves.support import QUICK_SETTINGS, Ledger, latest_move, on_db, seed, shardmove, wait_for_phase, wait_until
 from tests.web.conftest import AppServer, start_app_server
 
 pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)]
@@ -87,7 +87,7 @@ def test_the_shard_map_page_shows_the_rows_bytes_and_revisions_the_databases_hol
 
 @pytest.fixture
 def app_server() -> Iterator[AppServer]:
-    server = start_app_server()
+    server = start_app_server(DJANGO_SETTINGS_MODULE=QUICK_SETTINGS)  # checks the password hashed in this process
     yield server
     server.process.terminate()
     server.process.wait(15)

@@ -1,4 +1,8 @@
-"""Killing the operator's command at any point never loses data, and re-running it finishes the job."""
+"""Killing the operator's command at any point never loses data, and re-running it finishes the job.
+
+The killed commands are child processes (``Operator``: SIGKILL at a pause point); the re-runs run in the test
+process, as any later command would (the kill is what these tests are about, not where the re-run runs).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ from tests.moves.support import (
     assert_every_write_in_place,
     latest_move,
     on_db,
-    run_operator,
     seed,
     shardmove,
     wait_for_phase,
@@ -74,7 +77,7 @@ def test_killing_start_mid_set_up_and_during_the_copy_then_rerunning_it_finishes
     operator.wait_for("paused at start:subscription")
     operator.kill()
 
-    assert "was started already" in run_operator("start", "0", "500", "--to", "shard2")
+    assert "was started already" in shardmove("start", "0", "500", "--to", "shard2")
     wait_for_phase(move.id, "catching_up")
     assert "rows match" in shardmove("verify", str(move.id))
     assert count_in("shard2", 0, 500) == count_in("shard1", 0, 500) == 1500
@@ -108,7 +111,7 @@ def test_killing_switch_writes_inside_the_freeze_lets_writes_resume_at_the_limit
         assert move_status(move).writes == "shard2"
         load.wait_for_writes(30)
 
-        assert "Writes switched" in run_operator("switch-writes", str(move.id))
+        assert "Writes switched" in shardmove("switch-writes", str(move.id))
         load.wait_for_writes(30)
     assert load.errors == [], load.errors[0]
     assert fence_row("shard2", move.id)[0] == "moved"
@@ -131,7 +134,7 @@ def test_killing_switch_writes_after_its_commit_point_never_blocks_writes_and_a_
         load.wait_for_writes(60)
         assert count_in("shard3", 1000, 5000) > count_in("shard2", 1000, 5000)
 
-        assert "Finishing switch-writes" in run_operator("switch-writes", str(move.id))
+        assert "Finishing switch-writes" in shardmove("switch-writes", str(move.id))
         assert move_status(move).writes == "shard3"
         load.wait_for_writes(30)
     assert load.errors == [], load.errors[0]
@@ -152,7 +155,7 @@ def test_killing_complete_midway_then_rerunning_it_deletes_exactly_the_moved_row
     with pytest.raises(CommandError, match="cannot be rolled back any more"):
         shardmove("rollback", str(move.id))
 
-    assert "Complete" in run_operator("complete", str(move.id), "--batch-rows", "20", "--pause", "0")
+    assert "Complete" in shardmove("complete", str(move.id), "--batch-rows", "20", "--pause", "0")
     assert count_in("shard2", 1000, 5000) == 0
     assert count_in("shard2", 5000, 2**62) == outside_before
     assert count_in("shard3", 1000, 5000) == 120

@@ -25,7 +25,7 @@ SECRET = "row data that must never be logged"
 
 @pytest.fixture(autouse=True)
 def mirror_every_read(settings: Any) -> Iterator[None]:
-    settings.SHARDMOVE = {"MIRROR_READS_SHARE": 1.0, "MIRROR_MISMATCH_WINDOW_SECONDS": 600}
+    settings.SHARDMOVE = {**settings.SHARDMOVE, "MIRROR_READS_SHARE": 1.0, "MIRROR_MISMATCH_WINDOW_SECONDS": 600}
     mirror.reset()
     yield
     wait_until(mirror.idle, timeout=30, what="mirrored reads to finish")
@@ -78,7 +78,7 @@ def test_a_row_altered_on_the_target_is_caught_and_blocks_switch_reads(caplog: p
 
 
 def test_a_clean_move_under_write_load_has_no_mismatch(settings: Any) -> None:
-    settings.SHARDMOVE = {"MIRROR_READS_SHARE": 0.3}
+    settings.SHARDMOVE = {**settings.SHARDMOVE, "MIRROR_READS_SHARE": 0.3}
     ledger = Ledger()
     users = [10, 20, 30, 40, 50, 60]
     seed(ledger, "shard1", users, per_user=5)

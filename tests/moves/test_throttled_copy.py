@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from django.core.management.base import CommandError
 from django.test import Client
+from psycopg.conninfo import make_conninfo
 
 from migrations_tooling.models import MoveEvent, MoveRange
 from migrations_tooling.pgconn import connect
@@ -33,6 +34,7 @@ from quantumquill.devstack.stack import free_port, stack_from_state
 from shardrouter.control import conninfo_for
 from tests.conftest import ALL_DATABASES
 from tests.moves.support import (
+    PROJECT_SETTINGS,
     Ledger,
     Load,
     Operator,
@@ -57,8 +59,14 @@ def status_json(move_id: int) -> dict[str, Any]:
 
 @contextmanager
 def busy_backends(alias: str, count: int) -> Iterator[None]:
-    """``count`` connections to ``alias`` running a long query (active backends) until the block ends."""
-    conns = [psycopg.connect(conninfo_for(alias), autocommit=True) for _ in range(count)]
+    """``count`` connections to the server of ``alias`` running a long query (active backends) until the block ends.
+
+    They use that server's ``postgres`` database: `--max-source-active` limits the active client backends of the
+    source's server, whatever their database, and there they hold no snapshot in the source's database, which
+    `start` waits for (up to ``SNAPSHOT_WAIT``, 10 s) before the copy, as for any transaction older than its fence.
+    """
+    server = make_conninfo(conninfo_for(alias), dbname="postgres")
+    conns = [psycopg.connect(server, autocommit=True) for _ in range(count)]
     pids = [c.info.backend_pid for c in conns]
     threads = []
     for conn in conns:
@@ -125,7 +133,7 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
                 operator = Operator(
                     "start", "0", "500", "--to", "shard3", "--wait", "--max-source-active", str(LIMIT),
                     "--max-source-latency", "60000",
-                    pause_at="start:slot", pause_seconds=3,
+                    pause_at="start:slot", pause_seconds=3, settings_module=PROJECT_SETTINGS,
                 )  # fmt: skip
                 operator.wait_for("paused at start:slot")
                 # Hold content_usageevent's copy at the target's door (a SHARE lock blocks its COPY), so the copy

@@ -25,6 +25,10 @@ from shardrouter.control import control_connection
 # The generation stack (contentgen server, Celery workers, gunicorn) of the slice of tests run through the poolers.
 from tests.generation.conftest import stack  # noqa: F401
 
+# Shorter fixed waits of the move engine (a one-window throttle baseline, a 0.25 s map refresh): tests/moves/fixtures.py.
+# (Not the cheap password hashes: the generation stack's app servers here check passwords with the project's settings.)
+from tests.moves.fixtures import quick_moves  # noqa: F401
+
 # Short enough that an exhausted pool answers within seconds.
 QUERY_WAIT_TIMEOUT = 3
 

@@ -1,11 +1,11 @@
-"""The project's settings plus the test-only sharded app ``ddlnotes`` (child processes of tests/moves only)."""
+"""The settings of tests/moves' child processes plus the test-only sharded app ``ddlnotes``."""
 
 from __future__ import annotations
 
 import os
 
-from quantumquill.settings import *  # noqa: F403
-from quantumquill.settings import INSTALLED_APPS, SHARDROUTER
+from tests.moves.settings import *  # noqa: F403
+from tests.moves.settings import INSTALLED_APPS, SHARDROUTER
 
 VERSION = os.environ.get("QQ_DDL_MIGRATIONS", "v1")
 
