@@ -23,6 +23,7 @@ from django.core.management.base import CommandError
 from django.db import connections
 from django.test import Client
 
+from apps.content.models import Generation
 from migrations_tooling.models import MoveEvent, MoveRange
 from migrations_tooling.pgconn import connect
 from migrations_tooling.schema import sharded_tables
@@ -146,7 +147,7 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
                 throttle = data["throttle"]
                 assert throttle["enabled"] and throttle["running"] and throttle["max_active"] == LIMIT
                 # The probe is the application's signed-in read of users the move leaves on the source.
-                assert f"the last {PROBE_ROWS} content_generation rows of" in throttle["probe"]
+                assert f"the last {PROBE_ROWS} content_generation rows (their IDs) of" in throttle["probe"]
                 assert "outside the range" in throttle["probe"]
                 assert f"active backends > {LIMIT}" in throttle["reason"]
                 assert "THROTTLED now" in shardmove("status", str(move.id))
@@ -460,6 +461,20 @@ def test_a_gate_held_shut_by_another_session_stays_shut_and_the_controller_keeps
         controller.close()
         other.close()
     assert not gate_closed(move.id)  # the controller's session ended: the gate goes with it
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_the_probe_reads_the_rows_a_signed_in_page_lists_and_sends_back_only_their_keys() -> None:
+    ledger = Ledger()
+    seed(ledger, "shard1", STAYING[:2], per_user=PROBE_ROWS + 5)
+    table = next(t for t in sharded_tables() if t.order_by)
+    with connect("shard1") as conn:
+        probe = Probe(conn, table, 0, 500)
+        assert list(probe.users) == STAYING[:2]  # users the move leaves on the source
+        for user in probe.users:
+            page = [g.id for g in Generation.objects.using("shard1").filter(user_id=user)[:PROBE_ROWS]]
+            assert conn.execute(probe.query, [user]).fetchall() == [(gid,) for gid in page]
+        assert probe.run() >= 0
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
