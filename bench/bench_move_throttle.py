@@ -21,16 +21,29 @@ on both sides too. The cancels run uncapped and unmeasured. Reported, per round:
 against the idle phase just before it (*throttled / before*) and against the idle phases on both sides pooled;
 over the run: the p95 of all idle reads pooled, of all full-speed reads and of all throttled reads, and each
 copy's duration (the move's own ``copy_started_at`` to ``copy_finished_at``, as recorded by the follower,
-which polls once a second). The commands run as child processes (in this process's cgroup), as an operator runs
-them. ``--json PATH`` writes the figures; ``--chart PATH`` draws the reads' p95 per second over the run, with the
-phases as bands, and the share of each second the copy's gate stood open (sampled five times a second on the
-target).
+which polls once a second).
+
+After each throttled copy (``--held``, the default), a move whose gate this process holds shut throughout, so
+its copy does no work: reads for ``--seconds`` with no command following it (*held shut*: what the open ``COPY``
+transactions and the walsenders cost the source), then for ``--seconds`` with ``shardmove refresh --watch``
+steering it (*held shut, followed*: the controller's probe and the follower's progress polling on top); then it
+is cancelled, unmeasured.
+
+The commands run as child processes, as an operator runs them, in a cgroup of their own (``--follower-cpu``,
+default 0.5 CPU, ``--follower-shares``, default as high as the others'): in production the follower runs on an
+operator host, not on the app servers or the database server, so its CPU is capped and counted apart from the
+readers'. On this machine it still shares the cores with them. The CPU each cgroup used (the source's server,
+the target's, the readers, the follower) is sampled with the gate (every ``--gate-every`` seconds) and reported
+per kind of phase (the median over the run's phases of that kind). ``--json PATH`` writes the figures;
+``--chart PATH`` draws the reads' p95 per second over the run, with the phases as bands, and the share of each
+second the copy's gate stood open (sampled on the target).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -536,6 +549,9 @@ def main() -> None:
     throttled_all, n_throttled = pooled_p95(reads, [(lo, hi) for name, lo, hi in phases if name == "throttled"])
     full_all, n_full = pooled_p95(reads, [(lo, hi) for name, lo, hi in phases if name == "full speed"])
     to_before = [r["throttled_to_before"] for r in rounds]
+    # The same judgement with no move at all: each idle phase against the idle phase before it (the noise floor).
+    idle_p95s = [reads.p95(lo, hi)[0] for lo, hi in idle_spans]
+    idle_to_idle = [later / earlier for earlier, later in itertools.pairwise(idle_p95s)]
     figures.update(
         {
             "rounds": rounds,
@@ -549,7 +565,9 @@ def main() -> None:
                 **{kind: ms / idle for kind, ms in held_all.items()},
             },
             "cpu_by_phase": cpu_by_phase,
-            "idle_phase_p95_ms": [reads.p95(lo, hi)[0] for lo, hi in idle_spans],
+            "idle_phase_p95_ms": idle_p95s,
+            "idle_to_previous_idle": idle_to_idle,
+            "idle_within_1_2_of_previous": sum(ratio <= 1.2 for ratio in idle_to_idle),
             "loadavg_end": os.getloadavg(),
             "machine": machine(),
         }
@@ -568,6 +586,11 @@ def main() -> None:
         f"in {figures['within_1_2_of_before']} of {len(rounds)}; pooled over the run: idle {idle:.2f} ms ({n_idle} "
         f"reads), full speed {full_all / idle:.2f}x, throttled {throttled_all:.2f} ms = {throttled_all / idle:.2f}x"
         + "".join(f", {kind} {ms / idle:.2f}x" for kind, ms in held_all.items())
+    )
+    log(
+        f"idle / the idle phase before it (no move: the noise floor): median {median(idle_to_idle):.2f} "
+        f"({min(idle_to_idle):.2f}-{max(idle_to_idle):.2f}), within 1.2x in "
+        f"{figures['idle_within_1_2_of_previous']} of {len(idle_to_idle)}"
     )
     if args.chart:
         chart(args.chart, reads, gate, phases, idle)
