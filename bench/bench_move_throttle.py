@@ -21,16 +21,29 @@ on both sides too. The cancels run uncapped and unmeasured. Reported, per round:
 against the idle phase just before it (*throttled / before*) and against the idle phases on both sides pooled;
 over the run: the p95 of all idle reads pooled, of all full-speed reads and of all throttled reads, and each
 copy's duration (the move's own ``copy_started_at`` to ``copy_finished_at``, as recorded by the follower,
-which polls once a second). The commands run as child processes (in this process's cgroup), as an operator runs
-them. ``--json PATH`` writes the figures; ``--chart PATH`` draws the reads' p95 per second over the run, with the
-phases as bands, and the share of each second the copy's gate stood open (sampled five times a second on the
-target).
+which polls once a second).
+
+After each throttled copy (``--held``, the default), a move whose gate this process holds shut throughout, so
+its copy does no work: reads for ``--seconds`` with no command following it (*held shut*: what the open ``COPY``
+transactions and the walsenders cost the source), then for ``--seconds`` with ``shardmove refresh --watch``
+steering it (*held shut, followed*: the controller's probe and the follower's progress polling on top); then it
+is cancelled, unmeasured.
+
+The commands run as child processes, as an operator runs them, in a cgroup of their own (``--follower-cpu``,
+default 0.5 CPU, ``--follower-shares``, default as high as the others'): in production the follower runs on an
+operator host, not on the app servers or the database server, so its CPU is capped and counted apart from the
+readers'. On this machine it still shares the cores with them. The CPU each cgroup used (the source's server,
+the target's, the readers, the follower) is sampled with the gate (every ``--gate-every`` seconds) and reported
+per kind of phase (the median over the run's phases of that kind). ``--json PATH`` writes the figures;
+``--chart PATH`` draws the reads' p95 per second over the run, with the phases as bands, and the share of each
+second the copy's gate stood open (sampled on the target).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -78,6 +91,7 @@ def _postmaster(alias: str) -> int:
 
 
 capped_groups: list[cgroups.CpuCgroup] = []
+roles: dict[str, cgroups.CpuCgroup] = {}  # "source", "target", "readers", "follower": for CPU per phase
 
 
 def set_quota(cpu: float | None) -> None:
@@ -87,13 +101,14 @@ def set_quota(cpu: float | None) -> None:
 
 
 @contextlib.contextmanager
-def capped(aliases: list[str], cpu: float) -> Iterator[list[str]]:
-    """Each distinct server of ``aliases`` in its own cgroup capped at ``cpu`` CPUs; this process in another."""
+def capped(aliases: list[str], cpu: float, follower_cpu: float, follower_shares: int) -> Iterator[list[str]]:
+    """Each distinct server of ``aliases`` in its own cgroup capped at ``cpu`` CPUs; this process (the readers)
+    in another; the ``shardmove`` commands in a third, capped at ``follower_cpu`` with ``follower_shares``."""
     made: list[cgroups.CpuCgroup] = []
     notes = []
 
-    def group(name: str, quota: float | None) -> cgroups.CpuCgroup:
-        made.append(cgroups.CpuCgroup(f"qq-bench-throttle-{os.getpid()}-{name}").create(quota))
+    def group(name: str, quota: float | None, shares: int = cgroups.HIGH_SHARES) -> cgroups.CpuCgroup:
+        made.append(cgroups.CpuCgroup(f"qq-bench-throttle-{os.getpid()}-{name}").create(quota, shares=shares))
         return made[-1]
 
     try:
@@ -104,14 +119,41 @@ def capped(aliases: list[str], cpu: float) -> Iterator[list[str]]:
             server = group(f"pg-{alias}", cpu)
             cgroups.place_tree(server, pid)  # backends forked later inherit the group
             capped_groups.append(server)
+            roles["source" if alias == SOURCE else "target"] = server
             notes.append(f"server of {alias} (postmaster {pid}) capped at {cpu} CPU, cpu.shares {cgroups.HIGH_SHARES}")
-        group("loadgen", None).add(os.getpid())
-        notes.append(f"load generator: cpu.shares {cgroups.HIGH_SHARES}, no quota")
+        roles["readers"] = group("loadgen", None)
+        roles["readers"].add(os.getpid())
+        notes.append(f"load generator (readers): cpu.shares {cgroups.HIGH_SHARES}, no quota")
+        roles["follower"] = group("follower", follower_cpu, follower_shares)
+        notes.append(
+            f"shardmove commands (the follower): capped at {follower_cpu} CPU, cpu.shares {follower_shares} (an "
+            "operator host of their own: their CPU is counted apart and capped)"
+        )
         yield notes
     finally:
         capped_groups.clear()
+        roles.clear()
         for made_group in reversed(made):
             made_group.remove()  # whatever is left (this process, late backends) goes back to the root group
+
+
+def command(*args: str) -> subprocess.Popen[str]:
+    """``manage.py shardmove ...`` as an operator runs it: its own process, in the follower's cgroup."""
+    follower = roles.get("follower")
+
+    def join() -> None:
+        if follower is not None:
+            for procs in follower.procs_files:
+                procs.write_text(str(os.getpid()))
+
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "shardmove", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=join,
+    )
 
 
 # --- data and reads ------------------------------------------------------------------------------------------
@@ -194,13 +236,16 @@ class Reads:
 
 
 class GateWatch:
-    """Samples, five times a second, whether a move's gate on the target stands shut (wall-clock time).
+    """Samples, every ``every`` seconds, whether a move's gate on the target stands shut (wall-clock time), and
+    the CPU time each role's cgroup has used (the source and target servers, the readers, the follower).
 
     One small query of the target's ``pg_locks`` per sample, nothing on the source or the control database.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, every: float) -> None:
+        self.every = every
         self.samples: list[tuple[float, bool]] = []
+        self.cpu: list[tuple[float, dict[str, float]]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -216,13 +261,22 @@ class GateWatch:
         from migrations_tooling.throttle import gate_key
 
         with psycopg.connect(conninfo_for(TARGET), autocommit=True) as conn:
-            while not self.stop.wait(0.2):
+            while not self.stop.wait(self.every):
+                self.cpu.append((time.time(), {role: group.usage_seconds() for role, group in roles.items()}))
                 row = conn.execute(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
                     "AND ((classid::bigint << 32) | objid::bigint) BETWEEN %s AND %s",
                     [gate_key(0), gate_key(1 << 32)],  # every move's gate (controllers' keys lie far above)
                 ).fetchone()
                 self.samples.append((time.time(), bool(row and row[0])))
+
+    def cpu_between(self, since: float, until: float) -> dict[str, float]:
+        """CPUs each role used on average between ``since`` and ``until`` (the samples inside the span)."""
+        inside = [(at, used) for at, used in self.cpu if since <= at <= until]
+        if len(inside) < 2:
+            return {}
+        (t0, first), (t1, last) = inside[0], inside[-1]
+        return {role: round((last[role] - first[role]) / (t1 - t0), 3) for role in first if role in last}
 
     def open_share(self, since: float, until: float) -> float:
         window = [shut for at, shut in self.samples if since <= at < until]
@@ -241,7 +295,13 @@ def chart(path: Path, reads: Reads, gate: GateWatch, phases: list[tuple[str, flo
     seconds = range(int(end - start) + 1)
     p95s = [reads.p95(start + s, start + s + 1)[0] for s in seconds]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[3, 1])
-    colours = {"idle": "#dddddd", "full speed": "#f4b6b6", "throttled": "#b6d7f4"}
+    colours = {
+        "idle": "#dddddd",
+        "full speed": "#f4b6b6",
+        "throttled": "#b6d7f4",
+        "held shut": "#d9f4b6",
+        "held shut, followed": "#f4e8b6",
+    }
     for name, lo, hi in phases:
         for ax in (top, bottom):
             ax.axvspan(lo - start, hi - start, color=colours.get(name, "#eeeeee"), alpha=0.6, lw=0)
@@ -275,13 +335,7 @@ def copy_phase(options: list[str], limit: float) -> tuple[float, float, float, M
     """``shardmove start ... --wait`` in its own process (as an operator runs it, so the follower's work does not
     compete with the readers for this process); returns (copy start, copy end, copy seconds, move) in wall-clock
     time, from the move's record (set-up and the child's start-up are left out of the window)."""
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "shardmove", "start", str(LO), str(HI), "--to", TARGET, "--wait", *options],
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = command("start", str(LO), str(HI), "--to", TARGET, "--wait", *options)
     try:
         output, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -325,6 +379,53 @@ def cancel_unmeasured(move: MoveRange, cpu: float) -> None:
     time.sleep(3)
 
 
+def held_phases(args: argparse.Namespace, reads: Reads) -> list[tuple[str, float, float]]:
+    """A move open with its gate held shut by this process throughout, so the copy does no work: first with no
+    command following it (what an open copy costs the source: its ``COPY`` transactions, the walsenders), then
+    with a follower steering it (``refresh --watch``: the controller's probe and the progress polling)."""
+    from migrations_tooling.throttle import controller_running, gate_key
+
+    last = MoveRange.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    keys = [gate_key(last + n) for n in range(1, 4)]  # the next move's gate, whichever id it gets
+    found: list[tuple[str, float, float]] = []
+    with psycopg.connect(conninfo_for(TARGET), autocommit=True) as holder:
+        for key in keys:
+            holder.execute("SELECT pg_advisory_lock(%s)", [key])
+        proc = command("start", str(LO), str(HI), "--to", TARGET)
+        output, _ = proc.communicate(timeout=args.limit)
+        if proc.returncode != 0:
+            raise SystemExit(f"shardmove start failed:\n{output}")
+        move = MoveRange.objects.order_by("-id").first()
+        assert move is not None
+        if gate_key(move.id) not in keys:
+            raise SystemExit(f"move {move.id} got an id whose gate this process does not hold ({last + 1}-{last + 3})")
+        time.sleep(2)  # the table-sync workers start and wait at the gate
+        t0 = time.time()
+        time.sleep(args.seconds)
+        found.append(("held shut", t0, time.time()))
+        follower = command("refresh", str(move.id), "--watch", "--interval", "1")
+        with connect(TARGET) as conn:
+            deadline = time.monotonic() + 120
+            while not controller_running(conn, move.id):
+                if time.monotonic() > deadline or follower.poll() is not None:
+                    raise SystemExit(f"the follower did not start:\n{follower.communicate()[0]}")
+                time.sleep(0.2)
+        time.sleep(4)  # its slow start ends (it finds the gate held by another session and keeps probing)
+        t0 = time.time()
+        time.sleep(args.seconds)
+        found.append(("held shut, followed", t0, time.time()))
+        follower.send_signal(signal.SIGINT)
+        follower.communicate(timeout=120)
+        moved = MoveRange.objects.get(id=move.id)
+        if moved.phase != Phase.COPYING:
+            raise SystemExit(f"move {move.id} left copying ({moved.phase}) with its gate held shut")
+        cancel_unmeasured(moved, args.cpu)
+    for name, lo, hi in found:
+        p95, n = reads.p95(lo, hi)
+        log(f"{name}: read p95 {p95:.2f} ms ({n} reads); load {os.getloadavg()}")
+    return found
+
+
 def one_round(
     args: argparse.Namespace, reads: Reads, gate: GateWatch, phases: list[tuple[str, float, float]]
 ) -> dict[str, Any]:
@@ -351,7 +452,14 @@ def one_round(
     )
     finished = move.phase != Phase.COPYING
     cancel_unmeasured(move, args.cpu)
+    held: dict[str, float] = {}
+    if args.held:
+        for name, lo, hi in held_phases(args, reads):
+            phases.append((name, lo, hi))
+            held[name] = reads.p95(lo, hi)[0]
     return {
+        "held_ms": held,
+        "held_to_before": {name: ms / before for name, ms in held.items()},
         "before_ms": before,
         "full_speed_ms": full,
         "throttled_ms": throttled,
@@ -385,6 +493,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each idle phase")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of idle, full speed, idle, throttled")
     parser.add_argument("--limit", type=float, default=300.0, help="longest a copy may take before it is reported")
+    held = "after each throttled copy, a move held shut without and with a follower (what following costs)"
+    parser.add_argument("--held", action=argparse.BooleanOptionalAction, default=True, help=held)
+    parser.add_argument("--follower-cpu", type=float, default=0.5, help="CPU quota of the shardmove commands")
+    shares = "cpu.shares of the shardmove commands (as the servers' and the readers': a host of their own)"
+    parser.add_argument("--follower-shares", type=int, default=cgroups.HIGH_SHARES, help=shares)
+    parser.add_argument("--gate-every", type=float, default=0.2, help="seconds between samples of the gate and CPU")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--chart", type=Path, help="draw the run (PNG) here")
     args = parser.parse_args()
@@ -399,9 +513,9 @@ def main() -> None:
     }
     phases: list[tuple[str, float, float]] = []
     with (
-        capped([SOURCE, TARGET], args.cpu) as notes,
+        capped([SOURCE, TARGET], args.cpu, args.follower_cpu, args.follower_shares) as notes,
         Reads(args.readers, args.users, args.rate) as reads,
-        GateWatch() as gate,
+        GateWatch(args.gate_every) as gate,
     ):
         for note in notes:
             log(f"  {note}")
@@ -419,10 +533,25 @@ def main() -> None:
         found["throttled_to_before"] = found["throttled_ms"] / found["before_ms"]
         found["throttled_to_idle_around"] = found["throttled_ms"] / found["idle_around_ms"]
         found["full_speed_to_before"] = found["full_speed_ms"] / found["before_ms"]
+    kinds = list(dict.fromkeys(name for name, _, _ in phases))
+    cpu_by_phase = {}
+    for kind in kinds:
+        spans = [gate.cpu_between(lo, hi) for name, lo, hi in phases if name == kind]
+        spans = [span for span in spans if span]
+        cpu_by_phase[kind] = {role: round(median([x[role] for x in spans]), 3) for role in (spans[0] if spans else {})}
+        log(f"CPU (median of the {kind} phases, CPUs): {cpu_by_phase[kind]}")
+    held_all = {
+        kind: pooled_p95(reads, [(lo, hi) for name, lo, hi in phases if name == kind])[0]
+        for kind in ("held shut", "held shut, followed")
+        if kind in kinds
+    }
     idle, n_idle = pooled_p95(reads, idle_spans)
     throttled_all, n_throttled = pooled_p95(reads, [(lo, hi) for name, lo, hi in phases if name == "throttled"])
     full_all, n_full = pooled_p95(reads, [(lo, hi) for name, lo, hi in phases if name == "full speed"])
     to_before = [r["throttled_to_before"] for r in rounds]
+    # The same judgement with no move at all: each idle phase against the idle phase before it (the noise floor).
+    idle_p95s = [reads.p95(lo, hi)[0] for lo, hi in idle_spans]
+    idle_to_idle = [later / earlier for earlier, later in itertools.pairwise(idle_p95s)]
     figures.update(
         {
             "rounds": rounds,
@@ -430,8 +559,15 @@ def main() -> None:
             "within_1_2_of_before": sum(ratio <= 1.2 for ratio in to_before),
             "pooled_p95_ms": {"idle": idle, "full_speed": full_all, "throttled": throttled_all},
             "pooled_reads": {"idle": n_idle, "full_speed": n_full, "throttled": n_throttled},
-            "pooled_ratio_to_idle": {"full_speed": full_all / idle, "throttled": throttled_all / idle},
-            "idle_phase_p95_ms": [reads.p95(lo, hi)[0] for lo, hi in idle_spans],
+            "pooled_ratio_to_idle": {
+                "full_speed": full_all / idle,
+                "throttled": throttled_all / idle,
+                **{kind: ms / idle for kind, ms in held_all.items()},
+            },
+            "cpu_by_phase": cpu_by_phase,
+            "idle_phase_p95_ms": idle_p95s,
+            "idle_to_previous_idle": idle_to_idle,
+            "idle_within_1_2_of_previous": sum(ratio <= 1.2 for ratio in idle_to_idle),
             "loadavg_end": os.getloadavg(),
             "machine": machine(),
         }
@@ -443,11 +579,18 @@ def main() -> None:
             f"{r['throttled_to_idle_around']:.2f}x the idle phases around it ({r['idle_around_ms']:.2f} ms); copy "
             f"{r['copy_seconds']['full_speed']:.1f}s full speed, {r['copy_seconds']['throttled']:.1f}s throttled "
             f"({r['copy_seconds']['throttled'] / r['copy_seconds']['full_speed']:.1f}x)"
+            + "".join(f"; {name} {ratio:.2f}x before" for name, ratio in r["held_to_before"].items())
         )
     log(
         f"throttled / before: median {median(to_before):.2f} ({min(to_before):.2f}-{max(to_before):.2f}), within 1.2x "
         f"in {figures['within_1_2_of_before']} of {len(rounds)}; pooled over the run: idle {idle:.2f} ms ({n_idle} "
         f"reads), full speed {full_all / idle:.2f}x, throttled {throttled_all:.2f} ms = {throttled_all / idle:.2f}x"
+        + "".join(f", {kind} {ms / idle:.2f}x" for kind, ms in held_all.items())
+    )
+    log(
+        f"idle / the idle phase before it (no move: the noise floor): median {median(idle_to_idle):.2f} "
+        f"({min(idle_to_idle):.2f}-{max(idle_to_idle):.2f}), within 1.2x in "
+        f"{figures['idle_within_1_2_of_previous']} of {len(idle_to_idle)}"
     )
     if args.chart:
         chart(args.chart, reads, gate, phases, idle)

@@ -311,11 +311,17 @@ def _table_statuses(move: MoveRange, syncs: dict[str, replication.TableSync]) ->
     return out
 
 
-def move_status(move: MoveRange) -> MoveStatus:
-    """Everything about one move, from the control database and the two servers; reads only."""
+def move_status(move: MoveRange, *, db: Pool | None = None) -> MoveStatus:
+    """Everything about one move, from the control database and the two servers; reads only.
+
+    ``db``: connections to reuse (a follower reporting every second), else its own for this call.
+    """
     move.refresh_from_db()
-    with pool() as db:
+    if db is not None:
         seen = _observe(move, db)
+    else:
+        with pool() as own:
+            seen = _observe(move, own)
     channel = channel_for(move)
     tables = _table_statuses(move, seen.syncs)
     copied = sum(t.rows_copied for t in tables)

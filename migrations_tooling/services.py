@@ -154,17 +154,26 @@ def _set_up_throttle(work: Work, copy_throttle: throttle.ThrottleConfig) -> None
     work.journal("throttle", f"Copy throttle {config.describe()}.", **config.to_json())
 
 
-def move_refresh(move: MoveRange) -> MoveRange:
+def move_refresh(move: MoveRange, *, db: Pool | None = None) -> MoveRange:
     """Record the copy progress the target reports; a finished copy makes the move ``catching_up``.
 
     Needs no lease: it only records what the servers show and moves the phase
     forward with a conditional update, so it is safe next to any command.
+    ``db``: connections to reuse (a follower refreshing every second would
+    otherwise start a new backend on the source and the target each time).
     """
     move.refresh_from_db()
-    with pool() as db:
-        refresh_copy_state(move, db[move.target])
-        _record_lag_sample(move, db)
+    if db is not None:
+        _refresh_on(move, db)
+        return move
+    with pool() as own:
+        _refresh_on(move, own)
     return move
+
+
+def _refresh_on(move: MoveRange, db: Pool) -> None:
+    refresh_copy_state(move, db[move.target])
+    _record_lag_sample(move, db)
 
 
 LAG_SAMPLE_EVERY_SECONDS = 1.0
@@ -196,28 +205,35 @@ def follow_copy(move: MoveRange, reporter: Reporter, *, poll: float = 1.0) -> Mo
     """
     controller = _controller(move, reporter)
     try:
-        if controller is not None:
-            controller.run_for(0.1)  # read the source and set the gate before anything else
-        while True:
-            move = move_refresh(move)
-            status = selectors.move_status(move)
-            if status.phase != phases.INITIAL:
-                reporter.info(f"Move {move.id} copied; now {status.phase}.")
-                return move
-            line = status.copy_line()
-            if controller is not None and controller.episode_started is not None:
-                line += f" (throttled to {controller.duty:.0%}: {controller.reason})"
-            reporter.progress(line)
-            if reporter.should_stop():
-                reporter.info("Stopped following; the copy goes on in the database servers.")
-                return move
-            if controller is not None:
-                controller.run_for(poll)
-            else:
-                time.sleep(poll)
+        with pool() as db:
+            return _follow(move, reporter, controller, db, poll)
     finally:
         if controller is not None:
             controller.close()
+
+
+def _follow(
+    move: MoveRange, reporter: Reporter, controller: throttle_controller.Controller | None, db: Pool, poll: float
+) -> MoveRange:
+    if controller is not None:
+        controller.run_for(0.1)  # read the source and set the gate before anything else
+    while True:
+        move = move_refresh(move, db=db)
+        status = selectors.move_status(move, db=db)
+        if status.phase != phases.INITIAL:
+            reporter.info(f"Move {move.id} copied; now {status.phase}.")
+            return move
+        line = status.copy_line()
+        if controller is not None and controller.episode_started is not None:
+            line += f" (throttled to {controller.duty:.0%}: {controller.reason})"
+        reporter.progress(line)
+        if reporter.should_stop():
+            reporter.info("Stopped following; the copy goes on in the database servers.")
+            return move
+        if controller is not None:
+            controller.run_for(poll)
+        else:
+            time.sleep(poll)
 
 
 def _controller(move: MoveRange, reporter: Reporter) -> throttle_controller.Controller | None:

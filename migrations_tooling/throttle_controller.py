@@ -61,6 +61,7 @@ PACE_PERIOD = 0.2  # the gate opens for the copy's share of every PACE_PERIOD se
 AIM_SHARE = 0.5  # the controller aims at the baseline plus this share of the budget's headroom above it
 MIN_DUTY = 1 / 16  # below this share the copy is paused
 MIN_WINDOW_SAMPLES = 10  # a window with fewer probes (the controller just started) is not a reading
+GATE_WAIT = 0.1  # seconds the controller waits to shut a gate another session holds (then: shut by that session)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Controller:
         self.quiet = QuietWindows(config.baseline_windows_ms)
         self.limits = Limits.of(config, self.quiet.baseline())
         self.shut_since: float | None = None  # monotonic time the gate was last shut (None: open)
+        self.holding = False  # this session holds the gate shut (not: open, or shut by another session)
         self.quiet_until = 0.0  # a quiet window under way keeps the gate shut until then
         self.next_quiet = started + REBASE_EVERY  # when to measure the source without the copy next
         self.next_probe = started
@@ -257,16 +259,35 @@ class Controller:
         return [p95(w) for w in windows if len(w) >= MIN_WINDOW_SAMPLES]
 
     def _set_closed(self, closed: bool, now: float) -> None:
+        key = gate_key(self.move.id)
+        if closed and self.closed and not self.holding:
+            # Shut by another session so far: take the gate over as soon as it lets go (no wait: the next step
+            # tries again), or the copy would run free while this controller means to hold it.
+            self.holding = bool(one(self.target, "SELECT pg_try_advisory_lock(%s)", [key]))
         if closed == self.closed:
             return
-        key = gate_key(self.move.id)
-        self.target.execute("SELECT pg_advisory_lock(%s)" if closed else "SELECT pg_advisory_unlock(%s)", [key])
         if closed:
+            self.holding = self._take_gate(key)
             self.shut_since = now
         else:
             assert self.shut_since is not None
+            if self.holding:
+                self.target.execute("SELECT pg_advisory_unlock(%s)", [key])
+                self.holding = False
             self.throttled_seconds += now - self.shut_since  # the copy time held back, by whatever shut the gate
             self.shut_since = None
+
+    def _take_gate(self, key: int) -> bool:
+        """Hold the gate shut; False if another session holds it shut longer than ``GATE_WAIT`` (an operator
+        pausing the copy by hand): the copy stands still either way, and the controller never stalls on it (a
+        copying worker holds the gate only for the moment it passes it with a row)."""
+        try:
+            with self.target.transaction():
+                self.target.execute(f"SET LOCAL lock_timeout = '{int(GATE_WAIT * 1000)}ms'")
+                self.target.execute("SELECT pg_advisory_lock(%s)", [key])  # session-level: outlives the transaction
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
 
     def _event(self, kind: str, message: str, *, running: bool = True) -> None:
         MoveEvent.objects.create(

@@ -20,15 +20,17 @@ from typing import Any
 import psycopg
 import pytest
 from django.core.management.base import CommandError
+from django.db import connections
 from django.test import Client
 from psycopg.conninfo import make_conninfo
 
+from apps.content.models import Generation
 from migrations_tooling.models import MoveEvent, MoveRange
 from migrations_tooling.pgconn import connect
 from migrations_tooling.schema import sharded_tables
 from migrations_tooling.throttle import PROBE_EVERY, PROBE_ROWS, Probe, ThrottleConfig, gate_key
 from migrations_tooling.throttle_baseline import SETTLE, WINDOW, QuietWindows, baseline_of
-from migrations_tooling.throttle_controller import Limits, Reading
+from migrations_tooling.throttle_controller import Controller, Limits, Reading
 from quantumquill.devstack.postgres import PostgresServer
 from quantumquill.devstack.stack import free_port, stack_from_state
 from shardrouter.control import conninfo_for
@@ -153,7 +155,7 @@ def test_throttle_engages_under_source_load_releases_after_it_and_the_move_loses
                 throttle = data["throttle"]
                 assert throttle["enabled"] and throttle["running"] and throttle["max_active"] == LIMIT
                 # The probe is the application's signed-in read of users the move leaves on the source.
-                assert f"the last {PROBE_ROWS} content_generation rows of" in throttle["probe"]
+                assert f"the last {PROBE_ROWS} content_generation rows (their IDs) of" in throttle["probe"]
                 assert "outside the range" in throttle["probe"]
                 assert f"active backends > {LIMIT}" in throttle["reason"]
                 assert "THROTTLED now" in shardmove("status", str(move.id))
@@ -377,6 +379,110 @@ def test_a_lagging_replica_of_the_source_holds_the_copy_until_it_catches_up(
     shardmove("cancel", str(move.id))
     assert gate_triggers(move.id) == 0
     assert_every_write_in_place(ledger)
+
+
+def sessions_started(conn: psycopg.Connection[Any]) -> int:
+    """Client sessions ever started on the database ``conn`` is connected to (``pg_stat_database.sessions``)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.slow
+def test_following_a_copy_starts_no_new_session_on_the_source_each_second() -> None:
+    """The follower reports every second; each report used to start (and end) sessions on the source, whose
+    start-up work competed with the users' reads on it. It keeps its connections for the whole copy."""
+    ledger = Ledger()
+    seed(ledger, "shard1", USERS, per_user=20)
+    seed(ledger, "shard1", STAYING, per_user=20)
+    blocker = psycopg.connect(conninfo_for("shard3"))
+    watcher = psycopg.connect(conninfo_for("shard1"), autocommit=True)
+    operator: Operator | None = None
+    try:
+        follower = operator = Operator(
+            "start", "0", "500", "--to", "shard3", "--wait", "--max-source-latency", "60000",
+            pause_at="start:slot", pause_seconds=3,
+        )  # fmt: skip
+        follower.wait_for("paused at start:slot")
+        blocker.execute("LOCK TABLE content_usageevent IN SHARE MODE")  # the copy cannot finish meanwhile
+        follower.wait_for("rows copied", timeout=120)
+
+        def reports() -> int:
+            return sum("rows copied" in line for line in follower.output)
+
+        first = reports()
+        before = sessions_started(watcher)
+        wait_until(lambda: reports() >= first + 4, timeout=60, what="four more progress reports")
+        assert sessions_started(watcher) == before, "the follower started sessions on the source while reporting"
+        blocker.rollback()
+        code, text = operator.finish(timeout=180)
+        assert code == 0, text
+    finally:
+        blocker.close()
+        watcher.close()
+        if operator is not None and operator.proc.poll() is None:
+            operator.kill()
+    shardmove("cancel", str(latest_move().id))
+    assert_every_write_in_place(ledger)
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_a_gate_held_shut_by_another_session_stays_shut_and_the_controller_keeps_probing() -> None:
+    """An operator who holds a move's gate shut by hand pauses its copy; the controller neither stalls its probing
+    on that lock nor opens the gate, and takes the gate over once the other session lets go while it means to
+    hold the copy back."""
+    config = ThrottleConfig(True, None, LIMIT)
+    move = MoveRange.objects.create(lo=0, hi=500, source="shard1", target="shard3", throttle=config.to_json())
+    table = next(t for t in sharded_tables() if t.order_by)
+    other = psycopg.connect(conninfo_for("shard3"), autocommit=True)
+    controller = Controller(move, config, table, interval=0.1)
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", [gate_key(move.id)])
+        with busy_backends("shard1", SLEEPERS):  # over --max-source-active: the controller pauses the copy
+
+            def steer() -> None:
+                try:
+                    controller.run_for(2.0)
+                finally:
+                    connections.close_all()  # this thread's connection to the control database
+
+            stepping = threading.Thread(target=steer, daemon=True)
+            stepping.start()
+            stepping.join(timeout=60)
+            assert not stepping.is_alive(), "the controller stalled on a gate another session holds"
+            assert controller.closed and not controller.holding and controller.duty == 0.0
+            assert len(controller.samples) >= 10  # it kept probing the source
+            assert "active backends > 5" in controller.reason
+            other.execute("SELECT pg_advisory_unlock(%s)", [gate_key(move.id)])
+            controller.run_for(0.5)
+            assert controller.holding and gate_closed(move.id)  # still paused: now by the controller
+        holder = on_db(
+            "shard3",
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
+            "AND ((classid::bigint << 32) | objid::bigint) = %s",
+            [gate_key(move.id)],
+        )
+        assert holder == [(controller.target.info.backend_pid,)]
+    finally:
+        controller.close()
+        other.close()
+    assert not gate_closed(move.id)  # the controller's session ended: the gate goes with it
+
+
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_the_probe_reads_the_rows_a_signed_in_page_lists_and_sends_back_only_their_keys() -> None:
+    ledger = Ledger()
+    seed(ledger, "shard1", STAYING[:2], per_user=PROBE_ROWS + 5)
+    table = next(t for t in sharded_tables() if t.order_by)
+    with connect("shard1") as conn:
+        probe = Probe(conn, table, 0, 500)
+        assert list(probe.users) == STAYING[:2]  # users the move leaves on the source
+        for user in probe.users:
+            page = [g.id for g in Generation.objects.using("shard1").filter(user_id=user)[:PROBE_ROWS]]
+            assert conn.execute(probe.query, [user]).fetchall() == [(gid,) for gid in page]
+        assert probe.run() >= 0
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
