@@ -9,7 +9,8 @@ On a shared machine, run it under ``bench/cpu_shares.py`` (servers and benchmark
 
 Options: ``--generations`` (default 100000, each with a usage event: 200000 rows) spread over shard1 and shard2,
 ``--rate`` writes per second while following (default 200), ``--seconds`` of following (default 30),
-``--json PATH``.
+``--load-only`` (part 1 alone), ``--rounds N`` of part 1 (each into new, empty warehouses; default 1),
+``--engines`` (default ``postgresql,duckdb``), ``--json PATH``.
 
 1. Load: the same rows the loader reads, by a raw ``COPY (SELECT ...) TO STDOUT`` out of every shard (the
    baseline: reading them and nothing else; as CSV and as binary, the faster of the two), then ``Syncer.catch_up()`` on an empty PostgreSQL database and on
@@ -208,6 +209,10 @@ def follow_lag(config: WarehouseConfig, *, rate: float, seconds: float) -> dict[
     }
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def timed(fn: Any, runs: int = 5) -> float:
     samples = []
     for _ in range(runs):
@@ -230,19 +235,18 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--load-only", action="store_true", help="only part 1: the initial loads and the raw COPYs")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of part 1, each into new, empty warehouses")
+    parser.add_argument("--engines", default="postgresql,duckdb", help="warehouse engines to load, in this order")
     args = parser.parse_args()
 
     log(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
     prepare(args.generations)
     scratch = Path(tempfile.mkdtemp(prefix="qq-bench-warehouse-"))
-    duck = WarehouseConfig(duckdb_path=scratch / "warehouse.duckdb")
-    pg_name = f"bench_warehouse_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(conninfo_for("default"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{pg_name}"')
-        pg_url = f"postgres://{conn.info.user}@{conn.info.host}:{conn.info.port}/{pg_name}"
-    pg = WarehouseConfig(url=pg_url, duckdb_path=scratch / "x")
-    results: dict[str, Any] = {"machine": machine(), "generations": args.generations}
+    engines = [e for e in args.engines.split(",") if e]
+    results: dict[str, Any] = {"machine": machine(), "generations": args.generations, "rounds": []}
+    pg_names: list[str] = []
     try:
         # The baseline is measured before and after each load (the machine's load moves between them): each
         # load's ratio is against the mean of the two COPYs around it.
@@ -251,27 +255,45 @@ def main() -> None:
         copies.append(copy_s)
         results["rows"] = rows
         log(f"raw COPY out of the shards: {rows:,} rows in {copy_s:.2f}s ({rows / copy_s:,.0f} rows/s)")
-        for label, config in (("postgresql", pg), ("duckdb", duck)):
-            seconds = load_seconds(config)
-            after, _ = raw_copy_seconds()
-            copies.append(after)
-            around = (copies[-2] + copies[-1]) / 2
-            results[f"load_{label}_s"] = round(seconds, 2)
-            results[f"load_{label}_copy_around_s"] = round(around, 2)
-            results[f"load_{label}_ratio"] = round(around / seconds, 2)
-            # Against the COPY just before the load alone as well: the one after it may run on a busier machine.
-            results[f"load_{label}_ratio_copy_before"] = round(copies[-2] / seconds, 2)
-            log(
-                f"initial load into {label}: {seconds:.2f}s ({rows / seconds:,.0f} rows/s); raw COPY before/after "
-                f"{copies[-2]:.2f}s/{after:.2f}s; ratio {around / seconds:.2f} ({copies[-2] / seconds:.2f} against "
-                f"the COPY before it); load average {os.getloadavg()[0]:.1f}"
-            )
+        for round_number in range(1, args.rounds + 1):
+            duck = WarehouseConfig(duckdb_path=scratch / f"warehouse-{round_number}.duckdb")
+            pg_names.append(f"bench_warehouse_{uuid.uuid4().hex[:6]}")
+            with psycopg.connect(conninfo_for("default"), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{pg_names[-1]}"')
+                pg_url = f"postgres://{conn.info.user}@{conn.info.host}:{conn.info.port}/{pg_names[-1]}"
+            pg = WarehouseConfig(url=pg_url, duckdb_path=scratch / "x")
+            configs = {"postgresql": pg, "duckdb": duck}
+            loads: dict[str, Any] = {"round": round_number, "loadavg_start": _loadavg()}
+            for label in engines:
+                seconds = load_seconds(configs[label])
+                after, _ = raw_copy_seconds()
+                copies.append(after)
+                around = (copies[-2] + copies[-1]) / 2
+                loads[label] = {
+                    "load_s": round(seconds, 2),
+                    "copy_before_s": round(copies[-2], 2),
+                    "copy_after_s": round(after, 2),
+                    "ratio": round(around / seconds, 2),
+                    # Against the COPY just before the load alone as well: the one after it may run on a busier
+                    # machine.
+                    "ratio_copy_before": round(copies[-2] / seconds, 2),
+                }
+                log(
+                    f"round {round_number}: initial load into {label}: {seconds:.2f}s ({rows / seconds:,.0f} rows/s); "
+                    f"raw COPY before/after {copies[-2]:.2f}s/{after:.2f}s; ratio {around / seconds:.2f} "
+                    f"({copies[-2] / seconds:.2f} against the COPY before it); load average {_loadavg()}"
+                )
+            loads["loadavg_end"] = _loadavg()
+            results["rounds"].append(loads)
         results["raw_copy_s"] = [round(c, 2) for c in copies]
-
+        if args.load_only:
+            return
         shards_s = timed(lambda: run_report_on_shards("generations", since=SINCE, until=UNTIL))
         results["query_shards_s"] = round(shards_s, 4)
         log(f"tokens per day per model, scatter-gather on the shards: {shards_s * 1000:.1f} ms")
         for label, config in (("duckdb", duck), ("postgresql", pg)):
+            if label not in engines:
+                continue
             report_s = timed(lambda config=config: run_report(config, "generations", since=SINCE, until=UNTIL))
             with warehouse(config, read_only=True) as wh:
                 held_s = timed(lambda wh=wh: run_report_on(wh, "generations", since=SINCE, until=UNTIL))
@@ -285,18 +307,21 @@ def main() -> None:
                 f"facts on an open connection {facts_s * 1000:.1f} ms ({shards_s / facts_s:.1f}x)"
             )
 
-        lag = follow_lag(duck, rate=args.rate, seconds=args.seconds)
-        results["follow_duckdb"] = lag
-        log(
-            f"follow at {lag['writes_per_second']} writes/s (DuckDB): lag p50 {lag['lag_p50_s']}s, p95 {lag['lag_p95_s']}s"
-        )
+        if "duckdb" in engines:
+            lag = follow_lag(duck, rate=args.rate, seconds=args.seconds)
+            results["follow_duckdb"] = lag
+            log(
+                f"follow at {lag['writes_per_second']} writes/s (DuckDB): lag p50 {lag['lag_p50_s']}s, "
+                f"p95 {lag['lag_p95_s']}s"
+            )
     finally:
         drop_capture()
         with psycopg.connect(conninfo_for("default"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-    log(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+            for name in pg_names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        log(json.dumps(results, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
