@@ -52,6 +52,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import subprocess
 import sys
@@ -298,23 +299,37 @@ def count_control_statements(sent: dict[str, int], control_server: list[str]) ->
 
     cursor = control_connection.cursor
 
+    class CountingCursor:
+        def __init__(self, cur: Any) -> None:
+            self._cur = cur
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            sent["control"] += 1
+            sent[control_server[0]] += 1
+            return self._cur.execute(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cur, name)
+
     @contextlib.contextmanager
     def counted_cursor() -> Iterator[Any]:
         with cursor() as cur:
-            execute = cur.execute
-
-            def counting_execute(*args: Any, **kwargs: Any) -> Any:
-                sent["control"] += 1
-                sent[control_server[0]] += 1
-                return execute(*args, **kwargs)
-
-            cur.execute = counting_execute  # type: ignore[method-assign]
-            yield cur
+            yield CountingCursor(cur)
 
     control_connection.cursor = counted_cursor  # type: ignore[method-assign]
 
 
-def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: Any, rate: Any, stop_at: Any) -> None:
+def worker(
+    index: int,
+    workers: int,
+    plans: Any,
+    results: Any,
+    ready: Any,
+    t0: Any,
+    rate: Any,
+    stop_at: Any,
+    aliases: tuple[str, ...] = ALIASES,
+) -> None:
     """A client process: Django with the stack's env, requests through the router, one at a time, one round
     per plan it receives (the same processes serve every mode, so their start-up is paid once)."""
     from bench._django import setup_django
@@ -326,7 +341,7 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
     last_round = 0.0
     # Connect to every shard database once, before any round: a backend's start and its first catalog look-ups
     # cost the server milliseconds, which would otherwise count against the modes with more databases.
-    for alias in ALIASES:
+    for alias in aliases:
         with connections[alias].cursor() as cursor:
             cursor.execute("SELECT count(*) FROM content_generation WHERE user_id = -1")
     from shardrouter.shardmap import shard_map_cache
@@ -410,9 +425,10 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
 
 class Clients:
     """``count`` client processes; each ``run`` is one round of the same plan in all of them. ``env``: settings
-    of their own (another control database), on top of this process's environment."""
+    of their own (another control database), on top of this process's environment; ``aliases``: the databases
+    each process connects to before its first round."""
 
-    def __init__(self, count: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, count: int, env: dict[str, str] | None = None, aliases: tuple[str, ...] = ALIASES) -> None:
         ctx = mp.get_context("spawn")
         self.count = count
         self.plans = ctx.Queue()
@@ -425,7 +441,7 @@ class Clients:
         self.procs = [
             ctx.Process(
                 target=worker,
-                args=(i, count, self.plans, self.results, self.ready, self.t0, self.rate, self.stop_at),
+                args=(i, count, self.plans, self.results, self.ready, self.t0, self.rate, self.stop_at, aliases),
                 daemon=True,
             )
             for i in range(count)
@@ -447,8 +463,19 @@ class Clients:
         self.stop_at.value = float("inf")
         for _ in self.procs:
             self.plans.put(plan)
-        for _ in self.procs:
-            self.ready.get(timeout=600)
+        deadline = time.time() + 600
+        waiting = len(self.procs)
+        while waiting:
+            try:
+                self.ready.get(timeout=5)
+                waiting -= 1
+            except queue.Empty:
+                dead = [proc.name for proc in self.procs if not proc.is_alive()]
+                if dead or time.time() > deadline:
+                    raise RuntimeError(
+                        f"client processes {', '.join(dead) or '(none dead)'} never got ready; see their traceback "
+                        "above (a server refusing connections: fewer --clients)"
+                    ) from None
 
     def go(self, delay: float = 0.5) -> float:
         """Start the prepared round; returns its start time."""
@@ -473,8 +500,9 @@ class Clients:
     def close(self) -> None:
         for _ in self.procs:
             self.plans.put(None)
+        deadline = time.time() + 30  # in all: a worker stuck in a round never reads its None
         for proc in self.procs:
-            proc.join(timeout=30)
+            proc.join(timeout=max(0.1, deadline - time.time()))
             if proc.is_alive():
                 proc.kill()
 
@@ -673,6 +701,7 @@ class Private:
     settings: list[str] = field(default_factory=list)  # NAME=VALUE for every shard server
     pool_size: int = 0  # > 0: the clients reach the shard servers through one PgBouncer each, pools this size
     poolers: dict[str, Any] = field(default_factory=dict)  # server: its PgBouncer
+    client_aliases: tuple[str, ...] = ALIASES  # the databases each client process connects to at its start
     stack: Stack = field(init=False)
     clients: cgroups.CpuCgroup = field(init=False)
     workers: Clients = field(init=False)
@@ -716,7 +745,7 @@ class Private:
         if self.pool_size:
             self.start_poolers()
         log(f"Starting {self.client_count} client processes ...")
-        self.workers = Clients(self.client_count)
+        self.workers = Clients(self.client_count, aliases=self.client_aliases)
 
     def apply_settings(self) -> None:
         """``--server-setting``s on every shard server, applied before any client connects."""
@@ -1243,7 +1272,11 @@ def main() -> int:
         return 2
 
     log(f"{machine()}; load averages {load_averages()}")
-    private = Private(args.cap, args.clients, args.server_setting, args.pooler)
+    # Each client process connects only to the databases its runs use: with the control database's connections
+    # on pg1 too, every alias on every server would pass pg1's max_connections (200) at 24 processes.
+    used = [MODES[name] for name in (["sharded-on-1", "2 servers", "4 servers"] if args.live else args.modes)]
+    aliases = tuple(dict.fromkeys(["default", *(alias for ranges in used for alias, _, _ in ranges)]))
+    private = Private(args.cap, args.clients, args.server_setting, args.pooler, client_aliases=aliases)
     try:
         private.open()
         results = live(private, args) if args.live else table(private, args)

@@ -114,7 +114,7 @@ def second_platform(private: Private, count: int) -> Platform:
     if done.returncode != 0:
         raise RuntimeError(f"migrating platform B's control database failed:\n{done.stdout}\n{done.stderr}")
     conninfo = psycopg.conninfo.make_conninfo(conninfo_for("shard2"), dbname=SECOND_CONTROL)
-    return Platform("pg2", "shard2", conninfo, Clients(count, {"DATABASE_URL": url}))
+    return Platform("pg2", "shard2", conninfo, Clients(count, {"DATABASE_URL": url}, ("default", "shard2")))
 
 
 def run(private: Private, platforms: tuple[Platform, Platform], layouts: tuple[str, str], args: argparse.Namespace,
@@ -206,7 +206,7 @@ def main() -> int:
 
     log(f"{machine()}; load averages {load_averages()}")
     population = Population(args.users, args.per_user)
-    private = Private(args.cap, args.clients)
+    private = Private(args.cap, args.clients, client_aliases=("default", "shard1"))
     rounds: list[dict[str, Any]] = []
     try:
         private.open()
