@@ -6,20 +6,20 @@ Run as root on a machine with the cgroup v1 cpu controller (it starts its own pr
     .venv/bin/python bench/bench_scaleout.py                 # the table (about 4 minutes)
     .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 12 minutes)
 
-Both start the control server pg0 and four shard servers pg1..pg4, each PostgreSQL server in a cgroup of its own:
-shard servers capped at ``--cap`` CPUs (default 0.05, in 40 ms periods) with a high ``cpu.shares`` (8192) so they get their
-quota on a busy machine; the control server and the client processes in uncapped high-shares cgroups
-(measured, never the bottleneck). The workload is the platform's own sharded reads and writes through the
+Both start four PostgreSQL servers pg1..pg4, the control database on pg1 beside its shard databases (the platform
+on one server is one machine: its control database shares that machine's CPU), each server in a cgroup of its own
+capped at ``--cap`` CPUs (default 0.05, in 40 ms periods) with a high ``cpu.shares`` (8192) so it gets its quota
+on a busy machine; the client processes in an uncapped high-shares cgroup (measured, never the bottleneck). The workload is the platform's own sharded reads and writes through the
 Django router (``generation_list`` page and count, ``generation_get``, ``generation_create``, an update via
 ``run_sharded_write``) for ``--users`` users spread evenly over the whole key space [0, 2^63).
 
 Table modes, one after another on the same servers (data reloaded for each):
-  monolith      every user on shard1 (pg1): one database on one server (the router on, the control database
-                on pg0, as in every mode)
-  sharded-on-1  sharded mode until a split is due: the map in quarters, all owned by shard1 (pg1); the map
-                store joins them, so it stores the monolith's map (docs/scaling.md)
+  monolith      the platform's monolith mode: every user's content in the control database (``0:MAX=default``),
+                everything on pg1
+  sharded-on-1  sharded mode on that one server: the control database and one shard database on pg1, the map
+                in quarters all owned by shard1; the map store joins them into ``0:MAX=shard1``
   four-on-1     the quarters in four shard databases (shard5..shard8), all on pg1
-  2 servers     halves on shard1 (pg1) and shard2 (pg2)
+  2 servers     halves on shard1 (pg1, with the control database) and shard2 (pg2)
   4 servers     quarters on shard1..shard4 (pg1..pg4)
   two-on-1      halves on shard5 and shard6, both on pg1 (only with --modes, like the modes below)
   monolith-4-connections   shard1's one database, reached through four connections per client (one per quarter)
@@ -52,6 +52,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import subprocess
 import sys
@@ -78,10 +79,10 @@ ON_ONE = ("shard5", "shard6", "shard7", "shard8")  # four shard databases on pg1
 SAME_DATABASE = ("shard1b", "shard1c", "shard1d")
 SAME_DATABASE_2 = ("shard2b", "shard2c", "shard2d")  # the same for shard2's database on pg2
 ON_TWO = ("shard9", "shard10", "shard11", "shard12")  # four shard databases on pg2 (side-by-side modes)
-ALIASES = (*SHARDS, *ON_ONE, *SAME_DATABASE, *ON_TWO, *SAME_DATABASE_2)
+ALIASES = ("default", *SHARDS, *ON_ONE, *SAME_DATABASE, *ON_TWO, *SAME_DATABASE_2)
 TOPOLOGY = Topology(
     {
-        "default": ("pg0", "quantumquill"),
+        "default": ("pg1", "quantumquill"),  # the control database shares pg1's cap in every mode
         **{alias: (f"pg{i}", f"qq_{alias}") for i, alias in enumerate(SHARDS, start=1)},
         **{alias: ("pg1", f"qq_{alias}") for alias in ON_ONE},
         **{alias: ("pg1", "qq_shard1") for alias in SAME_DATABASE},
@@ -105,10 +106,11 @@ HALF = KEYSPACE_END // 2
 
 
 MODES: dict[str, list[tuple[str, int, int]]] = {
-    "monolith": [("shard1", 0, KEYSPACE_END)],
+    # The platform's monolith mode: content in the control database, one database on one server.
+    "monolith": [("default", 0, KEYSPACE_END)],
     # Sharded mode on one server as the platform runs it until a split is due: the map in quarters, every
-    # quarter owned by one shard database (shard1 on pg1), the control database on pg0. The map store joins
-    # neighbouring ranges with the same owner (``merge_adjacent``), so what it stores is the monolith's map.
+    # quarter owned by one shard database (shard1), beside the control database on pg1. The map store joins
+    # neighbouring ranges with the same owner (``merge_adjacent``), so what it stores is ``0:MAX=shard1``.
     "sharded-on-1": quarters(("shard1",) * 4),
     "four-on-1": quarters(ON_ONE),  # the quarters in four shard databases, all on pg1
     "2 servers": quarters(SHARDS[:2]),
@@ -183,19 +185,27 @@ class Population:
         return index * self.per_user + k + 1
 
 
-def load_data(population: Population, ranges: list[tuple[str, int, int]]) -> None:
-    """Empty every shard database, then put each user's generations on the database the map gives it."""
+def load_data(
+    population: Population,
+    ranges: list[tuple[str, int, int]],
+    conninfo: Callable[[str], str] | None = None,
+    empty: tuple[str, ...] = ("default", *SHARDS, *ON_ONE, *ON_TWO),
+) -> None:
+    """Empty the databases ``empty`` names (the control and every shard database), then put each user's
+    generations on the database the map gives it (``conninfo``: each alias's libpq string, by default this
+    process's Django settings)."""
     import psycopg
 
     from shardrouter.control import conninfo_for
 
-    for alias in (*SHARDS, *ON_ONE, *ON_TWO):
-        with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+    conninfo = conninfo or conninfo_for
+    for alias in empty:
+        with psycopg.connect(conninfo(alias), autocommit=True) as conn:
             conn.execute(f"TRUNCATE {TABLES}")
     for alias, lo, hi in owned(ranges):  # quarters owned by one database load as the one range the map keeps
         first = next(i for i in range(population.users) if population.user_id(i) >= lo)
         last = max(i for i in range(population.users) if population.user_id(i) < hi) + 1
-        with psycopg.connect(conninfo_for(alias), autocommit=True) as conn:
+        with psycopg.connect(conninfo(alias), autocommit=True) as conn:
             conn.execute(
                 """
                 INSERT INTO content_generation (id, user_id, request_id, prompt, max_tokens, temperature, top_p, seed,
@@ -279,9 +289,47 @@ class WorkerPlan:
     fixed: float = 0.0  # then open loop at `rate` requests/s (this worker's part) for `fixed` seconds
     rate: float = 0.0
     live: bool = False  # open loop at the shared rate (total / workers) until stopped
+    control_server: str = "pg1"  # where these clients' control database is (statements counted by server)
 
 
-def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: Any, rate: Any, stop_at: Any) -> None:
+def count_control_statements(sent: dict[str, int], control_server: list[str]) -> None:
+    """Count every statement on the router's private control connection (map checks, ID leases) into ``sent``:
+    as "control" and on the server that holds the control database (``control_server[0]``)."""
+    from shardrouter.control import control_connection
+
+    cursor = control_connection.cursor
+
+    class CountingCursor:
+        def __init__(self, cur: Any) -> None:
+            self._cur = cur
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            sent["control"] += 1
+            sent[control_server[0]] += 1
+            return self._cur.execute(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cur, name)
+
+    @contextlib.contextmanager
+    def counted_cursor() -> Iterator[Any]:
+        with cursor() as cur:
+            yield CountingCursor(cur)
+
+    control_connection.cursor = counted_cursor  # type: ignore[method-assign]
+
+
+def worker(
+    index: int,
+    workers: int,
+    plans: Any,
+    results: Any,
+    ready: Any,
+    t0: Any,
+    rate: Any,
+    stop_at: Any,
+    aliases: tuple[str, ...] = ALIASES,
+) -> None:
     """A client process: Django with the stack's env, requests through the router, one at a time, one round
     per plan it receives (the same processes serve every mode, so their start-up is paid once)."""
     from bench._django import setup_django
@@ -293,27 +341,32 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
     last_round = 0.0
     # Connect to every shard database once, before any round: a backend's start and its first catalog look-ups
     # cost the server milliseconds, which would otherwise count against the modes with more databases.
-    for alias in ALIASES:
+    for alias in aliases:
         with connections[alias].cursor() as cursor:
             cursor.execute("SELECT count(*) FROM content_generation WHERE user_id = -1")
     from shardrouter.shardmap import shard_map_cache
 
-    # Every SQL statement this process sends, by server role: the statements a request costs, counted exactly
-    # (the server's own statistics reach pg_stat_database up to seconds late).
-    sent = {"shard": 0, "control": 0} | {server: 0 for server in SERVERS}
+    # Every SQL statement this process sends, by database role and by server: the statements a request costs,
+    # counted exactly (the server's own statistics reach pg_stat_database up to seconds late). "control" is
+    # what goes to the control database: the map checks and ID leases on the router's private connection and
+    # Django's queries of control tables; "content" is the workload's queries, wherever the map puts them
+    # (in the monolith, the control database).
+    sent = {"content": 0, "control": 0} | {server: 0 for server in SERVERS}
+    control_server = ["pg1"]
 
     def counting(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         alias = context["connection"].alias
-        sent["control" if alias == "default" else "shard"] += 1
-        if alias != "default":
-            sent[TOPOLOGY.databases[alias][0]] += 1  # and by server
+        sent["content"] += 1  # every workload query goes through Django, to the database the map names
+        sent[control_server[0] if alias == "default" else TOPOLOGY.databases[alias][0]] += 1
         return execute(sql, params, many, context)
 
-    for alias in ("default", *ALIASES):
+    for alias in ALIASES:
         connections[alias].execute_wrappers.append(counting)
+    count_control_statements(sent, control_server)
 
     while (plan := plans.get()) is not None:
         operation = make_operation(plan.population, rng)
+        control_server[0] = plan.control_server
         shard_map_cache.refresh()  # the round's map, not the previous one's for up to a second
         # Warm every backend this round uses, every kind of statement (the caps are lifted meanwhile): a cold
         # backend's first catalog look-ups cost milliseconds, which at a small cap would be seconds of server.
@@ -326,7 +379,7 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
         start = last_round = t0.value
         records: list[tuple[float, float, bool, str]] = []  # (scheduled or start time, latency, ok, what)
         errors: list[str] = []
-        counted: dict[str, int] = {"requests": 0, "shard": 0, "control": 0}  # in the saturated window
+        counted: dict[str, int] = {"requests": 0, "content": 0, "control": 0}  # in the saturated window
         window = (start + plan.warm, start + plan.warm + plan.saturate)
 
         def one(scheduled: float, operation: Callable[[], str] = operation, records: list[Any] = records,
@@ -371,9 +424,11 @@ def worker(index: int, workers: int, plans: Any, results: Any, ready: Any, t0: A
 
 
 class Clients:
-    """``count`` client processes; each ``run`` is one round of the same plan in all of them."""
+    """``count`` client processes; each ``run`` is one round of the same plan in all of them. ``env``: settings
+    of their own (another control database), on top of this process's environment; ``aliases``: the databases
+    each process connects to before its first round."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, env: dict[str, str] | None = None, aliases: tuple[str, ...] = ALIASES) -> None:
         ctx = mp.get_context("spawn")
         self.count = count
         self.plans = ctx.Queue()
@@ -382,25 +437,45 @@ class Clients:
         self.t0: Synchronized[float] = ctx.Value("d", 0.0)
         self.rate: Synchronized[float] = ctx.Value("d", 1.0)
         self.stop_at: Synchronized[float] = ctx.Value("d", float("inf"))
-        self.statements: dict[str, int] = {"requests": 0, "shard": 0, "control": 0}
+        self.statements: dict[str, int] = {"requests": 0, "content": 0, "control": 0}
         self.procs = [
             ctx.Process(
                 target=worker,
-                args=(i, count, self.plans, self.results, self.ready, self.t0, self.rate, self.stop_at),
+                args=(i, count, self.plans, self.results, self.ready, self.t0, self.rate, self.stop_at, aliases),
                 daemon=True,
             )
             for i in range(count)
         ]
-        for proc in self.procs:
-            proc.start()
+        saved = {name: os.environ.get(name) for name in env or {}}
+        os.environ.update(env or {})  # a spawned process starts with this process's environment
+        try:
+            for proc in self.procs:
+                proc.start()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     def prepare(self, plan: WorkerPlan) -> None:
         """Hand every worker the plan; returns once all are warm and ready."""
         self.stop_at.value = float("inf")
         for _ in self.procs:
             self.plans.put(plan)
-        for _ in self.procs:
-            self.ready.get(timeout=600)
+        deadline = time.time() + 600
+        waiting = len(self.procs)
+        while waiting:
+            try:
+                self.ready.get(timeout=5)
+                waiting -= 1
+            except queue.Empty:
+                dead = [proc.name for proc in self.procs if not proc.is_alive()]
+                if dead or time.time() > deadline:
+                    raise RuntimeError(
+                        f"client processes {', '.join(dead) or '(none dead)'} never got ready; see their traceback "
+                        "above (a server refusing connections: fewer --clients)"
+                    ) from None
 
     def go(self, delay: float = 0.5) -> float:
         """Start the prepared round; returns its start time."""
@@ -413,7 +488,7 @@ class Clients:
     def collect(self, timeout: float = 600) -> tuple[list[tuple[float, float, bool, str]], list[str]]:
         records: list[tuple[float, float, bool, str]] = []
         errors: list[str] = []
-        self.statements = {"requests": 0, "shard": 0, "control": 0}  # of the round's saturated window
+        self.statements = {"requests": 0, "content": 0, "control": 0}  # of the round's saturated window
         for _ in self.procs:
             _, mine, problems, counted = self.results.get(timeout=timeout)
             records += mine
@@ -425,8 +500,9 @@ class Clients:
     def close(self) -> None:
         for _ in self.procs:
             self.plans.put(None)
+        deadline = time.time() + 30  # in all: a worker stuck in a round never reads its None
         for proc in self.procs:
-            proc.join(timeout=30)
+            proc.join(timeout=max(0.1, deadline - time.time()))
             if proc.is_alive():
                 proc.kill()
 
@@ -467,10 +543,11 @@ def server_counters() -> dict[str, float]:
     conn.execute("SELECT pg_stat_clear_snapshot()")
     row = conn.execute(
         "SELECT sum(xact_commit + xact_rollback), sum(tup_returned), sum(tup_fetched), sum(blks_hit), sum(blks_read)"
-        " FROM pg_stat_database WHERE datname LIKE 'qq_shard%'"
+        " FROM pg_stat_database WHERE datname LIKE 'qq_shard%' OR datname = 'quantumquill'"
     ).fetchone()
     backends = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname LIKE 'qq_shard%'"
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        " AND (datname LIKE 'qq_shard%' OR datname = 'quantumquill')"
     ).fetchone()
     assert row is not None and backends is not None
     xacts, returned, fetched, hits, reads = (float(v or 0) for v in row)
@@ -601,10 +678,10 @@ def explain_workload(population: Population, ranges: list[tuple[str, int, int]],
 
 
 class CpuMeter:
-    """cpuacct counters of every server, the control server and the clients."""
+    """cpuacct counters of every server and the clients."""
 
     def __init__(self, stack: Stack, clients: cgroups.CpuCgroup) -> None:
-        self.groups = {name: stack.cgroup(name) for name in ("pg0", *SERVERS)} | {"clients": clients}
+        self.groups = {name: stack.cgroup(name) for name in SERVERS} | {"clients": clients}
 
     def read(self) -> dict[str, float]:
         return {name: group.usage_seconds() for name, group in self.groups.items()} | {"_t": time.time()}
@@ -624,6 +701,7 @@ class Private:
     settings: list[str] = field(default_factory=list)  # NAME=VALUE for every shard server
     pool_size: int = 0  # > 0: the clients reach the shard servers through one PgBouncer each, pools this size
     poolers: dict[str, Any] = field(default_factory=dict)  # server: its PgBouncer
+    client_aliases: tuple[str, ...] = ALIASES  # the databases each client process connects to at its start
     stack: Stack = field(init=False)
     clients: cgroups.CpuCgroup = field(init=False)
     workers: Clients = field(init=False)
@@ -654,7 +732,7 @@ class Private:
         return lifted()
 
     def open(self) -> None:
-        log(f"Starting pg0 + {len(SERVERS)} shard servers capped at {self.cap} CPU each, Redis ...")
+        log(f"Starting {len(SERVERS)} servers (the control database on pg1) capped at {self.cap} CPU each, Redis ...")
         os.environ.update(self.stack.up())
         os.environ["DJANGO_DEBUG"] = "0"  # no query log growing in the clients
         # The clients (this process, the workers it spawns, shardmove) share an uncapped high-shares cgroup.
@@ -667,7 +745,7 @@ class Private:
         if self.pool_size:
             self.start_poolers()
         log(f"Starting {self.client_count} client processes ...")
-        self.workers = Clients(self.client_count)
+        self.workers = Clients(self.client_count, aliases=self.client_aliases)
 
     def apply_settings(self) -> None:
         """``--server-setting``s on every shard server, applied before any client connects."""
@@ -726,10 +804,12 @@ class Private:
             )
             self.poolers[server] = pooler  # in this process's cgroup: the clients' (uncapped), not the server's
             pooler.start()
-        shards = [(alias, *TOPOLOGY.databases[alias]) for alias in ALIASES]
+        shards = [(alias, *TOPOLOGY.databases[alias]) for alias in ALIASES if alias != "default"]
+        control_server, control_database = TOPOLOGY.databases["default"]
         os.environ |= {
             "DATABASE_POOLER": "transaction",
             "DATABASE_DIRECT_URL": os.environ["DATABASE_URL"],
+            "DATABASE_URL": self.poolers[control_server].url(control_database),
             "SHARD_DIRECT_DATABASE_URLS": os.environ["SHARD_DATABASE_URLS"],
             "SHARD_DATABASE_URLS": ",".join(f"{a}={self.poolers[server].url(db)}" for a, server, db in shards),
         }
@@ -810,7 +890,7 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     user, system = (counters_after[k] - counters_before[k] for k in ("user", "system"))
     per_request["pg1_system_share"] = system / max(user + system, 1e-9)
     sent = clients.statements
-    per_request["shard_statements"] = sent["shard"] / max(sent["requests"], 1)
+    per_request["content_statements"] = sent["content"] / max(sent["requests"], 1)
     per_request["control_statements"] = sent["control"] / max(sent["requests"], 1)
     # Each server's CPU per statement it was sent: in the side-by-side modes, the two layouts' costs in one window.
     per_statement = {
@@ -839,15 +919,15 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         }
     servers = " ".join(f"{s}={cpu[s]:.2f}" for s in SERVERS)
     log(
-        f"{name:13} {result['throughput']:7.0f} req/s saturated; CPU {servers} pg0={cpu['pg0']:.2f} "
+        f"{name:13} {result['throughput']:7.0f} req/s saturated; CPU {servers} "
         f"clients={cpu['clients']:.2f}; "
         + (f"p50/p95 at {fixed_rate:.0f} req/s: {result['p50_ms']:.1f}/{result['p95_ms']:.1f} ms; " if fixed else "")
         + f"errors {result['errors']}; load {result['load']}"
     )
     log(f"{'':13} shard map as stored: {short_map(stored_map)}")
     log(
-        f"{'':13} per request: {per_request['shard_statements']:.3f} statements to shard databases, "
-        f"{per_request['control_statements']:.3f} to the control database; "
+        f"{'':13} per request: {per_request['content_statements']:.3f} content statements, "
+        f"{per_request['control_statements']:.3f} to the control database (map checks, ID leases); "
         f"on pg1: {per_request['pg1_cpu_ms']:.3f} ms CPU, {per_request['xacts']:.2f} transactions, "
         f"{per_request['tup_returned']:.0f} rows returned, {per_request['tup_fetched']:.0f} fetched, "
         f"{per_request['blocks']:.0f} buffers ({per_request['blocks_read']:.1f} read in), "
@@ -974,15 +1054,18 @@ def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
     population = Population(args.users, args.per_user)
     clients = private.workers
     with private.uncapped():
-        load_data(population, MODES["monolith"])
-        apply_ranges(MODES["monolith"], "bench: live, monolith")
+        # Every user on shard1, beside the control database on pg1: sharded mode on one server, from which
+        # the moves split (the platform's monolith mode, content in the control database, moves the same way).
+        load_data(population, MODES["sharded-on-1"])
+        apply_ranges(MODES["sharded-on-1"], "bench: live, one server")
         clients.prepare(WorkerPlan(population, warm=args.warm, saturate=args.seconds))
     log("Measuring the monolith's capacity ...")
     clients.go()
     records, _ = clients.collect()
     capacity = sum(1 for r in records if r[2]) / args.seconds
     log(f"monolith capacity {capacity:.0f} req/s; live load starts at {args.live_fraction:.0%} of it")
-    apply_ranges(MODES["monolith"], "bench: live, monolith again")  # and the workload's writes stay where they are
+    # Stored again: the capacity round's writes stay where they are
+    apply_ranges(MODES["sharded-on-1"], "bench: live, one server again")
 
     timeline = Timeline()
     meter = CpuMeter(private.stack, private.clients)
@@ -1112,14 +1195,19 @@ def chart(result: dict[str, Any], cap: float, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------- main
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cap", type=float, default=0.05, help="CPUs per shard server (default 0.05)")
-    parser.add_argument("--clients", type=int, default=24, help="client processes (default 24)")
+def add_workload_arguments(parser: argparse.ArgumentParser, *, clients: int, warm: float, seconds: float) -> None:
+    """The cap, the clients and the data set, shared with ``bench_scaleout_pairs.py``."""
+    parser.add_argument("--cap", type=float, default=0.05, help="CPUs per server (default 0.05)")
+    parser.add_argument("--clients", type=int, default=clients, help=f"client processes (default {clients})")
     parser.add_argument("--users", type=int, default=2000, help="users over the key space (default 2000)")
     parser.add_argument("--per-user", type=int, default=100, help="generations per user (default 100)")
-    parser.add_argument("--warm", type=float, default=3.0, help="seconds of load not counted (default 3)")
-    parser.add_argument("--seconds", type=float, default=12.0, help="seconds of saturation per mode (default 12)")
+    parser.add_argument("--warm", type=float, default=warm, help=f"seconds of load not counted (default {warm:g})")
+    parser.add_argument("--seconds", type=float, default=seconds, help=f"seconds counted per run (default {seconds:g})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_workload_arguments(parser, clients=24, warm=3.0, seconds=12.0)
     parser.add_argument("--fixed-seconds", type=float, default=8.0, help="seconds of fixed load per mode (default 8)")
     parser.add_argument(
         "--fixed-fraction", type=float, default=0.7, help="fixed offered load, share of monolith capacity (0.7)"
@@ -1184,7 +1272,11 @@ def main() -> int:
         return 2
 
     log(f"{machine()}; load averages {load_averages()}")
-    private = Private(args.cap, args.clients, args.server_setting, args.pooler)
+    # Each client process connects only to the databases its runs use: with the control database's connections
+    # on pg1 too, every alias on every server would pass pg1's max_connections (200) at 24 processes.
+    used = [MODES[name] for name in (["sharded-on-1", "2 servers", "4 servers"] if args.live else args.modes)]
+    aliases = tuple(dict.fromkeys(["default", *(alias for ranges in used for alias, _, _ in ranges)]))
+    private = Private(args.cap, args.clients, args.server_setting, args.pooler, client_aliases=aliases)
     try:
         private.open()
         results = live(private, args) if args.live else table(private, args)
@@ -1195,7 +1287,7 @@ def main() -> int:
         print()
         print(
             f"| mode | saturated req/s | x monolith | p50 / p95 ms at {results['fixed_rate']:.0f} req/s "
-            "| CPU per server | pg1 CPU ms / request | statements / request (shards, control) |"
+            "| CPU per server | pg1 CPU ms / request | statements / request (content, control) |"
         )
         print("|---|---|---|---|---|---|---|")
         for name, mode in results["modes"].items():
@@ -1203,7 +1295,7 @@ def main() -> int:
             latency = f"{mode['p50_ms']:.1f} / {mode['p95_ms']:.1f}" if "p50_ms" in mode else "-"
             print(
                 f"| {name} | {mode['throughput']:.0f} | {results['ratios'][name]:.2f} | {latency} | {cpu} | "
-                f"{mode['per_request']['pg1_cpu_ms']:.3f} | {mode['per_request']['shard_statements']:.3f}, "
+                f"{mode['per_request']['pg1_cpu_ms']:.3f} | {mode['per_request']['content_statements']:.3f}, "
                 f"{mode['per_request']['control_statements']:.3f} |"
             )
     if args.json:

@@ -17,7 +17,8 @@ That default is what `make run` and the tests use. A scale-out topology
 control server pg0 and N shard servers pg1..pgN, each holding one shard
 database (qq_shardI -> alias shardI), all of shard1 at first; with a CPU cap
 (``--cpu-cap 0.25``) every PostgreSQL server runs in a cgroup of its own, capped
-(shard servers) or only measured (the control server), see ``cgroups.py``.
+(servers holding shard databases) or only measured (a server with only the
+control database), see ``cgroups.py``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class Topology:
     @property
     def control_server(self) -> str:
         return self.databases["default"][0]
+
+    @property
+    def shard_servers(self) -> tuple[str, ...]:
+        """The servers holding at least one shard database, the control server too when it holds one."""
+        names = {server for alias, (server, _) in self.databases.items() if alias != "default"}
+        return tuple(name for name in self.servers if name in names)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -305,9 +312,11 @@ class Stack:
         return env
 
     def _place_in_cgroups(self) -> None:
-        """Each PostgreSQL server in a cgroup of its own: shard servers capped, the control server measured."""
+        """Each PostgreSQL server in a cgroup of its own: every server holding shard databases capped (the
+        control server too when it holds one: a one-server platform is one capped machine), a server with only
+        the control database measured."""
         for name in self.topology.servers:
-            cap = None if name == self.topology.control_server else self.cpu_cap
+            cap = self.cpu_cap if name in self.topology.shard_servers else None
             pid = self.postgres(name).postmaster_pid()
             if pid is None:
                 raise DevstackError(f"PostgreSQL server {name} has no postmaster.pid after starting; see its log.")

@@ -25,6 +25,7 @@ from quantumquill.devstack.stack import (
     STATE_ENV,
     Profile,
     Stack,
+    Topology,
     scaleout_topology,
 )
 
@@ -45,6 +46,15 @@ def test_a_scaleout_topology_puts_one_shard_database_on_each_server_and_everyone
     assert topology.shard_map == "0:MAX=shard1"
     with pytest.raises(DevstackError, match="between 1 and 16"):
         scaleout_topology(0)
+
+
+def test_a_server_is_capped_when_it_holds_a_shard_database_even_with_the_control_database_beside_it() -> None:
+    # The platform on one server (control + content) is one capped machine; a server with only the control
+    # database is measured, never capped.
+    assert scaleout_topology(2).shard_servers == ("pg1", "pg2")
+    one_server = Topology({"default": ("pg1", "quantumquill"), "shard1": ("pg1", "qq_shard1")}, "0:MAX=default")
+    assert one_server.servers == one_server.shard_servers == ("pg1",)
+    assert DEFAULT_TOPOLOGY.shard_servers == ("pg1", "pg2")
 
 
 def test_cpu_caps_say_plainly_when_the_cpu_controller_is_missing(tmp_path: Path) -> None:
@@ -131,6 +141,24 @@ def test_four_shard_servers_start_each_with_its_database_in_a_capped_cgroup_and_
     for name in stack.topology.servers:
         assert not stack.postgres(name).is_running()
         assert not any(folder.exists() for folder in stack.cgroup(name).folders)
+
+
+@pytest.mark.slow
+def test_the_control_server_is_capped_when_it_also_holds_the_shard_database(stack_folder: Path) -> None:
+    topology = Topology({"default": ("pg1", "quantumquill"), "shard1": ("pg1", "qq_shard1")}, "0:MAX=default")
+    stack = Stack(Profile("scaleout", stack_folder, durable=False, fresh=True), topology=topology, cpu_cap=0.25)
+    if cgroups.unavailable_reason() is not None:
+        with pytest.raises(cgroups.CgroupsUnavailable):
+            stack.up()
+        return
+    stack.up()
+    try:
+        group = stack.cgroup("pg1")
+        assert stack.postgres("pg1").postmaster_pid() in group.pids()
+        assert (group.folders[0] / "cpu.cfs_quota_us").read_text().strip() == "25000"
+    finally:
+        stack.down()
+    assert not any(folder.exists() for folder in stack.cgroup("pg1").folders)
 
 
 @pytest.mark.slow
