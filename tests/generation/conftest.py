@@ -134,7 +134,15 @@ class Worker:
             except psutil.NoSuchProcess:
                 pass
         self.process.wait()
-        psutil.wait_procs(processes, timeout=20)
+        wait_until(lambda: not any(_alive(process) for process in processes), timeout=20, what="the worker to die")
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Still running: a killed process whose parent has not reaped it yet (a zombie) runs nothing."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def start_worker(log_path: Path, env: dict[str, str], concurrency: int = 2) -> Worker:
