@@ -22,8 +22,9 @@ from shardrouter.shardmap import shard_map_cache
 STANDARD_MAP = (ShardRange(0, 1000, "shard1"), ShardRange(1000, KEYSPACE_END, "shard2"))
 ALL_DATABASES = "__all__"
 
-# make_user, alice (shard1), bob (shard2), carol (shard1) for every folder; the session's trained model.
-pytest_plugins = ["tests.support.users", "tests.support.model"]
+# make_user, alice (shard1), bob (shard2), carol (shard1) for every folder; the session's trained model; the
+# transactional tests' flush that keeps the content types and permissions (tests/support/flush.py).
+pytest_plugins = ["tests.support.users", "tests.support.model", "tests.support.flush"]
 
 
 def write_map(ranges: tuple[ShardRange, ...] | list[ShardRange], reason: str = "test") -> int:
@@ -60,6 +61,7 @@ def standard_shard_map(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     request.getfixturevalue("_control_connection_closed_before_teardown")
+    request.getfixturevalue("kept_post_migrate_tables")
     expected = [r.to_json() for r in STANDARD_MAP]
     with request.getfixturevalue("django_db_blocker").unblock():
         if current_ranges() != expected:

@@ -108,6 +108,7 @@ class Worker:
         return psutil.Process(self.process.pid).children()
 
     def stop(self) -> None:
+        """Warm shutdown (SIGTERM): running jobs finish first, as a deployment stops a worker."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -115,6 +116,33 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and its pool processes, and wait until all are gone: a test's cleanup.
+
+        A warm stop of even an idle prefork worker takes seconds (each pool process sleeps a fixed second
+        after it reports its exit); after its test nothing is left to learn from it. A job it had taken stays
+        unacknowledged in the broker for the visibility timeout (an hour), longer than any run, and the job
+        messages still queued are purged by the next test's ``stack``.
+        """
+        if self.process.poll() is not None:
+            return
+        processes = [psutil.Process(self.process.pid), *self.pool_processes()]
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait()
+        wait_until(lambda: not any(_alive(process) for process in processes), timeout=20, what="the worker to die")
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Still running: a killed process whose parent has not reaped it yet (a zombie) runs nothing."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def start_worker(log_path: Path, env: dict[str, str], concurrency: int = 2) -> Worker:
@@ -190,11 +218,12 @@ class GenerationStack:
         return server
 
     def stop(self) -> None:
+        """The app servers first (a request they still serve may enqueue a job), then the workers."""
         for server in self.app_servers:
             server.process.terminate()
             server.process.wait(15)
         for worker in self.workers:
-            worker.stop()
+            worker.kill()
 
 
 def contentgen_settings(target: str, token: str = TOKEN, **overrides: Any) -> dict[str, Any]:
