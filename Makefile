@@ -27,7 +27,7 @@ run: $(STAMP)
 observe: $(STAMP)
 	$(BIN)/python -m quantumquill.devstack observe
 
-## test: the whole suite on private, real servers: TEST_WORKERS (2) in parallel, then the `serial` tests alone (docs/testing.md)
+## test: the whole suite on private, real servers: TEST_WORKERS (3) in parallel, then the `serial` tests alone (docs/testing.md)
 test: $(STAMP) system-deps
 	$(BIN)/python -m quantumquill.devstack exec --profile test -- $(BIN)/python -m tests.support.suite $(PYTEST_ARGS)
 

@@ -75,7 +75,7 @@ def test_make_test_fails_when_either_part_fails_and_not_for_a_part_with_nothing_
 
 
 def test_a_bad_worker_count_is_refused_with_the_fix() -> None:
-    assert suite.workers_from_env({"TEST_WORKERS": "3"}) == 3 and suite.workers_from_env({}) == 2
+    assert suite.workers_from_env({"TEST_WORKERS": "2"}) == 2 and suite.workers_from_env({}) == 3
     with pytest.raises(SystemExit, match="TEST_WORKERS='two' is not a number of workers: use 0"):
         suite.workers_from_env({"TEST_WORKERS": "two"})
 
