@@ -83,6 +83,16 @@ def pool() -> Iterator[Pool]:
         connections.close()
 
 
+@contextmanager
+def pool_or(db: Pool | None) -> Iterator[Pool]:
+    """``db`` when a caller lends its connections (a follower reporting every second), else a pool of its own."""
+    if db is not None:
+        yield db
+        return
+    with pool() as own:
+        yield own
+
+
 def one(
     conn: psycopg.Connection[Any], query: str | SQL | Composed, params: Sequence[Any] | dict[str, Any] | None = None
 ) -> Any:

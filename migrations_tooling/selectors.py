@@ -20,7 +20,7 @@ from .errors import MoveError
 from .maps import traffic
 from .mirror import mirror_summary
 from .models import ACTIVE_PHASES, MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
-from .pgconn import Pool, pool
+from .pgconn import Pool, pool, pool_or
 from .planning import collision_message, id_collisions, label
 from .progress import format_bytes, format_duration
 from .schema import sharded_tables
@@ -317,11 +317,8 @@ def move_status(move: MoveRange, *, db: Pool | None = None) -> MoveStatus:
     ``db``: connections to reuse (a follower reporting every second), else its own for this call.
     """
     move.refresh_from_db()
-    if db is not None:
-        seen = _observe(move, db)
-    else:
-        with pool() as own:
-            seen = _observe(move, own)
+    with pool_or(db) as connections:
+        seen = _observe(move, connections)
     channel = channel_for(move)
     tables = _table_statuses(move, seen.syncs)
     copied = sum(t.rows_copied for t in tables)

@@ -26,7 +26,7 @@ from .hooks import pause_point
 from .maps import route_range
 from .mirror import mirror_summary
 from .models import LagSample, MoveEvent, MoveRange, MoveTable, Phase, VerifyRun
-from .pgconn import Pool, pool
+from .pgconn import Pool, pool, pool_or
 from .phases import require_phase
 from .planning import MovePlan, check_servers, label, overlapping_moves, validate_request
 from .progress import Meter, Reporter
@@ -163,17 +163,10 @@ def move_refresh(move: MoveRange, *, db: Pool | None = None) -> MoveRange:
     otherwise start a new backend on the source and the target each time).
     """
     move.refresh_from_db()
-    if db is not None:
-        _refresh_on(move, db)
-        return move
-    with pool() as own:
-        _refresh_on(move, own)
+    with pool_or(db) as connections:
+        refresh_copy_state(move, connections[move.target])
+        _record_lag_sample(move, connections)
     return move
-
-
-def _refresh_on(move: MoveRange, db: Pool) -> None:
-    refresh_copy_state(move, db[move.target])
-    _record_lag_sample(move, db)
 
 
 LAG_SAMPLE_EVERY_SECONDS = 1.0

@@ -17,9 +17,9 @@ from django.conf import settings
 
 from shardrouter.control import conninfo_for
 
-# Shorter fixed waits of the move engine (a one-window throttle baseline, a 0.25 s map refresh) and of the servers'
-# logical replication workers (a 200 ms retry), cheap password hashes: tests/moves/fixtures.py.
-from tests.moves.fixtures import cheap_passwords, quick_moves, quick_replication_retries  # noqa: F401
+# Shorter fixed waits of the move engine (a one-window throttle baseline, a 0.25 s map refresh) and cheap password
+# hashes: tests/moves/fixtures.py. (The test servers' 200 ms replication-worker retry is the devstack's.)
+from tests.moves.fixtures import cheap_passwords, quick_moves  # noqa: F401
 
 
 def drop_all_move_objects() -> None:

@@ -6,22 +6,11 @@ one per test).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from django.conf import settings as django_settings
-from django.db import connections
-from psycopg.conninfo import make_conninfo
 
-from shardrouter.control import conninfo_for
 from tests.moves.settings import CHEAP_PASSWORD_HASHERS, QUICK_BASELINE_WINDOWS, QUICK_MAP_REFRESH_SECONDS
-
-# A logical replication worker that exits (a table copy that failed, a subscriber whose server restarted) is started
-# again after `wal_retrieve_retry_interval`, 5 s by default: a test that fixes the failure waited up to 5 s for the
-# retry. The test servers retry after this instead; what a worker does when it starts again is unchanged.
-QUICK_WORKER_RETRY = "200ms"
 
 
 @pytest.fixture(autouse=True)
@@ -51,41 +40,3 @@ def cheap_passwords(settings: Any) -> None:
     and no test here is about the hash. A child process that checks a password (an app server a browser logs in
     to) must run with ``tests.moves.settings``, which lists the same hashers."""
     settings.PASSWORD_HASHERS = CHEAP_PASSWORD_HASHERS
-
-
-def _servers() -> dict[tuple[str, str], str]:
-    """One connection string per PostgreSQL server behind the database aliases (shard1 and shard3 share one).
-
-    To the server's `postgres` database: the test databases may not exist yet (a session fixture can come first).
-    """
-    found: dict[tuple[str, str], str] = {}
-    for alias in django_settings.DATABASES:
-        cfg = connections[alias].settings_dict
-        found.setdefault(
-            (str(cfg.get("HOST")), str(cfg.get("PORT"))), make_conninfo(conninfo_for(alias), dbname="postgres")
-        )
-    return found
-
-
-def _set_worker_retry(value: str | None) -> None:
-    for conninfo in _servers().values():
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            if value is None:
-                conn.execute("ALTER SYSTEM RESET wal_retrieve_retry_interval")
-            else:
-                conn.execute(f"ALTER SYSTEM SET wal_retrieve_retry_interval = '{value}'")
-            conn.execute("SELECT pg_reload_conf()")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def quick_replication_retries(django_db_blocker: Any) -> Iterator[None]:
-    """The test servers restart an exited logical replication worker after 200 ms, not 5 s, for this run.
-
-    Set with ALTER SYSTEM on the servers of this run's stack (a test-only setting of throwaway servers; the stack's
-    own configuration is quantumquill/devstack's), and reset when the run ends.
-    """
-    with django_db_blocker.unblock():
-        _set_worker_retry(QUICK_WORKER_RETRY)
-    yield
-    with django_db_blocker.unblock():
-        _set_worker_retry(None)
