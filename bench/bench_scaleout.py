@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -1069,7 +1069,17 @@ def shardmove(*command: str) -> str:
 def last_error(done: subprocess.CompletedProcess[str]) -> str:
     """The engine's own last words (the lock holder it named, its advice), on one line."""
     lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-    return " ".join(lines[-3:])[-900:]
+    return (lines[-1] if lines else f"exit status {done.returncode}")[:1200]
+
+
+class Watching(Protocol):
+    """What the cut-over needs of a watch on the source's write transactions (``TransactionWatch``)."""
+
+    def __enter__(self) -> Watching: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def summary(self, longer_than: float) -> dict[str, Any]: ...
 
 
 class TransactionWatch:
@@ -1110,7 +1120,8 @@ class TransactionWatch:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             with contextlib.suppress(Exception):  # a sample lost to a slow server is only a gap
-                self.samples.append((time.time(), self.conn.execute(self.QUERY).fetchall()))
+                rows = self.conn.execute(self.QUERY).fetchall()
+                self.samples.append((time.time(), [(*row, process_state(row[0])) for row in rows]))
 
     def summary(self, longer_than: float) -> dict[str, Any]:
         """Every write transaction seen (by pid and start), the longest age each reached, and what the ones
@@ -1120,12 +1131,16 @@ class TransactionWatch:
         clients: dict[str, int] = {}
         examples: list[str] = []
         for _, rows in self.samples:
-            for pid, started, age, state, wait_type, wait, application, query in rows:
+            for pid, started, age, state, wait_type, wait, application, query, process in rows:
                 ages[(pid, started)] = max(ages.get((pid, started), 0.0), age or 0.0)
                 if (age or 0.0) <= longer_than:
                     continue
-                waiting = f"{wait_type}: {wait}" if wait else "no wait event (on CPU or runnable)"
-                what = f"active, {waiting}" if state == "active" else state
+                # The state in pg_stat_activity changes only when the backend runs: "idle in transaction" with
+                # the process runnable (R) is a backend whose next statement has arrived but which waits for CPU
+                # (at the cap: for the next period); sleeping (S) it waits for its client.
+                runnable = "runnable" if process == "R" else "sleeping" if process == "S" else process or "gone"
+                waiting = f"{wait_type}: {wait}" if wait else "no wait event"
+                what = f"{'active, ' + waiting if state == 'active' else state} (process {runnable})"
                 doing[what] = doing.get(what, 0) + 1
                 who = application or "bench clients"
                 clients[who] = clients.get(who, 0) + 1
@@ -1146,6 +1161,14 @@ class TransactionWatch:
             "server_cpu": self.cpu,
             "server_throttled_share": self.throttled,  # of the cap's 40 ms periods
         }
+
+
+def process_state(pid: int) -> str:
+    """The kernel's state of a process (``R`` running or runnable, ``S`` sleeping, ...), or "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def transactions_line(seen: dict[str, Any]) -> str:
@@ -1175,7 +1198,7 @@ def cut_over(
     label: str,
     policy: CutOverPolicy,
     lower_load: Callable[[], Callable[[], None]],
-    watch: Callable[[], TransactionWatch],
+    watch: Callable[[], Watching],
 ) -> None:
     """``switch-writes --max-freeze 2`` with the retries and the load reduction of ``policy``."""
     tries = [False] * (1 + policy.retries) + [True] * policy.lowered_retries
@@ -1190,14 +1213,18 @@ def cut_over(
                 done = run_shardmove("switch-writes", "--max-freeze", "2", "--attempts", "3")
             ended = time.time()
             seen = watching.summary(longer_than=0.3)
+            said = [line.strip() for line in (done.stdout + done.stderr).splitlines()]
+            engine = [line[:400] for line in said if line.startswith("Attempt") or "freeze" in line.lower()]
             record = {"command": number, "lowered_load": lowered, "ok": done.returncode == 0,
-                      "seconds": ended - started, "transactions": seen}  # fmt: skip
+                      "seconds": ended - started, "engine": engine, "transactions": seen}  # fmt: skip
             timeline.cut_overs.append({"move": label, **record})
             log(
                 f"  {label}: switch-writes command {number}{' (load lowered)' if lowered else ''}: "
                 f"{'done' if done.returncode == 0 else 'gave up'} in {ended - started:.1f} s; write transactions on "
                 f"{seen['server']}: {transactions_line(seen)}"
             )
+            for line in engine:
+                log(f"    engine: {line}")
             for example in seen["examples"]:
                 log(f"    {seen['server']}: {example}")
             if done.returncode == 0:
