@@ -4,7 +4,7 @@ Run as root on a machine with the cgroup v1 cpu controller (it starts its own pr
 `devstack exec` around it):
 
     .venv/bin/python bench/bench_scaleout.py                 # the table (about 4 minutes)
-    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 12 minutes)
+    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 30 minutes)
 
 Both start four PostgreSQL servers pg1..pg4, the control database on pg1 beside its shard databases (the platform
 on one server is one machine: its control database shares that machine's CPU), each server in a cgroup of its own
@@ -34,7 +34,8 @@ Experiments on the table: ``--modes monolith,four-on-1`` runs only those, ``--re
 turn, ``--fixed-seconds 0`` skips the fixed load, ``--pooler POOL`` puts PgBouncer (transaction mode) in front of
 each shard server, ``--server-setting NAME=VALUE`` changes PostgreSQL on every shard server (restarting them
 for settings such as shared_buffers), ``--explain`` prints each database's plans and table statistics,
-``--perf FOLDER`` records pg1 with perf. Each mode also prints, per request, the statements the clients sent (by
+``--perf FOLDER`` records pg1 with perf, ``--watch-writes`` samples the open write transactions on pg1 (how long,
+and whether each waits for CPU or for its client). Each mode also prints, per request, the statements the clients sent (by
 database) and pg1's CPU (also by kind of process), transactions, rows, buffers and minor page faults, and each
 server's CPU per statement (docs/scaling.md, "Sharded mode on one server").
 
@@ -42,7 +43,11 @@ server's CPU per statement (docs/scaling.md, "Sharded mode on one server").
 real ``manage.py shardmove`` engine moves half the key space to pg2 under that load (start --wait, verify,
 switch-reads, switch-writes, complete), the load rises in steps, then both halves split again onto pg3 and pg4
 and the load rises again. Throughput, p95, errors and per-server CPU are recorded every second with the move
-phases marked; the chart goes to ``docs/scaling-live.png``. Exit status 1 when any request failed.
+phases marked; the chart goes to ``docs/scaling-live.png``. A ``switch-writes`` that gives up (its lock wait is
+bounded by SHARDMOVE['LOCK_TIMEOUT_SECONDS'], never raised here) is run again as an operator would: at the same
+load (``--cut-over-retries``), then with the offered load lowered to the step before, restored afterwards; each
+command and load change is logged, kept in the JSON and marked on the chart. Exit status 1 when any request
+failed or a move could not finish (the chart and counts are written either way).
 """
 
 from __future__ import annotations
@@ -877,6 +882,7 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         clients.prepare(plan)
         require_no_autovacuum_due([alias for alias, _, _ in ranges])
         pg1_monitor()
+        watched = connect_monitor(ranges[0][0]) if args.watch_writes else None  # the mode's database on pg1
         if args.explain:
             log_table_statistics(name, "loaded", table_statistics([alias for alias, _, _ in ranges]))
     meter = CpuMeter(private.stack, private.clients)
@@ -886,7 +892,9 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     processes_before = pg1_processes(pg1)
     before, counters_before = meter.read(), server_counters() | process_counters(pg1)
     profiler = start_profiler(pg1, args.perf, name) if args.perf else None
-    time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
+    watch = TransactionWatch(watched, "pg1", pg1) if watched is not None else None
+    with watch or contextlib.nullcontext():
+        time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
     after = meter.read()
     cpu = CpuMeter.rates(before, after)
     counters_after = server_counters() | process_counters(pg1)
@@ -935,6 +943,12 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
             "p50_ms": 1000 * percentile(latencies, 50),
             "p95_ms": 1000 * percentile(latencies, 95),
         }
+    if watch is not None and watched is not None:
+        watched.close()
+        result["write_transactions"] = watch.summary(longer_than=0.3)
+        log(f"{'':13} write transactions on {ranges[0][0]}: {transactions_line(result['write_transactions'])}")
+        for example in result["write_transactions"]["examples"]:
+            log(f"{'':13}   {example}")
     servers = " ".join(f"{s}={cpu[s]:.2f}" for s in SERVERS)
     log(
         f"{name:13} {result['throughput']:7.0f} req/s saturated; CPU {servers} "
@@ -1535,6 +1549,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--perf", default="", metavar="FOLDER", help="table: perf record pg1 in each saturated window into FOLDER"
+    )
+    parser.add_argument(
+        "--watch-writes",
+        action="store_true",
+        help="table: sample the open write transactions of each mode's first database on pg1 in the saturated "
+        "window, as the live run does at its cut-overs (costs pg1 about 2%% of a 0.05 cap)",
     )
     parser.add_argument("--live", action="store_true", help="the live version: monolith -> 2 -> 4 under load")
     parser.add_argument("--live-fraction", type=float, default=0.8, help="live start load, share of capacity (0.8)")
