@@ -4,7 +4,7 @@ Run as root on a machine with the cgroup v1 cpu controller (it starts its own pr
 `devstack exec` around it):
 
     .venv/bin/python bench/bench_scaleout.py                 # the table (about 4 minutes)
-    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 30 minutes)
+    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 25 minutes)
 
 Both start four PostgreSQL servers pg1..pg4, the control database on pg1 beside its shard databases (the platform
 on one server is one machine: its control database shares that machine's CPU), each server in a cgroup of its own
@@ -1098,9 +1098,10 @@ class Watching(Protocol):
 
 class TransactionWatch:
     """Open write transactions on one shard database, sampled every ``interval`` seconds from a connection
-    opened beforehand: how long they stay open, and in what state (running a statement, and what it waits for,
-    or idle in the transaction, waiting for its client). The cut-over's lock waits for exactly these. Each
-    sample costs the capped server about half a millisecond of CPU: every half second, 2% of a 0.05 cap."""
+    opened beforehand: how long they stay open, their state in ``pg_stat_activity`` and whether the backend
+    process is runnable (waiting for CPU, at a cap) or sleeping (waiting for its client). The cut-over's lock
+    waits for exactly these. Each sample costs the capped server about half a millisecond of CPU: every half
+    second, 2% of a 0.05 cap."""
 
     QUERY = """
         SELECT pid, xact_start, extract(epoch FROM clock_timestamp() - xact_start)::float8, state,
