@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench import bench_scaleout
 from quantumquill.devstack import cgroups
 from quantumquill.devstack.preflight import DevstackError
 from quantumquill.devstack.stack import (
@@ -47,13 +48,11 @@ def test_a_scaleout_topology_puts_one_shard_database_on_each_server_and_everyone
 
 def test_a_scaleout_topology_keeps_the_control_database_beside_shard1_as_the_benchmark_measures_it() -> None:
     # One topology for the command and the benchmark: the platform on one server is one (capped) machine.
-    from bench.bench_scaleout import TOPOLOGY
-
     for servers in (1, 2, 4):
         topology = scaleout_topology(servers)
         assert topology.control_server == topology.databases["shard1"][0] == "pg1"
         assert topology.shard_servers == topology.servers
-    assert TOPOLOGY.databases["default"] == scaleout_topology(4).databases["default"]
+    assert bench_scaleout.TOPOLOGY.databases["default"] == scaleout_topology(4).databases["default"]
     assert topology.shard_map == "0:MAX=shard1"
     with pytest.raises(DevstackError, match="between 1 and 16"):
         scaleout_topology(0)
