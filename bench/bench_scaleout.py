@@ -4,7 +4,7 @@ Run as root on a machine with the cgroup v1 cpu controller (it starts its own pr
 `devstack exec` around it):
 
     .venv/bin/python bench/bench_scaleout.py                 # the table (about 4 minutes)
-    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 12 minutes)
+    .venv/bin/python bench/bench_scaleout.py --live          # the live version and its chart (about 25 minutes)
 
 Both start four PostgreSQL servers pg1..pg4, the control database on pg1 beside its shard databases (the platform
 on one server is one machine: its control database shares that machine's CPU), each server in a cgroup of its own
@@ -34,7 +34,8 @@ Experiments on the table: ``--modes monolith,four-on-1`` runs only those, ``--re
 turn, ``--fixed-seconds 0`` skips the fixed load, ``--pooler POOL`` puts PgBouncer (transaction mode) in front of
 each shard server, ``--server-setting NAME=VALUE`` changes PostgreSQL on every shard server (restarting them
 for settings such as shared_buffers), ``--explain`` prints each database's plans and table statistics,
-``--perf FOLDER`` records pg1 with perf. Each mode also prints, per request, the statements the clients sent (by
+``--perf FOLDER`` records pg1 with perf, ``--watch-writes`` samples the open write transactions on pg1 (how long,
+and whether each waits for CPU or for its client). Each mode also prints, per request, the statements the clients sent (by
 database) and pg1's CPU (also by kind of process), transactions, rows, buffers and minor page faults, and each
 server's CPU per statement (docs/scaling.md, "Sharded mode on one server").
 
@@ -42,7 +43,11 @@ server's CPU per statement (docs/scaling.md, "Sharded mode on one server").
 real ``manage.py shardmove`` engine moves half the key space to pg2 under that load (start --wait, verify,
 switch-reads, switch-writes, complete), the load rises in steps, then both halves split again onto pg3 and pg4
 and the load rises again. Throughput, p95, errors and per-server CPU are recorded every second with the move
-phases marked; the chart goes to ``docs/scaling-live.png``. Exit status 1 when any request failed.
+phases marked; the chart goes to ``docs/scaling-live.png``. A ``switch-writes`` that gives up (its lock wait is
+bounded by SHARDMOVE['LOCK_TIMEOUT_SECONDS'], never raised here) is run again as an operator would: at the same
+load (``--cut-over-retries``), then with the offered load lowered to the step before, restored afterwards; each
+command and load change is logged, kept in the JSON and marked on the chart. Exit status 1 when any request
+failed or a move could not finish (the chart and counts are written either way).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -537,6 +542,15 @@ def pg1_monitor() -> Any:
     return _monitor[0]
 
 
+def connect_monitor(alias: str) -> Any:
+    """An autocommit connection to ``alias``'s database for the bench's own look-ups (``TransactionWatch``)."""
+    import psycopg
+
+    from shardrouter.control import conninfo_for
+
+    return psycopg.connect(conninfo_for(alias), autocommit=True, application_name="scale-out bench monitor")
+
+
 def server_counters() -> dict[str, float]:
     """pg1's transaction, row and buffer counters summed over its databases, and its client backends."""
     conn = pg1_monitor()
@@ -556,10 +570,19 @@ def server_counters() -> dict[str, float]:
 
 
 def pg1_processes(group: cgroups.CpuCgroup) -> dict[int, tuple[str, float]]:
-    """Every live process of pg1's cgroup: what it is (``pg_stat_activity``'s backend type, the database for a
-    client backend) and the CPU seconds it has used (``/proc/PID/schedstat``, nanoseconds, not tick-sampled)."""
-    rows = pg1_monitor().execute("SELECT pid, backend_type, datname FROM pg_stat_activity").fetchall()
-    kinds = {pid: f"client backends ({datname})" if kind == "client backend" else kind for pid, kind, datname in rows}
+    """Every live process of pg1's cgroup and the CPU seconds it has used (``server_processes``)."""
+    return server_processes(group, pg1_monitor())
+
+
+def server_processes(group: cgroups.CpuCgroup, monitor: Any) -> dict[int, tuple[str, float]]:
+    """Every live process of a server's cgroup: what it is (``pg_stat_activity``'s backend type; for a client
+    backend its database and application, if named) and the CPU seconds it has used (``/proc/PID/schedstat``,
+    nanoseconds, not tick-sampled). ``monitor``: an open connection to that server."""
+    rows = monitor.execute("SELECT pid, backend_type, datname, application_name FROM pg_stat_activity").fetchall()
+    kinds = {
+        pid: f"client backends ({datname}{', ' + app if app else ''})" if kind == "client backend" else kind
+        for pid, kind, datname, app in rows
+    }
     found: dict[int, tuple[str, float]] = {0: ("all", group.usage_seconds())}  # the cgroup, read alongside
     for pid in group.pids():
         with contextlib.suppress(OSError, ValueError):
@@ -859,6 +882,7 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
         clients.prepare(plan)
         require_no_autovacuum_due([alias for alias, _, _ in ranges])
         pg1_monitor()
+        watched = connect_monitor(ranges[0][0]) if args.watch_writes else None  # the mode's database on pg1
         if args.explain:
             log_table_statistics(name, "loaded", table_statistics([alias for alias, _, _ in ranges]))
     meter = CpuMeter(private.stack, private.clients)
@@ -868,7 +892,9 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
     processes_before = pg1_processes(pg1)
     before, counters_before = meter.read(), server_counters() | process_counters(pg1)
     profiler = start_profiler(pg1, args.perf, name) if args.perf else None
-    time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
+    watch = TransactionWatch(watched, "pg1", pg1) if watched is not None else None
+    with watch or contextlib.nullcontext():
+        time.sleep(max(0.0, t0 + args.warm + args.seconds - time.time()))
     after = meter.read()
     cpu = CpuMeter.rates(before, after)
     counters_after = server_counters() | process_counters(pg1)
@@ -917,6 +943,12 @@ def run_mode(private: Private, name: str, args: argparse.Namespace, fixed_rate: 
             "p50_ms": 1000 * percentile(latencies, 50),
             "p95_ms": 1000 * percentile(latencies, 95),
         }
+    if watch is not None and watched is not None:
+        watched.close()
+        result["write_transactions"] = watch.summary(longer_than=0.3)
+        log(f"{'':13} write transactions on {ranges[0][0]}: {transactions_line(result['write_transactions'])}")
+        for example in result["write_transactions"]["examples"]:
+            log(f"{'':13}   {example}")
     servers = " ".join(f"{s}={cpu[s]:.2f}" for s in SERVERS)
     log(
         f"{name:13} {result['throughput']:7.0f} req/s saturated; CPU {servers} "
@@ -1016,10 +1048,21 @@ class Timeline:
     phases: list[tuple[str, float, float]] = field(default_factory=list)  # move steps: (label, start, end)
     rates: list[tuple[float, float]] = field(default_factory=list)  # (time, offered req/s)
     cpu: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)  # (time, what): cut-overs given up, load changes
+    cut_overs: list[dict[str, Any]] = field(default_factory=list)  # each switch-writes command and what it saw
+    source_cpu: list[dict[str, Any]] = field(default_factory=list)  # each move step: its source's CPU by process
+
+    def event(self, what: str) -> None:
+        self.events.append((time.time(), what))
+        log(f"  {what}")
 
 
-def shardmove(*command: str) -> str:
-    done = subprocess.run(
+class MoveFailed(RuntimeError):
+    """A move step that failed even after the retries an operator would make; the run stops its load there."""
+
+
+def run_shardmove(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "manage.py", "shardmove", *command],
         cwd=REPO,
         env=os.environ,
@@ -1028,26 +1071,230 @@ def shardmove(*command: str) -> str:
         timeout=900,
         check=False,
     )
+
+
+def shardmove(*command: str) -> str:
+    done = run_shardmove(*command)
     if done.returncode != 0:
-        raise RuntimeError(f"`shardmove {' '.join(command)}` failed:\n{done.stdout}\n{done.stderr}")
+        raise MoveFailed(f"`shardmove {' '.join(command)}` failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
-def move(timeline: Timeline, lo: int, hi: int, target: str, label: str) -> None:
-    """One whole move with the real engine, each step a marked phase."""
+def last_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The engine's own last words (the lock holder it named, its advice), on one line."""
+    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    return (lines[-1] if lines else f"exit status {done.returncode}")[:1200]
+
+
+class Watching(Protocol):
+    """What the cut-over needs of a watch on the source's write transactions (``TransactionWatch``)."""
+
+    def __enter__(self) -> Watching: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def summary(self, longer_than: float) -> dict[str, Any]: ...
+
+
+class TransactionWatch:
+    """Open write transactions on one shard database, sampled every ``interval`` seconds from a connection
+    opened beforehand: how long they stay open, their state in ``pg_stat_activity`` and whether the backend
+    process is runnable (waiting for CPU, at a cap) or sleeping (waiting for its client). The cut-over's lock
+    waits for exactly these. Each sample costs the capped server about half a millisecond of CPU: every half
+    second, 2% of a 0.05 cap."""
+
+    QUERY = """
+        SELECT pid, xact_start, extract(epoch FROM clock_timestamp() - xact_start)::float8, state,
+               coalesce(wait_event_type, ''), coalesce(wait_event, ''), coalesce(application_name, ''),
+               left(query, 80)
+        FROM pg_stat_activity
+        WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+          AND backend_xid IS NOT NULL AND xact_start IS NOT NULL
+    """
+
+    def __init__(self, conn: Any, server: str, group: cgroups.CpuCgroup, interval: float = 0.5) -> None:
+        self.conn, self.server, self.group, self.interval = conn, server, group, interval
+        self.samples: list[tuple[float, list[tuple[Any, ...]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TransactionWatch:
+        self.t0, self.cpu_before, self.stat_before = time.time(), self.group.usage_seconds(), self.group.cpu_stat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        seconds = max(time.time() - self.t0, 1e-9)
+        self.cpu = (self.group.usage_seconds() - self.cpu_before) / seconds
+        stat = self.group.cpu_stat()
+        periods = max(stat["nr_periods"] - self.stat_before["nr_periods"], 1)
+        self.throttled = (stat["nr_throttled"] - self.stat_before["nr_throttled"]) / periods
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):  # a sample lost to a slow server is only a gap
+                rows = self.conn.execute(self.QUERY).fetchall()
+                self.samples.append((time.time(), [(*row, process_state(row[0])) for row in rows]))
+
+    def summary(self, longer_than: float) -> dict[str, Any]:
+        """Every write transaction seen (by pid and start), the longest age each reached, and what the ones
+        open longer than ``longer_than`` seconds were doing in those samples."""
+        ages: dict[tuple[Any, Any], float] = {}
+        doing: dict[str, int] = {}
+        clients: dict[str, int] = {}
+        examples: list[str] = []
+        for _, rows in self.samples:
+            for pid, started, age, state, wait_type, wait, application, query, process in rows:
+                ages[(pid, started)] = max(ages.get((pid, started), 0.0), age or 0.0)
+                if (age or 0.0) <= longer_than:
+                    continue
+                # The state in pg_stat_activity changes only when the backend runs: "idle in transaction" with
+                # the process runnable (R) is a backend whose next statement has arrived but which waits for CPU
+                # (at the cap: for the next period); sleeping (S) it waits for its client.
+                runnable = "runnable" if process == "R" else "sleeping" if process == "S" else process or "gone"
+                waiting = f"{wait_type}: {wait}" if wait else "no wait event"
+                what = f"{'active, ' + waiting if state == 'active' else state} (process {runnable})"
+                doing[what] = doing.get(what, 0) + 1
+                who = application or "bench clients"
+                clients[who] = clients.get(who, 0) + 1
+                if len(examples) < 5:
+                    examples.append(f"pid {pid} open {age:.2f} s, {what}, {who}: {query}")
+        longest = sorted(ages.values())
+        return {
+            "server": self.server,
+            "samples": len(self.samples),
+            "write_transactions": len(longest),
+            "longer_than_s": longer_than,
+            "longer": sum(1 for age in longest if age > longer_than),
+            "p95_age_s": percentile(longest, 95) if longest else None,
+            "max_age_s": longest[-1] if longest else None,
+            "states_when_longer": dict(sorted(doing.items(), key=lambda item: -item[1])),
+            "holders_when_longer": clients,
+            "examples": examples,
+            "server_cpu": self.cpu,
+            "server_throttled_share": self.throttled,  # of the cap's 40 ms periods
+        }
+
+
+def process_state(pid: int) -> str:
+    """The kernel's state of a process (``R`` running or runnable, ``S`` sleeping, ...), or "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def transactions_line(seen: dict[str, Any]) -> str:
+    """A ``TransactionWatch.summary`` on one line, for the log."""
+    return (
+        f"{seen['write_transactions']} seen, {seen['longer']} open over {seen['longer_than_s']} s, p95 "
+        f"{seen['p95_age_s'] or 0:.2f} s, longest {seen['max_age_s'] or 0:.2f} s, when over: "
+        f"{seen['states_when_longer']}; {seen['server']} CPU {seen['server_cpu']:.3f}, held back by its cap in "
+        f"{seen['server_throttled_share']:.0%} of the periods"
+    )
+
+
+@dataclass
+class CutOverPolicy:
+    """What the run does when ``switch-writes`` gives up, as an operator would: retry at the same load
+    (the engine's advice: wait out the transaction it named, then retry), then lower the offered load for the
+    cut-over and restore it afterwards. The lock timeout itself is never raised: a freeze waiting longer
+    blocks every writer of the table for that long."""
+
+    retries: int  # further switch-writes commands at the same load
+    lowered_retries: int  # then at the lowered load
+    pause: float = 3.0  # seconds between commands
+
+
+def cut_over(
+    timeline: Timeline,
+    label: str,
+    policy: CutOverPolicy,
+    lower_load: Callable[[], Callable[[], None]],
+    watch: Callable[[], Watching],
+) -> None:
+    """``switch-writes --max-freeze 2`` with the retries and the load reduction of ``policy``."""
+    tries = [False] * (1 + policy.retries) + [True] * policy.lowered_retries
+    restore: Callable[[], None] | None = None
+    try:
+        for number, lowered in enumerate(tries, start=1):
+            if lowered and restore is None:
+                restore = lower_load()
+                time.sleep(policy.pause)  # the queue the higher load left drains first
+            started = time.time()
+            with watch() as watching:
+                done = run_shardmove("switch-writes", "--max-freeze", "2", "--attempts", "3")
+            ended = time.time()
+            seen = watching.summary(longer_than=0.3)
+            said = [line.strip() for line in (done.stdout + done.stderr).splitlines()]
+            engine = [line[:400] for line in said if line.startswith("Attempt") or "freeze" in line.lower()]
+            record = {"command": number, "lowered_load": lowered, "ok": done.returncode == 0,
+                      "seconds": ended - started, "engine": engine, "transactions": seen}  # fmt: skip
+            timeline.cut_overs.append({"move": label, **record})
+            log(
+                f"  {label}: switch-writes command {number}{' (load lowered)' if lowered else ''}: "
+                f"{'done' if done.returncode == 0 else 'gave up'} in {ended - started:.1f} s; write transactions on "
+                f"{seen['server']}: {transactions_line(seen)}"
+            )
+            for line in engine:
+                log(f"    engine: {line}")
+            for example in seen["examples"]:
+                log(f"    {seen['server']}: {example}")
+            if done.returncode == 0:
+                timeline.phases.append((f"{label}: switch-writes", started, ended))
+                return
+            timeline.phases.append((f"{label}: switch-writes given up", started, ended))
+            timeline.event(f"{label}: switch-writes command {number} gave up: {last_error(done)}")
+            if number < len(tries):
+                time.sleep(policy.pause)
+        raise MoveFailed(f"{label}: switch-writes gave up {len(tries)} times, the last with the load lowered")
+    finally:
+        if restore is not None:
+            restore()
+
+
+def move(
+    timeline: Timeline,
+    lo: int,
+    hi: int,
+    target: str,
+    label: str,
+    cut_over_writes: Callable[[Timeline, str], None],
+    source_processes: Callable[[], dict[int, tuple[str, float]]],
+    watch: Callable[[], TransactionWatch],
+) -> None:
+    """One whole move with the real engine, each step a marked phase, and the CPU each step's source server
+    spent by kind of process (``source_processes``: a ``server_processes`` of it). The write transactions on
+    the source are watched during switch-reads too: the same load a moment before the cut-over."""
     hi_text = "MAX" if hi == KEYSPACE_END else str(hi)
     steps = [
         ("copy", ("start", str(lo), hi_text, "--to", target, "--wait")),
         ("verify", ("verify",)),
         ("switch-reads", ("switch-reads",)),
-        ("switch-writes", ("switch-writes", "--max-freeze", "2")),
+        ("switch-writes", ()),
         ("complete", ("complete",)),
     ]
     for step, command in steps:
-        started = time.time()
-        shardmove(*command)
-        timeline.phases.append((f"{label}: {step}", started, time.time()))
-        log(f"  {label}: {step} took {time.time() - started:.1f} s")
+        started, before = time.time(), source_processes()
+        if step == "switch-writes":
+            cut_over_writes(timeline, label)
+        elif step == "switch-reads":
+            with watch() as watching:
+                shardmove(*command)
+            timeline.phases.append((f"{label}: {step}", started, time.time()))
+            seen = watching.summary(longer_than=0.3)
+            timeline.cut_overs.append({"move": label, "command": "switch-reads", "transactions": seen})
+            log(f"  {label}: during switch-reads, write transactions on {seen['server']}: {transactions_line(seen)}")
+        else:
+            shardmove(*command)
+            timeline.phases.append((f"{label}: {step}", started, time.time()))
+        seconds = time.time() - started
+        by_kind = {kind: used / seconds for kind, used in cpu_by_process_kind(before, source_processes()).items()}
+        timeline.source_cpu.append({"move": label, "step": step, "seconds": seconds, "cpu": by_kind})
+        log(f"  {label}: {step} took {seconds:.1f} s; source CPU by process: "
+            + ", ".join(f"{kind} {cpu:.3f}" for kind, cpu in by_kind.items() if abs(cpu) >= 0.0005))  # fmt: skip
 
 
 def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
@@ -1073,6 +1320,7 @@ def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
     clients.rate.value = base
     with private.uncapped():
         clients.prepare(WorkerPlan(population, live=True))
+        monitors = {alias: connect_monitor(alias) for alias in SHARDS}  # a new backend at the cap starts slowly
     t0 = clients.go()
     sampling = threading.Event()
 
@@ -1092,22 +1340,61 @@ def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
         log(f"offered load {rate:.0f} req/s for {hold:.0f} s")
         time.sleep(hold)
 
+    policy = CutOverPolicy(retries=args.cut_over_retries, lowered_retries=args.cut_over_retries + 1)
+
+    def watch_of(source: str) -> Callable[[], TransactionWatch]:
+        server = TOPOLOGY.databases[source][0]
+        return lambda: TransactionWatch(monitors[source], server, private.stack.cgroup(server))
+
+    def writes_of(source: str, lowered: float) -> Callable[[Timeline, str], None]:
+        """The cut-over of a move from ``source``; ``lowered``: the offered load while it cannot get its lock."""
+
+        def lower_load() -> Callable[[], None]:
+            before = clients.rate.value
+            clients.rate.value = lowered
+            timeline.rates.append((time.time(), lowered))
+            timeline.event(f"offered load lowered {before:.0f} -> {lowered:.0f} req/s for the cut-over")
+
+            def restore() -> None:
+                clients.rate.value = before
+                timeline.rates.append((time.time(), before))
+                timeline.event(f"offered load restored to {before:.0f} req/s")
+
+            return restore
+
+        return lambda timeline, label: cut_over(timeline, label, policy, lower_load, watch_of(source))
+
+    def processes_of(source: str) -> Callable[[], dict[int, tuple[str, float]]]:
+        server = TOPOLOGY.databases[source][0]
+        return lambda: server_processes(private.stack.cgroup(server), monitors[source])
+
     hold = args.hold
     quarter, half = KEYSPACE_END // 4, KEYSPACE_END // 2
+    stopped = ""
     try:
         timeline.rates.append((t0, base))
         time.sleep(max(0.0, t0 - time.time()) + hold)
-        move(timeline, half, KEYSPACE_END, "shard2", "to 2 servers")
+        # Lowered for a cut-over that cannot get its lock: the load of the step before (the first move: 60%
+        # of the monolith's capacity, as in the run that starts there).
+        move(timeline, half, KEYSPACE_END, "shard2", "to 2 servers", writes_of("shard1", base * 0.75),
+             processes_of("shard1"), watch_of("shard1"))  # fmt: skip
         for factor in (1.0, 1.5, 2.0):
             offer(base * factor, hold)
-        move(timeline, quarter, half, "shard3", "to 4 servers (a)")
-        move(timeline, half + quarter, KEYSPACE_END, "shard4", "to 4 servers (b)")
+        move(timeline, quarter, half, "shard3", "to 4 servers (a)", writes_of("shard1", base * 1.5),
+             processes_of("shard1"), watch_of("shard1"))  # fmt: skip
+        move(timeline, half + quarter, KEYSPACE_END, "shard4", "to 4 servers (b)", writes_of("shard2", base * 1.5),
+             processes_of("shard2"), watch_of("shard2"))  # fmt: skip
         for factor in (2.0, 2.67, 3.33, 4.0):
             offer(base * factor, hold)
+    except MoveFailed as exc:  # the run still reports what it measured up to here, and fails
+        stopped = str(exc)
+        timeline.event(f"run stopped: {stopped[:300]}")
     finally:
         clients.stop()
         sampling.set()
         sampler.join()
+        for conn in monitors.values():
+            conn.close()
     records, errors = clients.collect()
     end = time.time()
     seconds: list[dict[str, Any]] = []
@@ -1132,10 +1419,16 @@ def live(private: Private, args: argparse.Namespace) -> dict[str, Any]:
         "error_samples": errors[:5],
         "phases": [(label, a - t0, b - t0) for label, a, b in timeline.phases],
         "offered": [(t - t0, rate) for t, rate in timeline.rates],
+        "events": [(t - t0, what) for t, what in timeline.events],
+        "cut_overs": timeline.cut_overs,
+        "source_cpu": timeline.source_cpu,
+        "stopped": stopped,
         "seconds": seconds,
         "load": load_averages(),
     }
-    log(f"live: {len(records)} requests, {result['errors']} failed; load {result['load']}")
+    worst = max((s["p95_ms"] or 0.0 for s in seconds), default=0.0)
+    log(f"live: {len(records)} requests, {result['errors']} failed, worst p95 of a second {worst:.0f} ms; "
+        f"load {result['load']}" + (f"; stopped early: {stopped}" if stopped else ""))  # fmt: skip
     chart(result, args.cap, Path(args.chart))
     return result
 
@@ -1170,17 +1463,29 @@ def chart(result: dict[str, Any], cap: float, path: Path) -> None:
         "verify": "#e0e0e0",
         "switch-reads": "#c9e4f5",
         "switch-writes": "#f5c9c9",
+        "switch-writes given up": "#d04040",
         "complete": "#d6f0d0",
     }
+    shown = {"copy", "verify", "switch-reads", "switch-writes", "complete"}
     for label, start, stop in result["phases"]:
         step = label.split(": ")[-1]
+        shown.add(step)
         for ax in (ax1, ax2, ax3):
             ax.axvspan(start, max(stop, start + 0.3), color=colours.get(step, "#eeeeee"), alpha=0.8, lw=0)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="upper right", bbox_to_anchor=(0.99, 0.955), ncol=5, fontsize="small")
+    # Changes of the offered load made for a cut-over (the grey dashed line shows the level itself).
+    for at, what in result.get("events", []):
+        if what.startswith("offered load"):
+            lowered = "lowered" in what
+            for ax in (ax1, ax2, ax3):
+                ax.axvline(at, color="tab:green" if lowered else "tab:olive", lw=1.2, ls="-.")
+            ax1.annotate("load lowered" if lowered else "restored", (at, 1.0), xycoords=("data", "axes fraction"),
+                         rotation=90, va="top", ha="right", fontsize="x-small")  # fmt: skip
+    legend = {step: colour for step, colour in colours.items() if step in shown}
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in legend.values()]
+    fig.legend(handles, list(legend), loc="upper right", bbox_to_anchor=(0.99, 0.955), ncol=6, fontsize="small")
     fig.suptitle(
-        f"Live scale-out: monolith -> 2 -> 4 shard servers ({cap} CPU each), {result['errors']} failed requests "
-        f"of {result['requests']:,}",
+        f"Live scale-out: one server -> 2 -> 4 shard servers ({cap} CPU each), {result['errors']} failed requests "
+        f"of {result['requests']:,}" + (" (stopped early)" if result.get("stopped") else ""),
         x=0.02,
         y=0.99,
         ha="left",
@@ -1246,9 +1551,22 @@ def main() -> int:
     parser.add_argument(
         "--perf", default="", metavar="FOLDER", help="table: perf record pg1 in each saturated window into FOLDER"
     )
+    parser.add_argument(
+        "--watch-writes",
+        action="store_true",
+        help="table: sample the open write transactions of each mode's first database on pg1 in the saturated "
+        "window, as the live run does at its cut-overs (costs pg1 about 2%% of a 0.05 cap)",
+    )
     parser.add_argument("--live", action="store_true", help="the live version: monolith -> 2 -> 4 under load")
     parser.add_argument("--live-fraction", type=float, default=0.8, help="live start load, share of capacity (0.8)")
     parser.add_argument("--hold", type=float, default=8.0, help="live: seconds at each load step (default 8)")
+    parser.add_argument(
+        "--cut-over-retries",
+        type=int,
+        default=1,
+        help="live: switch-writes commands repeated at the same load after one gives up (default 1); then as many "
+        "again, plus one, with the offered load lowered to the step before",
+    )
     parser.add_argument("--chart", default=str(REPO / "docs" / "scaling-live.png"), help="live: the PNG chart")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args()
@@ -1301,7 +1619,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     failed = results["errors"] if args.live else sum(m["errors"] for m in results["modes"].values())
-    return 1 if failed else 0
+    return 1 if failed or results.get("stopped") else 0
 
 
 if __name__ == "__main__":

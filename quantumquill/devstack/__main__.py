@@ -21,8 +21,8 @@ def _topology_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="run N shard servers pg1..pgN (one shard database each, every user on shard1 at first) besides "
-        "the control server; default: the usual 3-server topology",
+        help="run N shard servers pg1..pgN (one shard database each, every user on shard1 at first, the control "
+        "database on pg1 beside shard1); default: the usual 3-server topology",
     )
     parser.add_argument(
         "--cpu-cap",

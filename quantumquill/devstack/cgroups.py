@@ -127,13 +127,15 @@ class CpuCgroup:
         """CPU time used by the cgroup's processes since it was created."""
         return int((self.folders[-1] / "cpuacct.usage").read_text()) / 1e9
 
+    def cpu_stat(self) -> dict[str, int]:
+        """The cap's counters (``cpu.stat``): ``nr_periods``, ``nr_throttled`` (periods in which the cap held the
+        cgroup back) and ``throttled_time`` (nanoseconds, summed over the CPUs it was held back on)."""
+        pairs = (line.split() for line in (self.folders[0] / "cpu.stat").read_text().splitlines())
+        return {key: int(value) for key, value in pairs}
+
     def throttled_seconds(self) -> float:
         """Time the cap held the cgroup back (``cpu.stat`` throttled_time)."""
-        for line in (self.folders[0] / "cpu.stat").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "throttled_time":
-                return int(value) / 1e9
-        return 0.0
+        return self.cpu_stat().get("throttled_time", 0) / 1e9
 
     def remove(self, timeout: float = 10.0) -> None:
         """Move any process left back to the root cgroup, then delete the folders."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench import bench_scaleout
 from quantumquill.devstack import cgroups
 from quantumquill.devstack.preflight import DevstackError
 from quantumquill.devstack.stack import (
@@ -41,8 +42,17 @@ def test_the_default_topology_is_the_three_server_one_make_run_and_the_tests_use
 
 def test_a_scaleout_topology_puts_one_shard_database_on_each_server_and_everyone_on_shard1() -> None:
     topology = scaleout_topology(4)
-    assert topology.servers == ("pg0", "pg1", "pg2", "pg3", "pg4")
+    assert topology.servers == ("pg1", "pg2", "pg3", "pg4")
     assert [topology.databases[f"shard{i}"] for i in range(1, 5)] == [(f"pg{i}", f"qq_shard{i}") for i in range(1, 5)]
+
+
+def test_a_scaleout_topology_keeps_the_control_database_beside_shard1_as_the_benchmark_measures_it() -> None:
+    # One topology for the command and the benchmark: the platform on one server is one (capped) machine.
+    for servers in (1, 2, 4):
+        topology = scaleout_topology(servers)
+        assert topology.control_server == topology.databases["shard1"][0] == "pg1"
+        assert topology.shard_servers == topology.servers
+    assert bench_scaleout.TOPOLOGY.databases["default"] == scaleout_topology(4).databases["default"]
     assert topology.shard_map == "0:MAX=shard1"
     with pytest.raises(DevstackError, match="between 1 and 16"):
         scaleout_topology(0)
@@ -115,8 +125,8 @@ def test_four_shard_servers_start_each_with_its_database_in_a_capped_cgroup_and_
     try:
         urls = dict(part.split("=", 1) for part in env["SHARD_DATABASE_URLS"].split(","))
         assert sorted(urls) == ["shard1", "shard2", "shard3", "shard4"]
-        ports = {stack.ports[f"pg{i}"] for i in range(5)}
-        assert len(ports) == 5, stack.ports  # five separate servers
+        ports = {stack.ports[f"pg{i}"] for i in range(1, 5)}
+        assert len(ports) == 4, stack.ports  # four separate servers
         for index in range(1, 5):
             server = stack.postgres(f"pg{index}")
             with psycopg.connect(server.conninfo(f"qq_shard{index}"), autocommit=True) as conn:
@@ -133,9 +143,11 @@ def test_four_shard_servers_start_each_with_its_database_in_a_capped_cgroup_and_
                 before = group.usage_seconds()
                 conn.execute("SELECT count(*) FROM generate_series(1, 300000)")
                 assert group.usage_seconds() > before  # cpuacct counts the server's work
-        control = stack.cgroup("pg0")
-        assert stack.postgres("pg0").postmaster_pid() in control.pids()
-        assert (control.folders[0] / "cpu.cfs_quota_us").read_text().strip() == "-1"  # measured, not capped
+        # The control database shares pg1 with shard1, under pg1's cap.
+        with psycopg.connect(stack.postgres("pg1").conninfo("quantumquill"), autocommit=True) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+            assert backend is not None and backend[0] in stack.cgroup("pg1").pids()
+        assert env["DATABASE_URL"] == stack.postgres("pg1").url("quantumquill")
     finally:
         stack.down()
     for name in stack.topology.servers:
