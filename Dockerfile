@@ -23,6 +23,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GUNICORN_BIND=0.0.0.0:8000
 
 WORKDIR /app
+# psql: the warehouse sync's first load into DuckDB reads the shards with it (docs/analytics.md, WAREHOUSE_PSQL).
+RUN apt-get update && apt-get install --yes --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --create-home --home-dir /home/app app
 COPY --from=build /opt/venv /opt/venv
 COPY manage.py ./

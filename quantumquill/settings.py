@@ -467,4 +467,7 @@ WAREHOUSE = {
     "URL": _warehouse_url,
     "DUCKDB_PATH": Path(env_str("WAREHOUSE_DUCKDB_PATH", "", environ=_env) or BASE_DIR / "var" / "warehouse.duckdb"),
     "POLL_SECONDS": env_float("WAREHOUSE_POLL_SECONDS", 0.5, minimum=0.05, maximum=60, environ=_env),
+    # The psql an initial load into DuckDB reads the sources with (docs/analytics.md): unset finds one, "off" reads
+    # through the Python driver.
+    "PSQL": env_str("WAREHOUSE_PSQL", "", environ=_env) or "",
 }

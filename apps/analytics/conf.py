@@ -16,6 +16,7 @@ class WarehouseConfig:
     duckdb_path: Path = Path("var/warehouse.duckdb")
     poll_seconds: float = 0.5
     batch_changes: int = 20_000
+    psql: str = ""  # the psql an initial load into DuckDB reads with: "" finds one, "off" reads through the driver
 
     @property
     def engine(self) -> str:
@@ -35,4 +36,5 @@ def get_config() -> WarehouseConfig:
         duckdb_path=Path(raw.get("DUCKDB_PATH", WarehouseConfig.duckdb_path)),
         poll_seconds=float(raw.get("POLL_SECONDS", WarehouseConfig.poll_seconds)),
         batch_changes=int(raw.get("BATCH_CHANGES", WarehouseConfig.batch_changes)),
+        psql=str(raw.get("PSQL", WarehouseConfig.psql)),
     )

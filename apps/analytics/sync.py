@@ -42,6 +42,7 @@ from shardrouter.mapstore import load_map_from_database
 
 from . import aggregates, capture
 from .conf import WarehouseConfig
+from .copyout import PsqlCopy, find_psql
 from .engines import Warehouse, warehouse
 from .errors import RowsPresent, WarehouseError
 from .facts import (
@@ -291,8 +292,11 @@ class Syncer:
         where = " OR ".join(f"(user_id >= {lo} AND user_id < {hi})" for lo, hi in owned) or "false"
         total = 0
         spans: list[date] = []
+        # DuckDB takes CSV, which psql reads for it in this transaction's snapshot (copyout.py).
+        psql = find_psql(self.config.psql) if wh.copy_format == "csv" else None
         with wh.transaction(), conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0]) if psql else ""  # type: ignore[index]
             for table, select in INITIAL_SELECT.items():
                 # One pass over the source per table: the progress bar's total is the planner's estimate.
                 expected = _estimated_rows(conn, f"SELECT 1 FROM {table} WHERE {where}")
@@ -311,12 +315,18 @@ class Syncer:
                 ) -> Iterator[IO[bytes]]:
                     nonlocal done
                     done = 0  # read from the start (again, if the warehouse asks twice)
+                    if psql:
+                        with PsqlCopy(psql, capture.source_conninfo(alias), snapshot, query, seen) as copy:
+                            yield copy  # type: ignore[misc]
+                        return
                     # A savepoint: a read cut short (the warehouse failed mid-COPY) leaves the snapshot usable.
                     with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
                         yield _CopyReader(copy, seen, binary=wh.copy_format == "binary")  # type: ignore[misc]
 
                 scratch = _scratch(self.config, alias, fact)
-                wh.copy_rows_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
+                # An empty source (a new shard, the control database in sharded mode) costs one index probe.
+                if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {where})").fetchone() == (True,):
+                    wh.copy_rows_into(fact, FACT_COLUMNS[fact], rows, scratch, skip_present=skip_present)
                 if self.progress:
                     self.progress(f"{alias} {fact}", done, done)
                 total += done
