@@ -534,11 +534,7 @@ def pg1_monitor() -> Any:
     """One connection to pg1 for the counters, kept open: a new backend on a server at its cap can take
     longer to start than the connection timeout allows. Open it first while the caps are lifted."""
     if not _monitor or _monitor[0].closed:
-        import psycopg
-
-        from shardrouter.control import conninfo_for
-
-        _monitor[:] = [psycopg.connect(conninfo_for("shard1"), autocommit=True)]
+        _monitor[:] = [connect_monitor("shard1")]
     return _monitor[0]
 
 

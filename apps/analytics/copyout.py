@@ -17,15 +17,16 @@ twice).
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
+from contextlib import suppress
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from quantumquill.devstack.postgres import wheel_install
 
 from .errors import WarehouseError
 
@@ -52,12 +53,10 @@ def find_psql(setting: str) -> str | None:
 
 
 def _embedded_psql() -> str | None:
-    """The ``psql`` of the embedded stack's PostgreSQL wheel, found without importing the wheel."""
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    candidate = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / "psql"
-    return str(candidate) if os.access(candidate, os.X_OK) else None
+    """The ``psql`` of the embedded stack's PostgreSQL wheel, if installed."""
+    install = wheel_install()
+    candidate = install / "bin" / "psql" if install else None
+    return str(candidate) if candidate and os.access(candidate, os.X_OK) else None
 
 
 class PsqlCopy:
@@ -93,10 +92,8 @@ class PsqlCopy:
         )
         assert self._process.stdout is not None
         self._out = self._process.stdout.fileno()
-        try:  # above the system's limit (fs.pipe-max-size) the default buffer will do
+        with suppress(OSError):  # above the system's limit (fs.pipe-max-size) the default buffer will do
             fcntl.fcntl(self._out, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except OSError:
-            pass
         self._ended = False
 
     def read(self, size: int = -1) -> bytes:

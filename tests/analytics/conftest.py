@@ -80,6 +80,14 @@ def warehouse_config(request: pytest.FixtureRequest) -> WarehouseConfig:
     return config
 
 
+def seed_users(make_user: Any, users: list[int], per_user: int, *, rng: random.Random) -> list[int]:
+    """Each user made, with ``per_user`` generations on the shard that owns it (shard1 below 1000, else shard2)."""
+    for user in users:
+        make_user(user)
+    ids = seed_content("shard1", [u for u in users if u < 1000], per_user, rng=rng)
+    return ids + seed_content("shard2", [u for u in users if u >= 1000], per_user, rng=rng)
+
+
 def seed_content(alias: str, users: list[int], per_user: int, *, rng: random.Random, days: int = 20) -> list[int]:
     """Generations over ``days`` days (various statuses, models, latencies, sizes) and their usage events."""
     generations, events = [], []

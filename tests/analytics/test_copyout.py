@@ -24,7 +24,7 @@ from apps.analytics.conf import WarehouseConfig
 from apps.analytics.copyout import PsqlCopy, find_psql
 from apps.analytics.errors import WarehouseError
 from apps.analytics.sync import Syncer
-from tests.analytics.conftest import seed_content
+from tests.analytics.conftest import seed_users
 from tests.analytics.support import assert_warehouse_equals_owners, owners_rows
 from tests.analytics.test_parity import assert_parity
 from tests.conftest import ALL_DATABASES
@@ -190,11 +190,7 @@ def test_a_duckdb_load_through_the_driver_equals_the_owners(duckdb_warehouse: Wa
     """WAREHOUSE_PSQL=off: the load reads through the Python driver, with the same result."""
     config = WarehouseConfig(duckdb_path=duckdb_warehouse.duckdb_path, poll_seconds=0.1, psql="off")
     rng = random.Random(21)
-    users = [9, 700, 1300, 9000]
-    for user in users:
-        make_user(user)
-    seed_content("shard1", [u for u in users if u < 1000], 25, rng=rng)
-    seed_content("shard2", [u for u in users if u >= 1000], 25, rng=rng)
+    seed_users(make_user, [9, 700, 1300, 9000], 25, rng=rng)
     outcome = Syncer(config).catch_up()
     assert all(s.error is None for s in outcome.sources), outcome
     generations, events = owners_rows()

@@ -10,7 +10,7 @@ import pytest
 from apps.analytics.conf import WarehouseConfig
 from apps.analytics.sync import Syncer
 from apps.content.models import Generation
-from tests.analytics.conftest import seed_content
+from tests.analytics.conftest import seed_content, seed_users
 from tests.analytics.support import SyncProcess, assert_warehouse_equals_owners
 from tests.analytics.test_parity import assert_parity
 from tests.conftest import ALL_DATABASES
@@ -38,10 +38,7 @@ def test_a_sync_killed_at_a_crash_point_neither_loses_nor_applies_twice(
     duckdb_warehouse: WarehouseConfig, step: str, make_user: Any
 ) -> None:
     rng = random.Random(step)
-    for user in USERS:
-        make_user(user)
-    seed_content("shard1", [u for u in USERS if u < 1000], 60, rng=rng)
-    seed_content("shard2", [u for u in USERS if u >= 1000], 60, rng=rng)
+    seed_users(make_user, USERS, 60, rng=rng)
     if step.startswith("apply"):
         Syncer(duckdb_warehouse).catch_up()
         change_everything(rng)

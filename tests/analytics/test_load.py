@@ -22,7 +22,7 @@ from apps.analytics.errors import WarehouseUnavailable
 from apps.analytics.schema import create_schema
 from apps.analytics.sync import Syncer
 from shardrouter.control import conninfo_for
-from tests.analytics.conftest import seed_content
+from tests.analytics.conftest import seed_users
 from tests.analytics.support import assert_warehouse_equals_owners
 from tests.analytics.test_parity import assert_parity
 from tests.conftest import ALL_DATABASES
@@ -34,11 +34,7 @@ def test_a_load_over_rows_already_present_skips_them_and_recomputes_the_aggregat
     warehouse_config: WarehouseConfig, make_user: Any
 ) -> None:
     rng = random.Random(13)
-    users = [8, 600, 1200, 7000]
-    for user in users:
-        make_user(user)
-    seed_content("shard1", [u for u in users if u < 1000], 30, rng=rng)
-    seed_content("shard2", [u for u in users if u >= 1000], 30, rng=rng)
+    seed_users(make_user, [8, 600, 1200, 7000], 30, rng=rng)
     first = Syncer(warehouse_config).catch_up()
     assert all(s.error is None for s in first.sources), first
 

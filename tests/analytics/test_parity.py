@@ -14,7 +14,7 @@ from apps.analytics.reports import REPORTS, run_report
 from apps.analytics.shards import run_report_on_shards
 from apps.analytics.sync import Syncer
 from apps.content.models import Generation
-from tests.analytics.conftest import DAY0, seed_content
+from tests.analytics.conftest import DAY0, seed_content, seed_users
 from tests.conftest import ALL_DATABASES
 
 pytestmark = [pytest.mark.django_db(databases=ALL_DATABASES, transaction=True), pytest.mark.slow]
@@ -49,10 +49,7 @@ def test_every_report_on_the_warehouse_equals_scatter_gather_on_the_shards(
 ) -> None:
     rng = random.Random(7)
     users = [5, 17, 400, 999, 1000, 1500, 80_000]
-    for user in users:
-        make_user(user)
-    ids = seed_content("shard1", [u for u in users if u < 1000], 40, rng=rng)
-    ids += seed_content("shard2", [u for u in users if u >= 1000], 40, rng=rng)
+    ids = seed_users(make_user, users, 40, rng=rng)
 
     syncer = Syncer(warehouse_config)
     first = syncer.catch_up()
