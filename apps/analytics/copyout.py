@@ -17,16 +17,16 @@ twice).
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from contextlib import suppress
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from quantumquill.devstack.postgres import wheel_install
 
 from .errors import WarehouseError
 
@@ -53,10 +53,13 @@ def find_psql(setting: str) -> str | None:
 
 
 def _embedded_psql() -> str | None:
-    """The ``psql`` of the embedded stack's PostgreSQL wheel, if installed."""
-    install = wheel_install()
-    candidate = install / "bin" / "psql" if install else None
-    return str(candidate) if candidate and os.access(candidate, os.X_OK) else None
+    """The ``psql`` of the embedded stack's PostgreSQL wheel, found without importing the wheel (the apps do not
+    import the project's devstack, which locates the same wheel for its servers)."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    candidate = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / "psql"
+    return str(candidate) if os.access(candidate, os.X_OK) else None
 
 
 class PsqlCopy:

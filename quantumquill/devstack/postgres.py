@@ -62,22 +62,13 @@ def _bin_dir() -> Path:
         return _locate_bin_dir()
 
 
-def wheel_install() -> Path | None:
-    """The ``pginstall`` folder of the PostgreSQL wheel (``pgserver``), or None if it is not installed.
-
-    Located without importing the wheel: its import touches per-user runtime folders we don't use.
-    """
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall"
-
-
 @functools.cache
 def _locate_bin_dir() -> Path:
-    install = wheel_install()
-    if install is None:
+    # Locate the wheel without importing it: its import touches per-user runtime folders we don't use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("The pgserver package is not installed; run `pip install -r requirements.txt`.")
+    install = Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall"
     if not _needs_reachable_place(install):
         return install / "bin"
     # The server's user cannot reach the wheel's binaries: run a copy of them (about 40 MB, made once per
