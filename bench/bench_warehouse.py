@@ -16,7 +16,9 @@ Options: ``--generations`` (default 100000, each with a usage event: 200000 rows
    baseline: reading them and nothing else; as CSV and as binary, the faster of the two), then ``Syncer.catch_up()`` on an empty PostgreSQL database and on
    an empty DuckDB file (the initial load: read, write, aggregate, commit), the raw COPY again after each.
    Ratio = load rate / COPY rate, the COPY rate being the mean of the two COPYs around that load (and, reported
-   too, the COPY before it alone).
+   too, the COPY before it alone). Each load's steps are timed too (``PhaseTimer``: each table's read and insert,
+   commits, the daily aggregates, closing the warehouse), logged and kept in the JSON; ``plot_warehouse_steps.py``
+   draws them.
 2. Lag: single-row insert transactions at ``--rate`` per second in all (half on each shard) while the sync
    follows (DuckDB); for each applied source transaction, the time from its commit on the shard to the end of the
    sync cycle whose warehouse commit contains it.
@@ -28,6 +30,7 @@ Options: ``--generations`` (default 100000, each with a usage event: 200000 rows
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -37,6 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -52,9 +56,9 @@ import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connections  # noqa: E402
 
-from apps.analytics import capture  # noqa: E402
+from apps.analytics import aggregates, capture  # noqa: E402
 from apps.analytics.conf import WarehouseConfig  # noqa: E402
-from apps.analytics.engines import Warehouse, warehouse  # noqa: E402
+from apps.analytics.engines import DuckDBWarehouse, PostgresWarehouse, Warehouse, warehouse  # noqa: E402
 from apps.analytics.facts import INITIAL_SELECT  # noqa: E402
 from apps.analytics.reports import run_report, run_report_on  # noqa: E402
 from apps.analytics.shards import run_report_on_shards  # noqa: E402
@@ -138,13 +142,77 @@ def drop_capture() -> None:
             capture.drop_capture(conn)
 
 
-def load_seconds(config: WarehouseConfig) -> float:
+def load_seconds(config: WarehouseConfig, phases: list[tuple[str, float, float]] | None = None) -> float:
+    """One initial load (``Syncer.catch_up()`` on an empty warehouse); ``phases`` gets its timeline if given."""
     drop_capture()
     started = time.perf_counter()
-    outcome = Syncer(config).catch_up()
+    with PhaseTimer(started, phases) if phases is not None else contextlib.nullcontext():
+        outcome = Syncer(config).catch_up()
     elapsed = time.perf_counter() - started
     assert all(s.error is None for s in outcome.sources), outcome
     return elapsed
+
+
+class PhaseTimer:
+    """Times the steps of a load by wrapping the warehouse's methods: ``(phase, start, end)``, seconds from start.
+
+    Phases: each table's read and insert (``copy_rows_into``), each commit, the daily aggregates (with their
+    commit) and closing the warehouse (DuckDB checkpoints there); the rest (schema, dimensions, slots, the load's
+    checks on the source) is what lies between them.
+    """
+
+    def __init__(self, started: float, phases: list[tuple[str, float, float]]) -> None:
+        self._started, self._phases = started, phases
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def _record(self, phase: str, begin: float, end: float | None = None) -> None:
+        self._phases.append((phase, begin - self._started, (end or time.perf_counter()) - self._started))
+
+    def _wrap(self, owner: Any, name: str, phase: str) -> None:
+        original = getattr(owner, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._record(phase, begin)
+
+        setattr(owner, name, wrapped)
+        self._undo.append((owner, name, original))
+
+    def _wrap_transaction(self, owner: Any) -> None:
+        original = owner.transaction
+
+        @contextlib.contextmanager
+        def wrapped(*args: Any, **kwargs: Any) -> Iterator[None]:
+            with original(*args, **kwargs):
+                yield
+                body_done = time.perf_counter()
+            self._record("commit", body_done)
+
+        owner.transaction = wrapped
+        self._undo.append((owner, "transaction", original))
+
+    def __enter__(self) -> PhaseTimer:
+        for cls in (DuckDBWarehouse, PostgresWarehouse):
+            self._wrap(cls, "copy_rows_into", "read and insert")
+            self._wrap(cls, "close", "close")
+            self._wrap_transaction(cls)
+        self._wrap(aggregates, "refresh_stale", "aggregates")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        # Commits shorter than 10 ms (bookkeeping) and the aggregates' own (counted in theirs) are left out.
+        aggregates_spans = [(b, e) for p, b, e in self._phases if p == "aggregates"]
+        kept = [
+            (p, b, e)
+            for p, b, e in self._phases
+            if p != "commit" or (e - b > 0.01 and not any(ab <= b and e <= ae for ab, ae in aggregates_spans))
+        ]
+        self._phases[:] = sorted(kept, key=lambda span: span[1])
 
 
 def follow_lag(config: WarehouseConfig, *, rate: float, seconds: float) -> dict[str, Any]:
@@ -230,6 +298,14 @@ def facts_query(wh: Warehouse) -> None:
     )
 
 
+def phase_summary(phases: list[tuple[str, float, float]], total: float) -> str:
+    spent: dict[str, float] = {}
+    for phase, begin, end in phases:
+        spent[phase] = spent.get(phase, 0.0) + end - begin
+    spent["other (schema, dimensions, slots, checks)"] = total - sum(spent.values())
+    return ", ".join(f"{phase} {seconds:.2f}s" for phase, seconds in spent.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generations", type=int, default=100_000)
@@ -265,7 +341,8 @@ def main() -> None:
             configs = {"postgresql": pg, "duckdb": duck}
             loads: dict[str, Any] = {"round": round_number, "loadavg_start": _loadavg()}
             for label in engines:
-                seconds = load_seconds(configs[label])
+                phases: list[tuple[str, float, float]] = []
+                seconds = load_seconds(configs[label], phases)
                 after, _ = raw_copy_seconds()
                 copies.append(after)
                 around = (copies[-2] + copies[-1]) / 2
@@ -277,12 +354,14 @@ def main() -> None:
                     # Against the COPY just before the load alone as well: the one after it may run on a busier
                     # machine.
                     "ratio_copy_before": round(copies[-2] / seconds, 2),
+                    "phases": [(p, round(b, 3), round(e, 3)) for p, b, e in phases],
                 }
                 log(
                     f"round {round_number}: initial load into {label}: {seconds:.2f}s ({rows / seconds:,.0f} rows/s); "
                     f"raw COPY before/after {copies[-2]:.2f}s/{after:.2f}s; ratio {around / seconds:.2f} "
                     f"({copies[-2] / seconds:.2f} against the COPY before it); load average {_loadavg()}"
                 )
+                log(f"  steps: {phase_summary(phases, seconds)}")
             loads["loadavg_end"] = _loadavg()
             results["rounds"].append(loads)
         results["raw_copy_s"] = [round(c, 2) for c in copies]

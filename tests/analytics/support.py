@@ -46,7 +46,11 @@ def owners_rows() -> tuple[dict[int, tuple[Any, ...]], dict[int, tuple[Any, ...]
 
 
 def warehouse_rows(config: WarehouseConfig) -> tuple[dict[int, tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
+    """The live facts by id; an id held twice (tombstones included) fails: DuckDB's facts have no key to refuse it."""
     with warehouse(config, read_only=True) as wh:
+        for fact in ("fact_generation", "fact_usage"):
+            twice = wh.fetchall(f"SELECT id, count(*) FROM {fact} GROUP BY id HAVING count(*) > 1 LIMIT 5")
+            assert not twice, f"{fact}: ids held more than once: {twice}"
         generations = {
             int(r[0]): tuple(r[1:])
             for r in wh.fetchall(

@@ -1,7 +1,8 @@
 """The initial load over rows the warehouse already holds (rows that changed shard): no failure, no duplicate.
 
 The PostgreSQL warehouse loads with a COPY straight into the fact table and, when a row is already there, undoes
-that COPY and loads again from the same source snapshot through a staging table; DuckDB anti-joins. Either way
+that COPY and loads again from the same source snapshot through a staging table; DuckDB inserts, finds an id held
+twice, and loads again with an anti-join. Either way
 the warehouse must end equal to the owners' rows, with the daily aggregates of the loaded days recomputed.
 """
 
@@ -19,10 +20,10 @@ from apps.analytics import aggregates, engines
 from apps.analytics.conf import WarehouseConfig
 from apps.analytics.engines import warehouse
 from apps.analytics.errors import WarehouseUnavailable
-from apps.analytics.schema import create_schema
+from apps.analytics.schema import TABLES, create_schema
 from apps.analytics.sync import Syncer
 from shardrouter.control import conninfo_for
-from tests.analytics.conftest import seed_users
+from tests.analytics.conftest import seed_content, seed_users
 from tests.analytics.support import assert_warehouse_equals_owners
 from tests.analytics.test_parity import assert_parity
 from tests.conftest import ALL_DATABASES
@@ -108,3 +109,55 @@ class _Chunks:
 
     def read(self, size: int = -1) -> bytes:
         return bytes(next(self._chunks, b""))
+
+
+def test_duckdb_facts_carry_no_key_yet_every_id_stays_single_through_loads_and_changes(
+    duckdb_warehouse: WarehouseConfig, make_user: Any
+) -> None:
+    """DuckDB's fact tables are created without a primary key (an index the load paid a third of its time for):
+    the sync itself keeps one row per id, through the initial load of both shards and the changes after it
+    (inserts, updates of loaded rows, deletes), and a cycle ends checkpointed, with no write-ahead log left."""
+    rng = random.Random(17)
+    seed_users(make_user, [5, 650, 1500, 8000], 20, rng=rng)
+    assert all(s.error is None for s in Syncer(duckdb_warehouse).catch_up().sources)
+    with warehouse(duckdb_warehouse, read_only=True) as wh:
+        keys = wh.fetchall(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+            "AND table_name IN ('fact_generation', 'fact_usage')"
+        )
+    assert keys == []
+    assert not duckdb_warehouse.duckdb_path.with_name(duckdb_warehouse.duckdb_path.name + ".wal").exists()
+
+    seed_content("shard2", [1500, 8000], 5, rng=rng)
+    with psycopg.connect(conninfo_for("shard1"), autocommit=True) as conn:
+        conn.execute("UPDATE content_generation SET status = 'cancelled', prompt = prompt || 'x' WHERE user_id = 5")
+        conn.execute("DELETE FROM content_usageevent WHERE user_id = 650")
+    assert all(s.error is None for s in Syncer(duckdb_warehouse).catch_up().sources)
+    assert_warehouse_equals_owners(duckdb_warehouse)  # fails on an id held twice
+    assert_parity(duckdb_warehouse)
+
+
+def test_a_duckdb_file_from_before_keyed_facts_were_dropped_still_loads_and_follows(
+    duckdb_warehouse: WarehouseConfig, make_user: Any
+) -> None:
+    """A warehouse file whose fact tables were created with a primary key keeps it and keeps working: the load
+    into it, a load over rows already present (the key refuses them: loaded again, skipping them) and changes."""
+    with warehouse(duckdb_warehouse) as wh:
+        for name, columns in TABLES.items():  # as created before: every table with its key
+            wh.execute(f"CREATE TABLE {name} ({columns})")
+        create_schema(wh)
+    rng = random.Random(19)
+    seed_users(make_user, [6, 660, 1600, 8100], 20, rng=rng)
+    assert all(s.error is None for s in Syncer(duckdb_warehouse).catch_up().sources)
+    with warehouse(duckdb_warehouse) as wh, wh.transaction():
+        wh.execute("DELETE FROM fact_generation WHERE user_id = 1600")
+        wh.execute("UPDATE wh_source SET loaded = FALSE WHERE alias = 'shard2'")
+    seed_content("shard1", [6], 3, rng=rng)
+    second = Syncer(duckdb_warehouse).catch_up()
+    assert all(s.error is None for s in second.sources), second
+    assert [s.alias for s in second.sources if s.loaded_rows] == ["shard2"], second
+    with warehouse(duckdb_warehouse, read_only=True) as wh:
+        keys = wh.fetchall("SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'")
+    assert ("fact_generation",) in keys
+    assert_warehouse_equals_owners(duckdb_warehouse)
+    assert_parity(duckdb_warehouse)
