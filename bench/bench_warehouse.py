@@ -142,11 +142,11 @@ def drop_capture() -> None:
             capture.drop_capture(conn)
 
 
-def load_seconds(config: WarehouseConfig, phases: list[tuple[str, float, float]] | None = None) -> float:
-    """One initial load (``Syncer.catch_up()`` on an empty warehouse); ``phases`` gets its timeline if given."""
+def load_seconds(config: WarehouseConfig, phases: list[tuple[str, float, float]]) -> float:
+    """One initial load (``Syncer.catch_up()`` on an empty warehouse); ``phases`` gets its steps."""
     drop_capture()
     started = time.perf_counter()
-    with PhaseTimer(started, phases) if phases is not None else contextlib.nullcontext():
+    with PhaseTimer(started, phases):
         outcome = Syncer(config).catch_up()
     elapsed = time.perf_counter() - started
     assert all(s.error is None for s in outcome.sources), outcome
@@ -165,8 +165,8 @@ class PhaseTimer:
         self._started, self._phases = started, phases
         self._undo: list[tuple[Any, str, Any]] = []
 
-    def _record(self, phase: str, begin: float, end: float | None = None) -> None:
-        self._phases.append((phase, begin - self._started, (end or time.perf_counter()) - self._started))
+    def _record(self, phase: str, begin: float) -> None:
+        self._phases.append((phase, begin - self._started, time.perf_counter() - self._started))
 
     def _wrap(self, owner: Any, name: str, phase: str) -> None:
         original = getattr(owner, name)

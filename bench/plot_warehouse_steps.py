@@ -31,9 +31,12 @@ def plot_phases(out: Path, runs: list[str]) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 1.4 + 1.2 * len(runs)))
     labels = []
+    sizes = set()
     for lane, run in enumerate(runs):
         label, _, path = run.rpartition("=")
-        rounds = [r["duckdb"] for r in json.loads(Path(path).read_text())["rounds"] if "duckdb" in r]
+        results = json.loads(Path(path).read_text())
+        sizes.add(results["rows"])
+        rounds = [r["duckdb"] for r in results["rounds"] if "duckdb" in r]
         load = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
         y = lane * 3
         copy_s = (load["copy_before_s"] + load["copy_after_s"]) / 2
@@ -46,7 +49,7 @@ def plot_phases(out: Path, runs: list[str]) -> None:
         labels.append((y + 1.2, label or Path(path).stem))
     ax.set_yticks([y for y, _ in labels], [text for _, text in labels])
     ax.set_xlabel("seconds from the start of the load (white gaps: schema, dimensions, slots, checks)")
-    ax.set_title("Initial load into DuckDB, 2,000,000 rows, step by step")
+    ax.set_title(f"Initial load into DuckDB, {' / '.join(f'{n:,}' for n in sorted(sizes))} rows, step by step")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in PHASE_COLOURS.values()]
     ax.set_xlim(0, max(ax.get_xlim()[1], 1) * 1.3)
     ax.set_ylim(-0.5, 3 * len(runs) + 1.5)
